@@ -1,0 +1,51 @@
+# Anvil: the two commands a newcomer needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONSTRAINTS := requirements/constraints.txt
+export ANVIL_DATA_DIR ?= $(CURDIR)/var
+FORGE_PORT ?= 8000
+DEMO_PORT ?= 8001
+
+.PHONY: run test lint bench install install-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+
+$(VENV)/.installed: $(BIN)/python client/pyproject.toml forge/pyproject.toml $(CONSTRAINTS)
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e client -e forge
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements/test.txt $(CONSTRAINTS)
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -r requirements/test.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+## Set up, migrate and seed a SQLite FORGE under var/, then serve it and the demo LIVE app.
+run: install
+	DEBUG=true $(BIN)/anvil-forge manage migrate --no-input
+	DEBUG=true $(BIN)/anvil-forge demo
+	DEBUG=true FORGE_PORT=$(FORGE_PORT) DEMO_PORT=$(DEMO_PORT) $(BIN)/python -m anvil_forge.devrun
+
+## Set up and run every test (SQLite always; PostgreSQL too when ANVIL_TEST_DATABASE_URL is set).
+test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/anvil-forge manage makemigrations --check --dry-run
+	$(BIN)/pytest
+	@if [ -n "$$ANVIL_TEST_DATABASE_URL" ]; then \
+	  echo "== again on PostgreSQL: $$ANVIL_TEST_DATABASE_URL"; \
+	  DATABASE_URL="$$ANVIL_TEST_DATABASE_URL" $(BIN)/pytest forge/tests tests -m "not browser"; \
+	fi
+
+lint: install-test
+	$(BIN)/ruff check .
+
+bench: install-test
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var

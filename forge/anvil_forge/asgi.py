@@ -1,0 +1,35 @@
+"""The FORGE's ASGI application: Django for pages and the API, beside small Starlette endpoints.
+
+The LIVE stream is a Starlette endpoint and not a Django view: a Django async view pins one OS thread
+per open stream (its sync ``request_started`` receivers), while a Starlette endpoint costs a few KB of
+memory per idle connection. Static files are served by Starlette too.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anvil_forge.settings")
+
+import django
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.routing import Mount  # noqa: E402
+from starlette.staticfiles import StaticFiles  # noqa: E402
+
+django_application = get_asgi_application()
+
+
+def build_application() -> Starlette:
+    routes = [
+        Mount(settings.STATIC_URL.rstrip("/"), app=StaticFiles(directory=settings.STATIC_DIR), name="static"),
+        Mount("/", app=django_application),
+    ]
+    return Starlette(routes=routes)
+
+
+application = build_application()

@@ -1,0 +1,93 @@
+"""Releases, ACCESS_TOKENs and the registry of LIVE instances."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Release(models.Model):
+    """Version N of set S is live in environment E. Append-only; the newest per (environment, set) is current.
+
+    The primary key doubles as the stream's event id: it only grows, so ``Last-Event-ID`` resumes from it.
+    """
+
+    environment = models.ForeignKey("prompts.Environment", on_delete=models.CASCADE, related_name="releases")
+    prompt_set = models.ForeignKey("prompts.PromptSet", on_delete=models.CASCADE, related_name="releases")
+    version = models.ForeignKey("prompts.PromptSetVersion", on_delete=models.PROTECT, related_name="releases")
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    published_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["environment", "prompt_set", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.version} in {self.environment.slug}"
+
+
+class TokenKind(models.TextChoices):
+    LIVE = "live", "LIVE instance"
+    PEER = "peer", "Peer FORGE"
+
+
+class AccessToken(models.Model):
+    project = models.ForeignKey("prompts.Project", on_delete=models.CASCADE, related_name="access_tokens")
+    environment = models.ForeignKey("prompts.Environment", on_delete=models.CASCADE, related_name="access_tokens")
+    kind = models.CharField(max_length=8, choices=TokenKind.choices)
+    name = models.CharField(max_length=200)
+    # The readable start of the token ("anvil_live_Xy12ab"), shown in lists and logs; never the secret part.
+    prefix = models.CharField(max_length=32)
+    token_hash = models.CharField(max_length=64, unique=True)  # sha256 hex of the whole token
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+
+class InstanceMode(models.TextChoices):
+    ACCEPTING = "ACCEPTING", "Accepting"
+    FROZEN = "FROZEN", "Frozen"
+
+
+class LiveInstance(models.Model):
+    """A running client that checked in. One row per (environment, instance id)."""
+
+    project = models.ForeignKey("prompts.Project", on_delete=models.CASCADE, related_name="instances")
+    environment = models.ForeignKey("prompts.Environment", on_delete=models.CASCADE, related_name="instances")
+    token = models.ForeignKey(AccessToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    instance_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=200)
+    host = models.CharField(max_length=255)
+    process_count = models.PositiveIntegerField(default=1)
+    client_version = models.CharField(max_length=32)
+    mode = models.CharField(max_length=16, choices=InstanceMode.choices, default=InstanceMode.ACCEPTING)
+    pins = models.JSONField(default=dict, blank=True)  # {"core": 3}
+    versions = models.JSONField(default=dict, blank=True)  # {"core": 4}: what it runs per set
+    # {"welcome.message": ["name", "plan"], ...}: the prompt ids and variable names the application used.
+    usage = models.JSONField(default=dict, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "instance_id"], name="instance_unique_in_environment")
+        ]
+        ordering = ["name", "instance_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.host})"

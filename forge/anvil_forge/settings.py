@@ -1,0 +1,203 @@
+"""Django settings for the FORGE, read from the environment.
+
+Production is the default: ``DEBUG`` is off unless set, and then ``SECRET_KEY`` and ``ALLOWED_HOSTS``
+must be given or the FORGE refuses to start with a message naming what is missing. With ``DEBUG=true``
+(what ``make run`` uses) a secret key is generated once and kept under ``ANVIL_DATA_DIR``.
+
+Environment:
+    DATABASE_URL      sqlite:///path or postgresql://user@host:5432/db (default: SQLite under ANVIL_DATA_DIR)
+    ANVIL_DATA_DIR    where the SQLite database and generated files live (default: ./var)
+    SECRET_KEY        required when DEBUG is off
+    ALLOWED_HOSTS     comma-separated; required when DEBUG is off
+    DEBUG             true/false (default false)
+    ANVIL_PUBLIC_URL  the URL LIVE clients and peers use to reach this FORGE (goes into bundles)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in TRUE_WORDS
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+BASE_DIR = Path(__file__).resolve().parent
+DATA_DIR = Path(os.environ.get("ANVIL_DATA_DIR") or Path.cwd() / "var").resolve()
+DEBUG = _env_bool("DEBUG")
+TESTING = _env_bool("ANVIL_TESTING")
+
+
+def _secret_key() -> str:
+    key = os.environ.get("SECRET_KEY", "")
+    if key:
+        if not DEBUG and len(key) < 32:
+            raise ImproperlyConfigured("SECRET_KEY is too short: use at least 32 random characters.")
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY to a long random string (for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`), or set DEBUG=true for local use."
+        )
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+
+ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS")
+if not ALLOWED_HOSTS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS is not set. Set ALLOWED_HOSTS to the host names this FORGE answers to, "
+            "comma-separated (for example forge.example.com), or set DEBUG=true for local use."
+        )
+    ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+ANVIL_PUBLIC_URL = os.environ.get("ANVIL_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "anvil_forge.core",
+    "anvil_forge.accounts",
+    "anvil_forge.audit",
+    "anvil_forge.prompts",
+    "anvil_forge.distribution",
+    "anvil_forge.peering",
+    "anvil_forge.web",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "anvil_forge.core.middleware.ApplicationErrorMiddleware",
+]
+
+ROOT_URLCONF = "anvil_forge.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+ASGI_APPLICATION = "anvil_forge.asgi.application"
+
+
+def _database() -> dict:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{DATA_DIR / 'forge.sqlite3'}"
+    config = dj_database_url.parse(url, conn_max_age=0)
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # WAL lets readers (the stream's release checks) run beside a writer; IMMEDIATE makes
+        # write transactions take the lock up front instead of failing half-way on upgrade.
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        config.setdefault("OPTIONS", {})
+    else:
+        raise ImproperlyConfigured(f"DATABASE_URL names an unsupported database: {config['ENGINE']}")
+    return config
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+if TESTING:
+    # Tests create many users; argon2 at production cost would dominate the suite's time.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LOGIN_URL = "web:login"
+LOGIN_REDIRECT_URL = "web:home"
+LOGOUT_REDIRECT_URL = "web:login"
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = 60 * 60 * 12
+CSRF_COOKIE_SAMESITE = "Lax"
+# Cookies travel over HTTPS only, unless DEBUG, or ANVIL_COOKIE_SECURE=false for a loopback-only FORGE.
+SESSION_COOKIE_SECURE = _env_bool("ANVIL_COOKIE_SECURE", default=not DEBUG and not TESTING)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if _env_bool("ANVIL_BEHIND_TLS_PROXY"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_DIR = BASE_DIR / "web" / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "anvil_forge": {"handlers": ["console"], "level": os.environ.get("ANVIL_LOG_LEVEL", "INFO")},
+        "django": {"handlers": ["console"], "level": "WARNING"},
+    },
+}
+
+# Distribution tunables (see docs/operations.md).
+ANVIL_STREAM_HEARTBEAT_SECONDS = float(os.environ.get("ANVIL_STREAM_HEARTBEAT_SECONDS", "15"))
+ANVIL_STREAM_MAX_AGE_SECONDS = float(os.environ.get("ANVIL_STREAM_MAX_AGE_SECONDS", "3600"))
+ANVIL_STREAM_MAX_CONNECTIONS = int(os.environ.get("ANVIL_STREAM_MAX_CONNECTIONS", "20000"))
+ANVIL_STREAM_INLINE_BUNDLE_BYTES = int(os.environ.get("ANVIL_STREAM_INLINE_BUNDLE_BYTES", "65536"))
+ANVIL_RELEASE_POLL_SECONDS = float(os.environ.get("ANVIL_RELEASE_POLL_SECONDS", "5"))
