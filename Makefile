@@ -44,7 +44,12 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check .
 
-bench: install-test
+$(VENV)/.installed-bench: $(VENV)/.installed-test requirements/bench.txt $(CONSTRAINTS)
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -r requirements/bench.txt
+	touch $@
+
+## Run every benchmark (about ten minutes on 2 cores); figures in bench/results/, report in docs/benchmarks.md.
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench
 
 clean:

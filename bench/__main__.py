@@ -1,0 +1,107 @@
+"""``python -m bench`` (``make bench``): run every benchmark, each in its own bounded process.
+
+Each benchmark is a module ``bench.<name>`` that writes ``bench/results/<name>.json``. They run one
+after another (the machine has 2 cores: two benchmarks at once would measure each other), each
+under a wall-clock limit; a benchmark that overruns is killed with its whole process group and
+reported, and the others still run. The limits add up to about ten minutes. At the end the tables
+in ``docs/benchmarks.md`` are regenerated from the results (``bench.report``).
+
+    python -m bench                  # everything
+    python -m bench hot_path startup # some
+    python -m bench --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from bench.common import ROOT, log, write_result
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    module: str
+    timeout_s: int
+    what: str
+
+
+# In order; limits sum to about ten minutes (typical runs take well under them).
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark("hot_path", "bench.hot_path", 60, "prompt() against dict+format_map and raw Jinja2"),
+    Benchmark("hot_path_langfuse", "bench.hot_path_langfuse", 45, "Langfuse cached get_prompt().compile() column"),
+    Benchmark("startup", "bench.startup", 45, "fresh process, first prompt from a 1,000-prompt cache, FORGE down"),
+    Benchmark("content_scale", "bench.content_scale", 60, "bundles of 10, 1,000, 10,000 prompts"),
+    Benchmark("api", "bench.api", 110, "bundle GET (304 and 200) req/s on SQLite and PostgreSQL"),
+    Benchmark("propagation", "bench.propagation", 150, "publish-to-client latency over 100/1,000/5,000 streams"),
+    Benchmark("idle_streams", "bench.idle_streams", 130, "RSS and heartbeats at 1,000 and 10,000 idle streams"),
+)
+
+
+def run_one(benchmark: Benchmark) -> dict[str, object]:
+    if importlib.util.find_spec(benchmark.module) is None:
+        log(f"{benchmark.name}: missing ({benchmark.module} does not exist)")
+        return {"status": "missing", "seconds": 0}
+    log(f"{benchmark.name}: {benchmark.what} (limit {benchmark.timeout_s} s)")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", benchmark.module],
+        cwd=ROOT,
+        start_new_session=True,  # its own process group: a timeout kills the FORGE and clients it started
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        code = process.wait(timeout=benchmark.timeout_s)
+        status = "ok" if code == 0 else f"failed (exit {code})"
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        status = f"timeout after {benchmark.timeout_s} s"
+    seconds = round(time.monotonic() - started, 1)
+    log(f"{benchmark.name}: {status} in {seconds} s")
+    return {"status": status, "seconds": seconds, "timeout_s": benchmark.timeout_s}
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = [b.name for b in BENCHMARKS]
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("only", nargs="*", metavar="NAME", help=f"run only these: {', '.join(names)}")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and their limits")
+    parser.add_argument("--no-report", action="store_true", help="do not regenerate docs/benchmarks.md tables")
+    args = parser.parse_args(argv)
+    if args.list:
+        for b in BENCHMARKS:
+            print(f"{b.name:18} {b.timeout_s:4d} s  {b.what}")
+        return 0
+    unknown = sorted(set(args.only) - set(names))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(names)}")
+    chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only]
+    outcomes = {b.name: run_one(b) for b in chosen}
+    write_result("summary", {"benchmarks": outcomes}, merge=True)
+    if not args.no_report and importlib.util.find_spec("bench.report") is not None:
+        from bench import report
+
+        report.main([])
+    failed = [name for name, outcome in outcomes.items() if outcome["status"] != "ok"]
+    for name in failed:
+        log(f"not ok: {name}: {outcomes[name]['status']}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""What every benchmark shares: run metadata, statistics, result files, and a FORGE to measure.
+
+Each benchmark is a module ``bench/<name>.py`` with a ``main()`` that measures, then calls
+:func:`write_result` so ``bench/results/<name>.json`` records, beside its figures, the machine, the
+Python and package versions, the git commit, the date and how loaded the machine was while it ran.
+Statistics are computed here once (nearest-rank percentiles) so every figure means the same thing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+
+# The distributions whose versions decide the figures; missing ones are recorded as null.
+PACKAGES = (
+    "anvil-client",
+    "anvil-forge",
+    "Jinja2",
+    "MarkupSafe",
+    "Django",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "psycopg",
+    "httpx",
+    "langfuse",
+    "pydantic",
+)
+
+_STARTED_AT = time.time()
+_LOAD_AT_START = os.getloadavg()
+
+
+def machine() -> dict[str, Any]:
+    """The machine the figures were taken on."""
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    mem_total_mb = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_total_mb = round(int(line.split()[1]) / 1024)
+                break
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model,
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "mem_total_mb": mem_total_mb,
+    }
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> dict[str, Any]:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": head, "dirty": bool(dirty)}
+
+
+def run_metadata() -> dict[str, Any]:
+    """Machine, Python, packages, commit, date, and the load average before and after the run."""
+    load_now = os.getloadavg()
+    cpus = os.cpu_count() or 1
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "started_at": dt.datetime.fromtimestamp(_STARTED_AT, dt.UTC).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - _STARTED_AT, 1),
+        "machine": machine(),
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
+        "packages": package_versions(),
+        "git": git_commit(),
+        "load": {
+            "loadavg_1m_at_start": round(_LOAD_AT_START[0], 2),
+            "loadavg_1m_at_end": round(load_now[0], 2),
+            # Other work on the machine competes with the benchmark: above ~0.5 per core the figures are pessimistic.
+            "loaded": max(_LOAD_AT_START[0], load_now[0]) > 0.5 * cpus,
+        },
+    }
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of a non-empty sequence."""
+    if not samples:
+        raise ValueError("percentile of no samples")
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarize(samples: Sequence[float], digits: int = 3) -> dict[str, Any]:
+    """Median, p90, p99, mean, min, max and count of ``samples``, rounded to ``digits``."""
+    if not samples:
+        return {"n": 0, "median": None, "p90": None, "p99": None, "mean": None, "min": None, "max": None}
+    return {
+        "n": len(samples),
+        "median": round(statistics.median(samples), digits),
+        "p90": round(percentile(samples, 90), digits),
+        "p99": round(percentile(samples, 99), digits),
+        "mean": round(statistics.fmean(samples), digits),
+        "min": round(min(samples), digits),
+        "max": round(max(samples), digits),
+    }
+
+
+def time_per_call_ns(call: Callable[[], Any], *, loops: int, repeats: int, warmup: int = 1) -> list[float]:
+    """Nanoseconds per call of ``call``, one sample per repeat of ``loops`` calls (after ``warmup`` repeats)."""
+    samples: list[float] = []
+    perf = time.perf_counter_ns
+    for index in range(warmup + repeats):
+        start = perf()
+        for _ in range(loops):
+            call()
+        elapsed = perf() - start
+        if index >= warmup:
+            samples.append(elapsed / loops)
+    return samples
+
+
+def write_result(name: str, figures: dict[str, Any], *, merge: bool = False, meta_key: str = "meta") -> Path:
+    """Write ``bench/results/<name>.json``: ``figures`` plus run metadata under ``meta_key``.
+
+    With ``merge``, what the file already holds is kept unless ``figures`` sets it: a script that adds
+    columns to a file another script wrote passes its own ``meta_key`` so both runs stay recorded.
+    The file is replaced atomically.
+    """
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    data: dict[str, Any] = {}
+    if merge and path.exists():
+        with contextlib.suppress(ValueError):
+            data = json.loads(path.read_text())
+    data.update(figures)
+    data[meta_key] = run_metadata()
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".json", dir=RESULTS_DIR)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_result(name: str) -> dict[str, Any] | None:
+    path = RESULTS_DIR / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's open-file limit (``ulimit -n``) towards ``wanted``; children inherit it.
+
+    Returns the soft limit now in force (capped by the hard limit, which only root may raise).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            # Root may raise the hard limit too; others live with what they have.
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of process ``pid`` in MB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time consumed so far by process ``pid`` (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_forge(
+    *, env: dict[str, str] | None = None, postgres_url: str | None = None, seed_demo: bool = True
+) -> Iterator[Any]:
+    """A FORGE (``anvil-forge serve`` under uvicorn) on a free loopback port, stopped on exit.
+
+    Reuses the test harness (``tests/forge_process.py``): a copy of a migrated, demo-seeded database,
+    SQLite under a temp data dir, or a fresh PostgreSQL database (dropped afterwards) when
+    ``postgres_url`` is given.
+    """
+    sys.path.insert(0, str(ROOT))
+    from tests import forge_process
+
+    saved = os.environ.get("DATABASE_URL")
+    if postgres_url:
+        os.environ["DATABASE_URL"] = postgres_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    forge = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="anvil-bench-") as tmp:
+            data_dir = Path(tmp)
+            database_url = forge_process.new_database(data_dir, seed_demo=seed_demo)
+            forge = forge_process.ForgeProcess(data_dir=data_dir, database_url=database_url, extra_env=env or {})
+            try:
+                forge.start(timeout=60)
+                yield forge
+            finally:
+                forge.stop()
+                forge.drop_database()
+    finally:
+        forge_process.drop_templates()
+        if saved is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = saved
+
+
+def log(message: str) -> None:
+    """Progress on stderr, stamped with the seconds since the benchmark started."""
+    print(f"[{time.time() - _STARTED_AT:7.1f}s] {message}", file=sys.stderr, flush=True)
