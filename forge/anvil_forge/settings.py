@@ -111,6 +111,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "anvil_forge.web.context_processors.navigation",
             ],
         },
     },
@@ -201,3 +202,8 @@ ANVIL_STREAM_MAX_AGE_SECONDS = float(os.environ.get("ANVIL_STREAM_MAX_AGE_SECOND
 ANVIL_STREAM_MAX_CONNECTIONS = int(os.environ.get("ANVIL_STREAM_MAX_CONNECTIONS", "20000"))
 ANVIL_STREAM_INLINE_BUNDLE_BYTES = int(os.environ.get("ANVIL_STREAM_INLINE_BUNDLE_BYTES", "65536"))
 ANVIL_RELEASE_POLL_SECONDS = float(os.environ.get("ANVIL_RELEASE_POLL_SECONDS", "5"))
+
+# Peering (see peering/config.py): other FORGEs from configuration, and how long and how much to wait for them.
+ANVIL_PEERS = os.environ.get("ANVIL_PEERS", "")
+ANVIL_PEER_TIMEOUT_SECONDS = float(os.environ.get("ANVIL_PEER_TIMEOUT_SECONDS", "5"))
+ANVIL_PEER_MAX_BYTES = int(os.environ.get("ANVIL_PEER_MAX_BYTES", str(5 * 1024 * 1024)))

@@ -1,0 +1,1 @@
+"""The FORGE's pages. Views authorise, parse, call a service or selector, and respond."""
