@@ -6,6 +6,24 @@ from django.conf import settings
 from django.db import models
 
 
+class AuditEventRefused(Exception):
+    """Raised on any attempt to change or delete an audit event: the trail is append-only."""
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):  # type: ignore[no-untyped-def]
+        raise AuditEventRefused("Audit events are append-only: they cannot be updated.")
+
+    def delete(self):  # type: ignore[no-untyped-def]
+        raise AuditEventRefused("Audit events are append-only: they cannot be deleted.")
+
+    def bulk_update(self, objs, fields, batch_size=None):  # type: ignore[no-untyped-def]
+        raise AuditEventRefused("Audit events are append-only: they cannot be updated.")
+
+    def update_or_create(self, defaults=None, create_defaults=None, **kwargs):  # type: ignore[no-untyped-def]
+        raise AuditEventRefused("Audit events are append-only: they cannot be updated.")
+
+
 class AuditEvent(models.Model):
     organisation = models.ForeignKey(
         "accounts.Organisation", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -23,9 +41,20 @@ class AuditEvent(models.Model):
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
+    objects = AuditEventQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["organisation", "-created_at"])]
 
     def __str__(self) -> str:
         return f"{self.actor_label} {self.action} {self.object_repr}"
+
+    # Guards, not business logic: an existing row is never written again, and never removed.
+    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not self._state.adding:
+            raise AuditEventRefused("Audit events are append-only: they cannot be updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AuditEventRefused("Audit events are append-only: they cannot be deleted.")

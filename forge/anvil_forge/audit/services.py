@@ -1,0 +1,50 @@
+"""Writing the audit trail. Call :func:`audit_record` inside the transaction of the change it records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models, transaction
+
+from anvil_forge.accounts.models import Organisation
+from anvil_forge.audit.models import AuditEvent
+
+
+def audit_record(
+    *,
+    actor: Any = None,
+    actor_label: str | None = None,
+    action: str,
+    obj: models.Model | None,
+    organisation: Organisation | None,
+    project: Any = None,
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one audit event: ``actor`` (a user, a ``SystemActor`` or ``None``) did ``action`` to ``obj``.
+
+    ``actor_label`` overrides the text kept for who acted (a token prefix, an instance name); by default it is
+    the actor's username, or ``"system"``. ``data`` is any JSON-serialisable detail (old and new values...).
+    Must run inside the caller's transaction so the change and its record commit or roll back together.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit_record must be called inside the transaction of the change it records")
+    user = actor if isinstance(actor, models.Model) else None
+    if actor_label is None:
+        actor_label = actor.get_username() if actor is not None else "system"
+    if obj is not None:
+        object_type = obj._meta.label_lower
+        object_id = str(obj.pk)
+        object_repr = str(obj)[:300]
+    else:
+        object_type = object_id = object_repr = ""
+    return AuditEvent.objects.create(
+        organisation=organisation,
+        project=project,
+        actor=user,
+        actor_label=actor_label[:200],
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        object_repr=object_repr,
+        data=data or {},
+    )
