@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anvil_forge.settings")
 
 Handler = Callable[[argparse.Namespace], int]
@@ -55,10 +56,140 @@ def add_manage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("arguments", nargs=argparse.REMAINDER)
 
 
+def run_demo(args: argparse.Namespace) -> int:
+    _setup_django()
+    from django.conf import settings
+
+    from anvil_forge.prompts import demo
+
+    result = demo.demo_seed(password=args.password)
+    if result.created:
+        print("Created: " + "; ".join(result.created) + ".")
+    else:
+        print("The demo data is already in place; nothing was changed.")
+    print(
+        f"\nOrganisation {demo.ORGANISATION}, project {demo.PROJECT} (environments production and staging), "
+        f"prompt set {demo.PROMPT_SET}.\nSign in at {settings.ANVIL_PUBLIC_URL}/ as one of:"
+    )
+    roles = {
+        "owner": "everything",
+        "admin": "everything, tokens, members",
+        "editor": "writes prompts, submits, publishes",
+        "reviewer": "approves or requests changes",
+        "viewer": "reads",
+    }
+    for username, password in result.users.items():
+        shown = password if password is not None else "(unchanged)"
+        print(f"  {username:<9} {shown:<14}  {roles[username]}")
+    print(
+        "\nNext: sign in as editor and publish version 2 of core to production, or from here:\n"
+        f"  anvil-forge publish {demo.ORGANISATION}/{demo.PROJECT}/{demo.PROMPT_SET} --version 2 "
+        "--environment production --as editor"
+    )
+    return 0
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--password", default="anvil-demo", help="password of the demo users (default: anvil-demo)")
+
+
+def run_createuser(args: argparse.Namespace) -> int:
+    _setup_django()
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from anvil_forge.accounts.models import Organisation, Role
+    from anvil_forge.accounts.permissions import SystemActor
+    from anvil_forge.accounts.services import membership_add, organisation_create, user_create
+    from anvil_forge.core.exceptions import ApplicationError, NotFound
+
+    if bool(args.org) != bool(args.role):
+        raise ApplicationError("give --org and --role together (for example --org acme --role editor)")
+    system = SystemActor("anvil-forge createuser")
+    with transaction.atomic():
+        user = get_user_model().objects.filter(username=args.username).first()
+        if user is not None and (args.password is not None or not args.org):
+            raise ApplicationError(f"a user named {args.username} already exists")
+        if user is None:
+            password = args.password if args.password is not None else _ask_password(args.username)
+            user = user_create(actor=system, username=args.username, password=password, email=args.email)
+            print(f"Created user {user.get_username()}.")
+        if args.org:
+            organisation = Organisation.objects.filter(slug=args.org).first()
+            if organisation is None:
+                if args.role != Role.OWNER:
+                    raise NotFound(
+                        f"no organisation {args.org}; create it by making its first owner: "
+                        f"--org {args.org} --role owner"
+                    )
+                organisation = organisation_create(actor=system, slug=args.org, name=args.org)
+                print(f"Created organisation {organisation.slug}.")
+            membership_add(actor=system, organisation=organisation, user=user, role=args.role)
+            print(f"{user.get_username()} is now {args.role} of {organisation.slug}.")
+    return 0
+
+
+def _ask_password(username: str) -> str:
+    import getpass
+
+    from anvil_forge.core.exceptions import ApplicationError
+
+    if not sys.stdin.isatty():
+        raise ApplicationError("no --password given and no terminal to ask for one")
+    first = getpass.getpass(f"Password for {username}: ")
+    if first != getpass.getpass("Again: "):
+        raise ApplicationError("the two passwords differ; nothing was created")
+    return first
+
+
+def add_createuser_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("username")
+    parser.add_argument("--password", help="the password (asked for when omitted and run in a terminal)")
+    parser.add_argument("--email", default="")
+    parser.add_argument("--org", help="also make the user a member of this organisation (slug)")
+    parser.add_argument("--role", choices=["owner", "admin", "editor", "reviewer", "viewer"])
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    _setup_django()
+    from django.contrib.auth import get_user_model
+
+    from anvil_forge.core.exceptions import ApplicationError, NotFound
+    from anvil_forge.prompts import selectors
+    from anvil_forge.prompts.services import version_publish
+
+    parts = args.target.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise ApplicationError(f"{args.target!r} is not ORG/PROJECT/SET (for example acme/support-bot/core)")
+    actor = get_user_model().objects.filter(username=args.as_user, is_active=True).first()
+    if actor is None:
+        raise NotFound(f"no active user named {args.as_user}")
+    project = selectors.project_get(actor=actor, organisation_slug=parts[0], project_slug=parts[1])
+    prompt_set = selectors.prompt_set_get(actor=actor, project=project, slug=parts[2])
+    version = selectors.version_get(actor=actor, prompt_set=prompt_set, number=args.version)
+    environment = selectors.environment_get(actor=actor, project=project, slug=args.environment)
+    release = version_publish(actor=actor, version=version, environment=environment)
+    print(
+        f"Published {project}/{prompt_set.slug} version {version.number} to {environment.slug} "
+        f"(release {release.pk}, digest {version.digest})."
+    )
+    return 0
+
+
+def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="ORG/PROJECT/SET")
+    parser.add_argument("--version", type=int, required=True, help="the version number to publish")
+    parser.add_argument("--environment", required=True, help="the environment slug (production, staging...)")
+    parser.add_argument("--as", dest="as_user", required=True, metavar="USERNAME", help="who publishes (audited)")
+
+
 # name -> (handler, arguments, help). Add a subcommand here.
 COMMANDS: dict[str, tuple[Handler, Arguments, str]] = {
     "serve": (run_serve, add_serve_arguments, "serve the FORGE over ASGI (uvicorn)"),
     "manage": (run_manage, add_manage_arguments, "run one of Django's management commands (migrate, shell...)"),
+    "demo": (run_demo, add_demo_arguments, "seed the demo organisation, project, prompts and users (idempotent)"),
+    "createuser": (run_createuser, add_createuser_arguments, "create a user, optionally a member of an organisation"),
+    "publish": (run_publish, add_publish_arguments, "publish a prompt set version to an environment"),
 }
 
 
