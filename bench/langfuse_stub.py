@@ -62,6 +62,7 @@ class LangfuseStub:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # head and body are two writes: no 40 ms delayed-ACK stall
 
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path

@@ -106,3 +106,104 @@ def test_content_scale_bundles_load_and_verify():
     bundle = load_bundle(make_bundle_bytes(25))
     assert len(bundle.prompts) == 25
     assert all(len(p.template) > 300 for p in bundle.prompts)
+
+
+class _HeartbeatSSE:
+    """A tiny chunked SSE server: 200, one event, then a heartbeat comment every ``interval`` seconds."""
+
+    def __init__(self, interval: float) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        stop = threading.Event()
+        self.stop_event = stop
+        self.authorizations: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                outer.authorizations.append(self.headers.get("Authorization", ""))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+
+                def chunk(text: str) -> None:
+                    data = text.encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+
+                try:
+                    chunk('retry: 1000\n\nevent: release\nid: 1\ndata: {"set": "core"}\n\n')
+                    while not stop.wait(interval):
+                        chunk(": heartbeat\n\n")
+                except OSError:
+                    return
+
+            def log_message(self, *args):
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_stream_client_worker_holds_streams_and_measures_heartbeat_gaps():
+    import subprocess
+    import sys
+    import time
+
+    server = _HeartbeatSSE(interval=0.2)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bench.stream_clients", server.url, "anvil_live_x", "0.2"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        def ask(command: str) -> dict:
+            worker.stdin.write(command + "\n")
+            worker.stdin.flush()
+            return json.loads(worker.stdout.readline())
+
+        opened = ask("open 5")
+        assert opened["open"] == 5 and opened["failed"] == 0
+        ask("mark")
+        time.sleep(1.1)
+        stats = ask("stats")
+        assert stats["open"] == 5
+        assert stats["events"] == 5
+        assert stats["overdue"] == 0
+        assert stats["gap_s"]["n"] >= 5 * 3
+        assert 0.15 < stats["gap_s"]["median"] < 0.4
+        assert server.authorizations[0] == "Bearer anvil_live_x"
+        assert ask("quit") == {"bye": True}
+    finally:
+        worker.kill()
+        server.close()
+
+
+def test_load_generator_counts_requests_and_statuses_and_stops_at_its_bound():
+    from bench import loadgen
+
+    with LangfuseStub({"welcome": "Hi"}) as stub:
+        port = int(stub.url.rsplit(":", 1)[1])
+        auth = {"Authorization": "Basic " + base64.b64encode(b"pk:sk").decode()}
+        result = loadgen.run(
+            "127.0.0.1", port, "/api/public/v2/prompts/welcome", headers=auth,
+            connections=4, duration_s=5.0, warmup_s=0.0, max_requests=200,
+        ).as_dict()
+        missing = loadgen.run("127.0.0.1", port, "/api/public/v2/prompts/nope", headers=auth,
+                              connections=2, duration_s=3.0, warmup_s=0.0, max_requests=20).as_dict()
+    assert result["statuses"] == {"200": 200}
+    assert result["requests"] == 200
+    assert result["rps"] > 0 and result["seconds"] < 5.0
+    assert result["latency_ms"]["n"] == 200
+    assert missing["statuses"] == {"404": 20}
