@@ -157,6 +157,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
+# Django's ModelBackend, refusing sign-ins for a while after repeated failures (accounts/backends.py).
+AUTHENTICATION_BACKENDS = ["anvil_forge.accounts.backends.RateLimitedModelBackend"]
+ANVIL_LOGIN_MAX_FAILURES = int(os.environ.get("ANVIL_LOGIN_MAX_FAILURES", "5"))
+ANVIL_LOGIN_WINDOW_SECONDS = int(os.environ.get("ANVIL_LOGIN_WINDOW_SECONDS", "300"))
+
 LOGIN_URL = "web:login"
 LOGIN_REDIRECT_URL = "web:home"
 LOGOUT_REDIRECT_URL = "web:login"
