@@ -18,8 +18,10 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
-from starlette.routing import Mount  # noqa: E402
+from starlette.routing import Mount, Route  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
+
+from anvil_forge.distribution import stream  # noqa: E402
 
 django_application = get_asgi_application()
 
@@ -27,9 +29,10 @@ django_application = get_asgi_application()
 def build_application() -> Starlette:
     routes = [
         Mount(settings.STATIC_URL.rstrip("/"), app=StaticFiles(directory=settings.STATIC_DIR), name="static"),
+        Route(stream.PATH, endpoint=stream.live_stream, name="live-stream"),
         Mount("/", app=django_application),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, lifespan=stream.lifespan)
 
 
 application = build_application()

@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from anvil_forge.distribution.cli import add_token_arguments, run_token
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anvil_forge.settings")
 
@@ -190,6 +191,7 @@ COMMANDS: dict[str, tuple[Handler, Arguments, str]] = {
     "demo": (run_demo, add_demo_arguments, "seed the demo organisation, project, prompts and users (idempotent)"),
     "createuser": (run_createuser, add_createuser_arguments, "create a user, optionally a member of an organisation"),
     "publish": (run_publish, add_publish_arguments, "publish a prompt set version to an environment"),
+    "token": (run_token, add_token_arguments, "create, list or revoke ACCESS_TOKENs (LIVE instances, peer FORGEs)"),
 }
 
 

@@ -206,7 +206,7 @@ ANVIL_STREAM_HEARTBEAT_SECONDS = float(os.environ.get("ANVIL_STREAM_HEARTBEAT_SE
 ANVIL_STREAM_MAX_AGE_SECONDS = float(os.environ.get("ANVIL_STREAM_MAX_AGE_SECONDS", "3600"))
 ANVIL_STREAM_MAX_CONNECTIONS = int(os.environ.get("ANVIL_STREAM_MAX_CONNECTIONS", "20000"))
 ANVIL_STREAM_INLINE_BUNDLE_BYTES = int(os.environ.get("ANVIL_STREAM_INLINE_BUNDLE_BYTES", "65536"))
-ANVIL_RELEASE_POLL_SECONDS = float(os.environ.get("ANVIL_RELEASE_POLL_SECONDS", "5"))
+ANVIL_RELEASE_POLL_SECONDS = float(os.environ.get("ANVIL_RELEASE_POLL_SECONDS", "1"))
 
 # Peering (see peering/config.py): other FORGEs from configuration, and how long and how much to wait for them.
 ANVIL_PEERS = os.environ.get("ANVIL_PEERS", "")

@@ -1,0 +1,367 @@
+"""The in-process broadcaster behind ``/api/v1/live/stream``: one per FORGE process, on the server's loop.
+
+Subscribers (one per open stream) are indexed by environment and by token. A release reaches them as one
+pre-built SSE frame, appended to each subscriber's bounded buffer; a subscriber whose buffer overflows (a
+client that stopped reading) is dropped. Background tasks, one each for the whole process:
+
+* the delivery loop: turns announced release ids into frames (database work in a thread), in order;
+* the heartbeat: one comment frame to every stream every ``ANVIL_STREAM_HEARTBEAT_SECONDS``, and closing
+  the streams past their maximum age (with a ``retry`` hint), so there is no timer per connection;
+* the safety net: every ``ANVIL_RELEASE_POLL_SECONDS``, the releases of the last minutes that were not
+  announced (NOTIFY is not replayed; SQLite has none) and the tokens of open streams that were revoked or
+  expired meanwhile;
+* on PostgreSQL, the LISTEN task that hears other processes' publishes and revocations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from django import db
+from django.conf import settings
+from django.utils import timezone
+
+from anvil_forge.distribution.events import CHANNEL, RELEASE, REVOKE
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+HEARTBEAT_FRAME = b": heartbeat\n\n"
+REVOKED_FRAME = b'event: revoked\ndata: {"reason":"token revoked"}\n\n'
+MAX_PENDING_FRAMES = 64
+LOOK_BACK = timedelta(minutes=5)
+
+# Database work off the event loop: a few threads, each with its own (kept) Django connection.
+_db_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="anvil.stream-db")
+
+
+def _db_call(fn: Callable[..., T], *args: Any) -> T:
+    try:
+        return fn(*args)
+    except db.DatabaseError:
+        db.connection.close()  # reconnect on the next call rather than reuse a broken connection
+        raise
+
+
+async def run_in_db_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` (Django ORM work) in the stream's database threads."""
+    return await asyncio.get_running_loop().run_in_executor(_db_executor, _db_call, fn, *args)
+
+
+def release_frame(release_id: int, data: bytes) -> bytes:
+    return b"id: %d\nevent: release\ndata: %s\n\n" % (release_id, data)
+
+
+def retry_frame(milliseconds: int) -> bytes:
+    return b"retry: %d\n\n" % milliseconds
+
+
+class Subscriber:
+    """One open stream: a bounded buffer of frames and a waiter. Only touched on the loop's thread."""
+
+    __slots__ = ("closed", "deadline", "environment_id", "final", "pending", "task", "token_id", "waiter")
+
+    def __init__(self, *, environment_id: int, token_id: int, deadline: float) -> None:
+        self.environment_id = environment_id
+        self.token_id = token_id
+        self.deadline = deadline
+        self.pending: deque[tuple[int, bytes]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed = False
+        self.final: bytes | None = None  # the last frame to send before closing
+        self.task: asyncio.Task[Any] | None = None
+
+    def offer(self, event_id: int, frame: bytes) -> None:
+        if self.closed:
+            return
+        if len(self.pending) >= MAX_PENDING_FRAMES:
+            logger.info("dropping a stream that stopped reading (token %s)", self.token_id)
+            self.close(None, abort=True)
+            return
+        self.pending.append((event_id, frame))
+        self._wake()
+
+    def close(self, final: bytes | None, *, abort: bool = False) -> None:
+        """End the stream after sending ``final``; ``abort`` cancels a writer stuck on a full socket."""
+        if self.closed:
+            return
+        self.closed = True
+        self.final = final
+        self.pending.clear()
+        self._wake()
+        if abort and self.task is not None:
+            self.task.cancel()
+
+    async def next(self) -> tuple[int, bytes] | None:
+        """The next frame, or ``None`` when the stream is to close."""
+        while not self.pending and not self.closed:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        if self.closed:
+            return None
+        return self.pending.popleft()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Broadcaster:
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.by_environment: dict[int, set[Subscriber]] = {}
+        self.by_token: dict[int, set[Subscriber]] = {}
+        self.count = 0
+        self._announced: dict[int, float] = {}  # release id -> when (monotonic); for de-duplication
+        self._deliveries: asyncio.Queue[int] | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._started: asyncio.Event | None = None
+        self._poke: asyncio.Event | None = None
+        # Loaders are attributes so tests can drive the broadcaster without a database.
+        self.load_release: Callable[[int], tuple[int, bytes] | None] = _load_release_frame
+        self.load_recent: Callable[[], list[tuple[int, int]]] = _load_recent_release_ids
+        self.load_inactive_tokens: Callable[[list[int]], set[int]] = _load_inactive_tokens
+
+    # -- life cycle ------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.loop is not None and bool(self._tasks)
+
+    async def start(self, *, listen: bool | None = None) -> None:
+        """Start the background tasks on the running loop (idempotent)."""
+        if self._started is not None:
+            await self._started.wait()
+            return
+        self._started = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        self._deliveries = asyncio.Queue()
+        self._poke = asyncio.Event()
+        try:
+            now = time.monotonic()
+            for release_id, _environment_id in await run_in_db_thread(self.load_recent):
+                self._announced[release_id] = now  # already out before this process started
+        except Exception:
+            logger.exception("could not read the recent releases at start; the safety net will retry")
+        if listen is None:
+            listen = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+        self._tasks = [
+            asyncio.create_task(self._delivery_loop(), name="anvil.stream-delivery"),
+            asyncio.create_task(self._heartbeat_loop(), name="anvil.stream-heartbeat"),
+            asyncio.create_task(self._safety_net_loop(), name="anvil.stream-safety-net"),
+        ]
+        if listen:
+            self._tasks.append(asyncio.create_task(self._listen_loop(), name="anvil.stream-listen"))
+        self._started.set()
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for subscribers in list(self.by_environment.values()):
+            for subscriber in list(subscribers):
+                subscriber.close(retry_frame(_reconnect_ms()))
+        self.loop = None
+        self._started = None
+
+    # -- subscribers -----------------------------------------------------------------------------------
+
+    def subscribe(self, *, environment_id: int, token_id: int) -> Subscriber | None:
+        """A new subscriber, or ``None`` when this process is at its connection limit."""
+        if self.count >= settings.ANVIL_STREAM_MAX_CONNECTIONS:
+            return None
+        max_age = settings.ANVIL_STREAM_MAX_AGE_SECONDS
+        # Spread the reconnections of streams opened together (after a deploy) over the last tenth of the age.
+        deadline = time.monotonic() + max_age * random.uniform(0.9, 1.0)
+        subscriber = Subscriber(environment_id=environment_id, token_id=token_id, deadline=deadline)
+        self.by_environment.setdefault(environment_id, set()).add(subscriber)
+        self.by_token.setdefault(token_id, set()).add(subscriber)
+        self.count += 1
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        subscriber.closed = True
+        for index, key in ((self.by_environment, subscriber.environment_id), (self.by_token, subscriber.token_id)):
+            members = index.get(key)
+            if members is not None and subscriber in members:
+                members.discard(subscriber)
+                if not members:
+                    del index[key]
+        self.count -= 1
+
+    # -- announcements ---------------------------------------------------------------------------------
+
+    def announce_threadsafe(self, kind: str, ident: int) -> None:
+        """Called from any thread (a publish's ``on_commit``): hand the news to the loop."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return  # no streams in this process (the command line, a test): nothing to tell
+        with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
+            loop.call_soon_threadsafe(self.announce, kind, ident)
+
+    def announce(self, kind: str, ident: int) -> None:
+        """On the loop: a release to deliver, or a token whose streams must close."""
+        if kind == RELEASE:
+            if ident in self._announced:
+                return
+            self._announced[ident] = time.monotonic()
+            if self._deliveries is not None:
+                self._deliveries.put_nowait(ident)
+        elif kind == REVOKE:
+            self.close_token(ident)
+
+    def close_token(self, token_id: int) -> None:
+        for subscriber in list(self.by_token.get(token_id, ())):
+            subscriber.close(REVOKED_FRAME)
+
+    def deliver(self, environment_id: int, release_id: int, frame: bytes) -> int:
+        """Append ``frame`` to every stream of the environment; returns how many streams it was given to."""
+        subscribers = self.by_environment.get(environment_id)
+        if not subscribers:
+            return 0
+        for subscriber in list(subscribers):
+            subscriber.offer(release_id, frame)
+        return len(subscribers)
+
+    # -- background tasks ------------------------------------------------------------------------------
+
+    async def _delivery_loop(self) -> None:
+        assert self._deliveries is not None
+        while True:
+            release_id = await self._deliveries.get()
+            try:
+                loaded = await run_in_db_thread(self.load_release, release_id)
+            except Exception:
+                logger.exception("could not load release %s; the safety net will retry", release_id)
+                self._announced.pop(release_id, None)
+                continue
+            if loaded is None:  # rolled back after all, or deleted
+                continue
+            environment_id, frame = loaded
+            reached = self.deliver(environment_id, release_id, frame)
+            logger.info("release %s sent to %d stream(s)", release_id, reached)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = settings.ANVIL_STREAM_HEARTBEAT_SECONDS
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for subscribers in list(self.by_environment.values()):
+                for subscriber in list(subscribers):
+                    if now >= subscriber.deadline:
+                        subscriber.close(retry_frame(_reconnect_ms()))
+                    else:
+                        subscriber.offer(0, HEARTBEAT_FRAME)
+
+    async def _safety_net_loop(self) -> None:
+        assert self._poke is not None
+        interval = settings.ANVIL_RELEASE_POLL_SECONDS
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), timeout=interval)
+            self._poke.clear()
+            try:
+                await self._check_once()
+            except Exception:
+                logger.exception("the stream's periodic release check failed; retrying")
+
+    async def _check_once(self) -> None:
+        recent = await run_in_db_thread(self.load_recent)
+        for release_id, _environment_id in recent:
+            if release_id not in self._announced:
+                logger.info("release %s found by the periodic check", release_id)
+                self.announce(RELEASE, release_id)
+        horizon = time.monotonic() - 2 * LOOK_BACK.total_seconds()
+        for release_id in [r for r, when in self._announced.items() if when < horizon]:
+            del self._announced[release_id]
+        if self.by_token:
+            for token_id in await run_in_db_thread(self.load_inactive_tokens, list(self.by_token)):
+                self.close_token(token_id)
+
+    async def _listen_loop(self) -> None:
+        import psycopg
+
+        backoff = 1.0
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(_postgres_conninfo(), autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    logger.info("listening for releases on PostgreSQL channel %s", CHANNEL)
+                    backoff = 1.0
+                    assert self._poke is not None
+                    self._poke.set()  # anything published while not listening is found by a check now
+                    async for notify in conn.notifies():
+                        kind, _, ident = notify.payload.partition(":")
+                        if ident.isdigit():
+                            self.announce(kind, int(ident))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("PostgreSQL LISTEN connection lost (%s); reconnecting in %.0f s", exc, backoff)
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, 30.0)
+
+
+def _reconnect_ms() -> int:
+    return random.randint(500, 3000)
+
+
+def _load_release_frame(release_id: int) -> tuple[int, bytes] | None:
+    from anvil_forge.distribution.bundles import release_event_data
+    from anvil_forge.distribution.selectors import release_with_related
+
+    release = release_with_related(release_id)
+    if release is None:
+        return None
+    data = release_event_data(release, inline_limit=settings.ANVIL_STREAM_INLINE_BUNDLE_BYTES)
+    return release.environment_id, release_frame(release.pk, data)
+
+
+def _load_recent_release_ids() -> list[tuple[int, int]]:
+    from anvil_forge.distribution.selectors import recent_release_ids
+
+    return recent_release_ids(since=timezone.now() - LOOK_BACK)
+
+
+def _load_inactive_tokens(token_ids: list[int]) -> set[int]:
+    from anvil_forge.distribution.services import token_ids_inactive
+
+    return token_ids_inactive(token_ids)
+
+
+def _postgres_conninfo() -> str:
+    from psycopg.conninfo import make_conninfo
+
+    config = settings.DATABASES["default"]
+    params = {
+        "dbname": config.get("NAME") or None,
+        "user": config.get("USER") or None,
+        "password": config.get("PASSWORD") or None,
+        "host": config.get("HOST") or None,
+        "port": str(config["PORT"]) if config.get("PORT") else None,
+    }
+    for key, value in (config.get("OPTIONS") or {}).items():
+        if key in {"sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "options", "target_session_attrs"}:
+            params[key] = str(value)
+    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+
+
+# The one broadcaster of this process.
+broadcaster = Broadcaster()

@@ -1,0 +1,194 @@
+"""``GET /api/v1/live/stream``: the Server-Sent Events stream of a LIVE instance, as a raw ASGI endpoint.
+
+Not a Django view: a Django async view pins an OS thread per open stream, while this endpoint costs a
+coroutine, one small task (watching for the disconnect) and a :class:`~.broadcast.Subscriber` per idle
+connection. It does its own token check (in the stream's database threads) and answers errors with the
+same JSON bodies as the Django API. See docs/protocol.md, "Stream".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.conf import settings
+
+from anvil_forge.distribution.broadcast import (
+    Subscriber,
+    broadcaster,
+    release_frame,
+    retry_frame,
+    run_in_db_thread,
+)
+from anvil_forge.distribution.models import AccessToken, TokenKind
+from anvil_forge.distribution.tokens import bearer_token, failure_limiter, loggable_prefix
+
+logger = logging.getLogger(__name__)
+
+PATH = "/api/v1/live/stream"
+CONNECT_RETRY_MS = 2000
+STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+Scope = dict[str, Any]
+DATABASE_DOWN = {"error": "the FORGE cannot reach its database"}
+
+
+def _authenticate(raw: str | None) -> AccessToken | None:
+    from anvil_forge.distribution.services import token_authenticate
+
+    return token_authenticate(raw, kind=TokenKind.LIVE)
+
+
+def _replay(environment_id: int, after: int) -> list[tuple[int, bytes]]:
+    """Frames for the environment's current releases newer than ``after`` (``Last-Event-ID``)."""
+    from anvil_forge.distribution.bundles import release_event_data
+    from anvil_forge.distribution.selectors import current_releases
+    from anvil_forge.prompts.models import Environment
+
+    environment = Environment.objects.get(pk=environment_id)
+    limit = settings.ANVIL_STREAM_INLINE_BUNDLE_BYTES
+    return [
+        (release.pk, release_frame(release.pk, release_event_data(release, inline_limit=limit)))
+        for release in sorted(current_releases(environment=environment), key=lambda r: r.pk)
+        if release.pk > after
+    ]
+
+
+async def _respond_json(send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _last_event_id(scope: Scope) -> int:
+    value = (_header(scope, b"last-event-id") or "").strip()
+    return int(value) if value.isdigit() and len(value) < 19 else 0
+
+
+class LiveStream:
+    """The ASGI application of the stream route."""
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] not in ("GET",):
+            await _respond_json(send, 405, {"error": "method not allowed"}, [(b"allow", b"GET")])
+            return
+        address = (scope.get("client") or ("", 0))[0]
+        wait = failure_limiter.retry_after(address)
+        if wait:
+            await _respond_json(
+                send, 429, {"error": "too many failed attempts; try again later"}, [(b"retry-after", b"%d" % wait)]
+            )
+            return
+        if not broadcaster.running:
+            await broadcaster.start()
+        raw = bearer_token(_header(scope, b"authorization"))
+        try:
+            token = await run_in_db_thread(_authenticate, raw)
+        except Exception:
+            logger.exception("stream: token check failed")
+            await _respond_json(send, 503, DATABASE_DOWN, [(b"retry-after", b"5")])
+            return
+        if token is None:
+            failure_limiter.record_failure(address)
+            logger.warning("refused token %s from %s on %s", loggable_prefix(raw or ""), address, PATH)
+            await _respond_json(send, 401, {"error": "invalid token"}, [(b"www-authenticate", b'Bearer realm="anvil"')])
+            return
+        subscriber = broadcaster.subscribe(environment_id=token.environment_id, token_id=token.pk)
+        if subscriber is None:
+            retry = str(random.randint(5, 30)).encode()
+            await _respond_json(
+                send, 503, {"error": "this FORGE process has too many open streams"}, [(b"retry-after", retry)]
+            )
+            return
+        try:
+            await self._serve(scope, receive, send, subscriber)
+        finally:
+            broadcaster.unsubscribe(subscriber)
+
+    async def _serve(self, scope: Scope, receive: Any, send: Any, subscriber: Subscriber) -> None:
+        subscriber.task = asyncio.current_task()
+        watcher = asyncio.create_task(_watch_disconnect(receive, subscriber))
+        try:
+            try:
+                replay = await run_in_db_thread(_replay, subscriber.environment_id, _last_event_id(scope))
+            except Exception:
+                logger.exception("stream: could not read the current releases")
+                await _respond_json(send, 503, DATABASE_DOWN, [(b"retry-after", b"5")])
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+            replayed = {release_id for release_id, _ in replay}
+            body = retry_frame(CONNECT_RETRY_MS) + b"".join(frame for _, frame in replay)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            while True:
+                item = await subscriber.next()
+                if item is None:
+                    break
+                event_id, frame = item
+                if event_id and event_id in replayed:
+                    continue  # announced while the replay was read: already sent
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": subscriber.final or b"", "more_body": False})
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if subscriber.closed and task is not None and task.uncancel() == 0:
+                return  # dropped as a slow reader: the server closes the connection
+            raise
+        finally:
+            watcher.cancel()
+
+
+async def _watch_disconnect(receive: Any, subscriber: Subscriber) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            subscriber.close(None)
+            return
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """Start the broadcaster with the server, then freeze start-up objects out of the garbage collector.
+
+    Every open stream adds objects to the heap; with start-up's long-lived objects frozen (and a higher
+    first-generation threshold) full collections stay short and rare, which keeps the fan-out's tail low.
+    """
+    await broadcaster.start()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+    try:
+        yield
+    finally:
+        await broadcaster.stop()
+
+
+live_stream = LiveStream()
