@@ -1,6 +1,20 @@
-"""anvil_client: prompts from memory, updated by push from an Anvil FORGE."""
+"""anvil_client: prompts from memory, updated by push from an Anvil FORGE.
+
+    import anvil_client
+    anvil_client.prompt("welcome.message", name="Ada")
+
+The module-level functions use a default :class:`Client` configured from the environment and ``anvil.toml``
+(:meth:`Config.from_env`), made on first use, never at import. ``configure(...)`` replaces it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from anvil_client._exceptions import (
+    AmbiguousPrompt,
     AnvilError,
     BundleDigestError,
     BundleError,
@@ -12,23 +26,139 @@ from anvil_client._exceptions import (
     NotReady,
     PromptNotFound,
     RenderError,
+    SyncError,
     TemplateError,
 )
 
+if TYPE_CHECKING:
+    from anvil_client._cache import read_bootstrap, write_bootstrap
+    from anvil_client._client import Client
+    from anvil_client._config import Config
+    from anvil_client._state import HostState, read_host_state, write_host_state
+
 __version__ = "0.1.0"
 
+# Heavier modules (dataclasses, logging, Jinja2...) load on first use, so importing anvil_client stays cheap.
+_LAZY = {
+    "Client": "anvil_client._client",
+    "Config": "anvil_client._config",
+    "HostState": "anvil_client._state",
+    "read_host_state": "anvil_client._state",
+    "write_host_state": "anvil_client._state",
+    "read_bootstrap": "anvil_client._cache",
+    "write_bootstrap": "anvil_client._cache",
+}
+UpdateCallback = Callable[[dict[str, Any]], None]
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    """The module-level client, made from :meth:`Config.from_env` on first call."""
+    client = _default
+    if client is not None:
+        return client
+    return _make_default()
+
+
+def _make_default() -> Client:
+    global _default
+    with _default_lock:
+        if _default is None:
+            from anvil_client._client import Client
+            from anvil_client._config import Config
+
+            _default = Client(Config.from_env())
+        return _default
+
+
+def configure(config: Config | None = None, /, **options: Any) -> Client:
+    """Replace the default client: ``configure(config)`` or ``configure(**options)`` (environment + overrides)."""
+    global _default
+    from anvil_client._client import Client
+    from anvil_client._config import Config
+
+    client = Client(config if config is not None else Config.from_env(**options))
+    with _default_lock:
+        previous, _default = _default, client
+    if previous is not None:
+        previous.close()
+    return client
+
+
+def prompt(
+    prompt_id: str, variables: Mapping[str, Any] | None = None, /, *, fallback: str | None = None, **kwargs: Any
+) -> str:
+    """Render a prompt with the default client (see :meth:`Client.prompt`)."""
+    return (_default or _make_default()).prompt(prompt_id, variables, fallback=fallback, **kwargs)
+
+
+def template(prompt_id: str) -> str:
+    """The raw template of a prompt (default client)."""
+    return default_client().template(prompt_id)
+
+
+def ids() -> list[str]:
+    """The prompt ids available (default client)."""
+    return default_client().ids()
+
+
+def get(prompt_id: str) -> dict[str, Any]:
+    """A prompt's details (default client, see :meth:`Client.get`)."""
+    return default_client().get(prompt_id)
+
+
+def status() -> dict[str, Any]:
+    """The default client's status (see :meth:`Client.status`)."""
+    return default_client().status()
+
+
+def on_update(callback: UpdateCallback) -> UpdateCallback:
+    """Register a callback for applied updates on the default client; usable as a decorator."""
+    return default_client().on_update(callback)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'anvil_client' has no attribute {name!r}")
+
+
 __all__ = [
+    "AmbiguousPrompt",
     "AnvilError",
     "BundleDigestError",
     "BundleError",
     "BundleFormatError",
     "BundleSchemaError",
+    "Client",
+    "Config",
     "ConfigError",
+    "HostState",
     "InvalidVariable",
     "MissingVariables",
     "NotReady",
     "PromptNotFound",
     "RenderError",
+    "SyncError",
     "TemplateError",
     "__version__",
+    "configure",
+    "default_client",
+    "get",
+    "ids",
+    "on_update",
+    "prompt",
+    "read_bootstrap",
+    "read_host_state",
+    "status",
+    "template",
+    "write_bootstrap",
+    "write_host_state",
 ]

@@ -3,6 +3,7 @@
     AnvilError
     ├── NotReady            no bundle anywhere yet (not connected, no disk cache, no bootstrap file)
     ├── PromptNotFound      the id is not in any followed set (carries close matches)
+    │   └── AmbiguousPrompt     the bare id is in two followed sets: address it as ``set:id``
     ├── RenderError
     │   ├── MissingVariables    required parameters were not given (names them)
     │   ├── InvalidVariable     a value has the wrong type for its typed parameter
@@ -11,7 +12,8 @@
     │   ├── BundleFormatError   not JSON, or not the ``anvil.bundle/1`` format
     │   ├── BundleSchemaError   a field is missing or has the wrong shape (names the field)
     │   └── BundleDigestError   the content does not match its digest
-    └── ConfigError         configuration that cannot work (names the option)
+    ├── ConfigError         configuration that cannot work (names the option)
+    └── SyncError           a manual ``sync()`` could not reach the FORGE or was refused (says why)
 
 Errors from other libraries are translated with ``raise ... from`` so the cause stays visible.
 """
@@ -40,6 +42,20 @@ class PromptNotFound(AnvilError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class AmbiguousPrompt(PromptNotFound):
+    """The bare id is in more than one followed set; ``set:id`` names one of them."""
+
+    def __init__(self, prompt_id: str, sets: Sequence[str]) -> None:
+        self.sets = tuple(sets)
+        AnvilError.__init__(
+            self,
+            f"Prompt id {prompt_id!r} is in several prompt sets ({', '.join(self.sets)}): "
+            f"address it as {', '.join(f'{s}:{prompt_id}' for s in self.sets)}.",
+        )
+        self.prompt_id = prompt_id
+        self.close_matches = tuple(f"{s}:{prompt_id}" for s in self.sets)
 
 
 class RenderError(AnvilError):
@@ -99,3 +115,7 @@ class BundleDigestError(BundleError):
 
 class ConfigError(AnvilError):
     """A configuration value that cannot work."""
+
+
+class SyncError(AnvilError):
+    """A manual sync could not reach the FORGE, or the FORGE refused it."""

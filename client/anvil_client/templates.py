@@ -6,13 +6,16 @@ The FORGE checks a template with exactly the environment the client renders it w
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from anvil_client._exceptions import TemplateError
+from anvil_client._exceptions import MissingVariables, TemplateError
 
 
 def sandbox_environment() -> ImmutableSandboxedEnvironment:
@@ -58,3 +61,74 @@ def _is_substitution_only(tree: nodes.Template) -> bool:
             if not isinstance(child, nodes.TemplateData | nodes.Name):
                 return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTemplate:
+    """A template compiled once for rendering.
+
+    ``pieces`` is set for templates the client renders without Jinja2: a tuple of ``("text", data)`` and
+    ``("var", name)`` in output order, taken from Jinja2's own parse tree (so white space control,
+    ``{% raw %}`` and newline handling are Jinja2's). ``render`` is the sandboxed Jinja2 renderer either way.
+    """
+
+    variables: frozenset[str]
+    pieces: tuple[tuple[str, str], ...] | None
+    render: Callable[[Mapping[str, Any]], str]
+
+
+_UNDEFINED_MESSAGE = re.compile(r"^'([A-Za-z_][A-Za-z0-9_]*)' is undefined$")
+
+
+def compile_template(source: str, *, prompt_id: str = "?") -> CompiledTemplate:
+    """Check and compile ``source``; raise :class:`TemplateError` (with its line) if it is not valid."""
+    try:
+        tree = _ENVIRONMENT.parse(source)
+        template = _ENVIRONMENT.from_string(tree)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(exc.message or "syntax error", line=exc.lineno) from exc
+    variables = frozenset(meta.find_undeclared_variables(tree))
+    root = template.root_render_func
+    new_context = template.new_context
+
+    def render(values: Mapping[str, Any]) -> str:
+        try:
+            return "".join(root(new_context(values)))
+        except jinja2.UndefinedError as exc:
+            match = _UNDEFINED_MESSAGE.match(str(exc.message))
+            if match and match.group(1) not in values:
+                raise MissingVariables(prompt_id, [match.group(1)]) from exc
+            raise TemplateError(str(exc.message)) from exc
+        except jinja2.TemplateError as exc:  # sandbox refusals (SecurityError) included
+            raise TemplateError(str(exc.message or exc)) from exc
+        except Exception as exc:
+            raise TemplateError(f"{type(exc).__name__}: {exc}") from exc
+
+    return CompiledTemplate(variables=variables, pieces=_fast_pieces(tree), render=render)
+
+
+def _fast_pieces(tree: nodes.Template) -> tuple[tuple[str, str], ...] | None:
+    """The output pieces of a substitution-only template, or None when Jinja2 must render it.
+
+    Names that are Jinja2 globals (``range``, ``lipsum``...) render as those objects when not given, so
+    such templates stay with Jinja2.
+    """
+    pieces: list[tuple[str, str]] = []
+    for node in tree.body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                if child.data:
+                    pieces.append(("text", child.data))
+            elif isinstance(child, nodes.Name) and child.ctx == "load" and child.name not in _ENVIRONMENT.globals:
+                pieces.append(("var", child.name))
+            else:
+                return None
+    merged: list[tuple[str, str]] = []
+    for kind, value in pieces:
+        if kind == "text" and merged and merged[-1][0] == "text":
+            merged[-1] = ("text", merged[-1][1] + value)
+        else:
+            merged.append((kind, value))
+    return tuple(merged)

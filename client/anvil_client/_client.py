@@ -1,0 +1,557 @@
+"""The LIVE client: an immutable snapshot for the hot path, a background sync thread for the rest."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from anvil_client._config import Config
+from anvil_client._exceptions import AmbiguousPrompt, AnvilError, BundleError, NotReady, PromptNotFound, SyncError
+from anvil_client._snapshot import EMPTY, Snapshot
+from anvil_client._state import HostState, read_host_state, state_path, validate_mode, validate_pin, write_host_state
+
+logger = logging.getLogger("anvil_client")
+
+_EMPTY_VARIABLES: Mapping[str, Any] = {}
+_MAX_USAGE_ENTRIES = 10_000
+UpdateCallback = Callable[[dict[str, Any]], None]
+
+# Every client of this process, so a forked child can restart their sync threads.
+_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+class Client:
+    """Prompts from memory, kept up to date by its FORGE.
+
+    ``Client()`` reads its configuration with :meth:`Config.from_env`; ``Client(config)`` or
+    ``Client(forge_url=..., token=..., cache_dir=...)`` configure it explicitly (``options`` build a
+    :class:`Config`, or replace fields of the one given). Nothing happens until the first use (or
+    :meth:`start`): then the bootstrap file and the disk cache are loaded and the sync thread starts,
+    waiting at most ``config.startup_timeout`` for the FORGE.
+    """
+
+    def __init__(self, config: Config | None = None, /, **options: Any) -> None:
+        if config is None:
+            config = Config(**options) if options else Config.from_env()
+        elif options:
+            config = config.replace(**options)
+        self.config: Config = config
+        # The hot path reads only this dict. It stays empty until the client is started in this process.
+        self._prompts: dict[str, Any] = {}
+        self._snapshot: Snapshot = EMPTY
+        self._usage: set[tuple[str, ...]] = set()
+        self._usage_add = self._usage.add
+        self._callbacks: list[UpdateCallback] = []
+        self._warned: set[tuple[str, type]] = set()
+        self._lock = threading.RLock()  # start, apply, state changes (never the hot path)
+        self._started_pid: int | None = None
+        self._closed = False
+        self._host = HostState(mode=None, pins={})
+        self._host_mtime: float | None = None
+        self._latest: dict[str, dict[str, Any]] = {}  # newest release seen per set
+        self._identity: tuple[str, str, str] | None = None  # organisation, project, environment
+        self._last_sync: float | None = None
+        self._last_error: str | None = None
+        self._connected = False
+        self._sync: Any = None
+        _CLIENTS.add(self)
+
+    # ----------------------------------------------------------------------------------------------- hot path
+
+    def prompt(
+        self,
+        prompt_id: str,
+        variables: Mapping[str, Any] | None = None,
+        /,
+        *,
+        fallback: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Render prompt ``prompt_id`` with ``variables`` and/or keyword arguments.
+
+        No lock, no I/O, no network: a dictionary read and a render. ``fallback`` is returned (and the
+        problem logged) instead of raising an :class:`AnvilError`.
+        """
+        try:
+            entry = self._prompts[prompt_id]
+        except KeyError:
+            return self._prompt_slow(prompt_id, variables, fallback, kwargs)
+        if kwargs:
+            variables = {**variables, **kwargs} if variables else kwargs
+        elif variables is None:
+            variables = _EMPTY_VARIABLES
+        self._usage_add((prompt_id, *variables))
+        if fallback is None:
+            return entry.render(variables)  # type: ignore[no-any-return]
+        try:
+            return entry.render(variables)  # type: ignore[no-any-return]
+        except AnvilError as exc:
+            return self._fallback(prompt_id, exc, fallback)
+
+    def _fallback(self, prompt_id: str, exc: AnvilError, fallback: str) -> str:
+        key = (prompt_id, type(exc))
+        if key not in self._warned:  # once per id and error: a hot loop must not flood the logs
+            self._warned.add(key)
+            logger.warning("anvil: prompt %r failed (%s); the fallback text was used", prompt_id, exc)
+        return fallback
+
+    def _prompt_slow(
+        self, prompt_id: str, variables: Mapping[str, Any] | None, fallback: str | None, kwargs: dict[str, Any]
+    ) -> str:
+        try:
+            if self._started_pid != os.getpid():
+                self.start()
+            entry = self._lookup(prompt_id)
+            if kwargs:
+                variables = {**variables, **kwargs} if variables else kwargs
+            elif variables is None:
+                variables = _EMPTY_VARIABLES
+            self._usage_add((prompt_id, *variables))
+            return entry.render(variables)  # type: ignore[no-any-return]
+        except AnvilError as exc:
+            if fallback is None:
+                raise
+            return self._fallback(prompt_id, exc, fallback)
+
+    def _lookup(self, prompt_id: str) -> Any:
+        entry = self._prompts.get(prompt_id)
+        if entry is not None:
+            return entry
+        if self._started_pid != os.getpid():
+            self.start()
+        snapshot = self._snapshot
+        entry = snapshot.prompts.get(prompt_id)
+        if entry is not None:
+            return entry
+        if not snapshot.sets:
+            raise NotReady(self._not_ready_message())
+        if prompt_id in snapshot.ambiguous:
+            raise AmbiguousPrompt(prompt_id, snapshot.ambiguous[prompt_id])
+        bare = [key for key in snapshot.prompts if ":" not in key] + list(snapshot.ambiguous)
+        raise PromptNotFound(prompt_id, difflib.get_close_matches(prompt_id, bare, n=3, cutoff=0.6))
+
+    def _not_ready_message(self) -> str:
+        if self.config.forge_url:
+            why = f" ({self._last_error})" if self._last_error else ""
+            return (
+                f"No prompts yet: the FORGE at {self.config.forge_url} has not answered{why}, and there is no "
+                f"bundle in the disk cache ({self.config.cache_dir}) or a bootstrap file. Check the FORGE URL and "
+                "token, or ship a bootstrap file (`anvil pull --out prompts.json`, then ANVIL_BOOTSTRAP)."
+            )
+        return (
+            "No prompts: this client is not connected to a FORGE and found no bundle in the disk cache "
+            f"({self.config.cache_dir}) or a bootstrap file. Connect it (`anvil connect URL --token TOKEN`, or "
+            "ANVIL_FORGE_URL and ANVIL_TOKEN) or ship a bootstrap file (`anvil pull --out prompts.json`, then "
+            "ANVIL_BOOTSTRAP)."
+        )
+
+    # ------------------------------------------------------------------------------------------------ reading
+
+    def template(self, prompt_id: str) -> str:
+        """The raw template of a prompt."""
+        return self._lookup(prompt_id).source  # type: ignore[no-any-return]
+
+    def get(self, prompt_id: str) -> dict[str, Any]:
+        """A prompt's id, set, version, template, description, parameters, variables and metadata."""
+        return self._lookup(prompt_id).as_dict()  # type: ignore[no-any-return]
+
+    def ids(self) -> list[str]:
+        """The prompt ids available (bare when unique, ``set:id`` when an id is in several sets)."""
+        self._ensure_started()
+        snapshot = self._snapshot
+        bare = {key for key in snapshot.prompts if ":" not in key}
+        bare.update(f"{s}:{pid}" for pid, sets in snapshot.ambiguous.items() for s in sets)
+        return sorted(bare)
+
+    def status(self) -> dict[str, Any]:
+        """Mode, source, versions, pins, available versions, last sync, connection and last error."""
+        self._ensure_started()
+        snapshot = self._snapshot
+        available = {
+            name: release["version"]
+            for name, release in sorted(self._latest.items())
+            if name not in snapshot.sets or release["version"] != snapshot.sets[name].bundle.version
+        }
+        return {
+            "mode": self.mode,
+            "source": snapshot.source,
+            "versions": snapshot.versions,
+            "pins": dict(sorted(self._host.pins.items())),
+            "available": available,
+            "sets": {
+                name: {
+                    "version": entry.bundle.version,
+                    "digest": entry.bundle.digest,
+                    "source": entry.source,
+                    "prompts": len(entry.prompts),
+                }
+                for name, entry in sorted(snapshot.sets.items())
+            },
+            "ambiguous": {pid: list(sets) for pid, sets in sorted(snapshot.ambiguous.items())},
+            "last_sync": _iso(self._last_sync),
+            "connected": self._connected,
+            "last_error": self._last_error,
+            "forge_url": self.config.forge_url,
+            "cache_dir": str(self.config.cache_dir),
+            "started": self._started_pid == os.getpid(),
+        }
+
+    @property
+    def mode(self) -> str:
+        return self._host.mode or self.config.mode
+
+    # -------------------------------------------------------------------------------------------- life cycle
+
+    def start(self) -> Client:
+        """Load the bootstrap file and disk cache, start the sync thread, wait for the FORGE (bounded).
+
+        Never raises because the FORGE is slow or away. Idempotent; called by the first use.
+        """
+        wait_for: threading.Event | None = None
+        with self._lock:
+            if self._started_pid == os.getpid():
+                return self
+            first = self._started_pid is None
+            self._started_pid = os.getpid()
+            if first:
+                self._refresh_host_state(force=True)
+                self._load_local()
+            if self.config.forge_url and self.config.sync and not self._closed:
+                from anvil_client._sync import SyncThread
+
+                self._sync = SyncThread(self)
+                self._sync.start()
+                if first:
+                    wait_for = self._sync.first_sync
+            self._prompts = self._snapshot.prompts
+        if (
+            wait_for is not None
+            and self.config.startup_timeout > 0
+            and not wait_for.wait(self.config.startup_timeout)
+        ):
+            logger.warning(
+                "anvil: the FORGE at %s did not answer within %.1f s; serving %s",
+                self.config.forge_url,
+                self.config.startup_timeout,
+                self._snapshot.source or "nothing yet",
+            )
+        return self
+
+    def _ensure_started(self) -> None:
+        if self._started_pid != os.getpid():
+            self.start()
+
+    def close(self) -> None:
+        """Stop the sync thread. The prompts stay readable from memory. Idempotent."""
+        with self._lock:
+            self._closed = True
+            sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.stop()
+        self._connected = False
+
+    def __enter__(self) -> Client:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: no sync thread here; the next use restarts one (see ``_at_fork``)."""
+        self._lock = threading.RLock()
+        self._sync = None
+        self._connected = False
+        if self._started_pid is not None and not self._closed:
+            self._prompts = {}  # the next prompt() takes the slow path, which restarts sync in this process
+
+    # --------------------------------------------------------------------------------------- host decisions
+
+    def set_mode(self, mode: str) -> None:
+        """Set the host's mode ("accepting" or "frozen") for every process using this cache directory."""
+        state = write_host_state(self.config.cache_dir, mode=validate_mode(mode))  # type: ignore[arg-type]
+        self._host_state_changed(state)
+
+    def pin(self, set_slug: str, version: int) -> None:
+        """Pin a set to a version for the host; the version is fetched by the sync thread (or ``sync()``)."""
+        validate_pin(set_slug, version)
+        state = write_host_state(self.config.cache_dir, pin=(set_slug, version))  # type: ignore[arg-type]
+        self._host_state_changed(state)
+
+    def unpin(self, set_slug: str) -> None:
+        """Remove a set's pin; in ACCEPTING mode the newest release is taken again."""
+        state = write_host_state(self.config.cache_dir, unpin=set_slug)  # type: ignore[arg-type]
+        self._host_state_changed(state)
+
+    def _host_state_changed(self, state: HostState) -> None:
+        with self._lock:
+            self._host = state
+            self._host_mtime = None
+        sync = self._sync
+        if sync is not None:
+            sync.wake()
+        elif self._started_pid == os.getpid():
+            self._apply_pinned_from_local()
+
+    def _refresh_host_state(self, *, force: bool = False) -> bool:
+        """Re-read the host state when its file changed. Returns True when mode or pins changed."""
+        try:
+            stat = state_path(self.config.cache_dir).stat()  # type: ignore[arg-type]
+            stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        except OSError:
+            stamp = None
+        if not force and stamp == self._host_mtime:
+            return False
+        self._host_mtime = stamp  # type: ignore[assignment]
+        state = read_host_state(self.config.cache_dir)  # type: ignore[arg-type]
+        changed = state != self._host
+        if changed and not force:
+            logger.info("anvil: host state changed: mode %s, pins %s", state.mode or self.config.mode, state.pins)
+        self._host = state
+        return changed
+
+    # ------------------------------------------------------------------------------------------- callbacks
+
+    def on_update(self, callback: UpdateCallback) -> UpdateCallback:
+        """Call ``callback(change)`` after a bundle is applied; change = {"set", "version", "previous", "source"}.
+
+        Usable as a decorator. Exceptions from callbacks are logged, never raised.
+        """
+        with self._lock:
+            self._callbacks.append(callback)
+        return callback
+
+    # --------------------------------------------------------------------------------------------- loading
+
+    def _load_local(self) -> None:
+        """Bootstrap file, then disk cache: per set, the pinned version if there, else the newest."""
+        from anvil_client._cache import read_bootstrap, read_disk_bundles
+
+        candidates: dict[str, list[tuple[Any, str]]] = {}
+        if self.config.bootstrap is not None:
+            try:
+                for bundle in read_bootstrap(self.config.bootstrap):
+                    candidates.setdefault(bundle.set, []).append((bundle, "bootstrap"))
+            except BundleError as exc:
+                self._error(f"bootstrap file not used: {exc}")
+        for bundle in read_disk_bundles(self.config.cache_dir):  # type: ignore[arg-type]
+            candidates.setdefault(bundle.set, []).append((bundle, "disk"))
+        snapshot = self._snapshot
+        for set_slug, options in sorted(candidates.items()):
+            if not self._follows(set_slug):
+                continue
+            pin = self._host.pins.get(set_slug)
+            pinned = [o for o in options if o[0].version == pin]
+            bundle, source = (pinned or sorted(options, key=lambda o: (o[0].version, o[1] == "disk")))[-1]
+            try:
+                snapshot = snapshot.with_set(bundle, source)
+            except BundleError as exc:
+                self._error(str(exc))
+        self._publish(snapshot)
+        if snapshot.sets:
+            logger.info("anvil: loaded %s from %s", snapshot.versions, snapshot.source)
+
+    def _follows(self, set_slug: str) -> bool:
+        return self.config.sets is None or set_slug in self.config.sets
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        if self._started_pid == os.getpid():
+            self._prompts = snapshot.prompts
+        if snapshot.ambiguous:
+            self._error(
+                "prompt ids in several sets (use set:id): "
+                + ", ".join(f"{pid} ({', '.join(sets)})" for pid, sets in sorted(snapshot.ambiguous.items()))
+            )
+
+    def _error(self, message: str) -> None:
+        self._last_error = message
+        logger.error("anvil: %s", message)
+
+    def _apply_pinned_from_local(self) -> None:
+        """Without a sync thread, a pin can still be honoured from the disk cache."""
+        from anvil_client._cache import read_disk_bundles
+
+        with self._lock:
+            for bundle in read_disk_bundles(self.config.cache_dir):  # type: ignore[arg-type]
+                if self._host.pins.get(bundle.set) == bundle.version:
+                    self._apply(bundle, "disk", write=False)
+
+    def _apply(self, bundle: Any, source: str, *, write: bool = True) -> dict[str, Any] | None:
+        """Swap ``bundle`` in (caller holds the lock and decided it should be). Returns the change."""
+        current = self._snapshot.sets.get(bundle.set)
+        if current is not None and current.bundle.digest == bundle.digest:
+            if current.source != source and source == "forge":
+                self._publish(self._snapshot.with_source(bundle.set, source))
+            return None
+        snapshot = self._snapshot.with_set(bundle, source)  # compiles; raises BundleError
+        self._publish(snapshot)
+        if write:
+            from anvil_client._cache import write_disk_bundle
+
+            write_disk_bundle(self.config.cache_dir, bundle)  # type: ignore[arg-type]
+        change = {
+            "set": bundle.set,
+            "version": bundle.version,
+            "previous": current.bundle.version if current is not None else None,
+            "source": source,
+        }
+        logger.info(
+            "anvil: applied set %s version %s (was %s) from %s", bundle.set, bundle.version, change["previous"], source
+        )
+        for callback in list(self._callbacks):
+            try:
+                callback(dict(change))
+            except Exception:
+                logger.exception("anvil: an on_update callback failed")
+        return change
+
+    # ------------------------------------------------------------------------------------------------ sync
+
+    def sync(self, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+        """Fetch the current releases now and apply them, even in FROZEN mode, respecting pins.
+
+        Returns the changes per set ({"version", "previous"}). Raises :class:`SyncError` when the FORGE
+        cannot be reached or refuses.
+        """
+        if not self.config.forge_url:
+            raise SyncError("this client has no FORGE to sync with (set ANVIL_FORGE_URL and ANVIL_TOKEN)")
+        from anvil_client._sync import Forge
+
+        if self._started_pid is None:
+            with self._lock:
+                if self._started_pid is None:
+                    self._refresh_host_state(force=True)
+                    self._load_local()
+        forge = Forge(self.config, timeout=timeout)
+        try:
+            releases = forge.releases()
+        except AnvilError as exc:
+            raise SyncError(f"sync failed: {exc}") from exc
+        changes: dict[str, dict[str, Any]] = {}
+        errors: list[str] = []
+        with self._lock:
+            self._refresh_host_state()
+            self._record_identity(releases)
+            for release in releases["releases"]:
+                try:
+                    change = self._consider(forge, release, None, manual=True)
+                except AnvilError as exc:
+                    errors.append(f"set {release.get('set')}: {exc}")
+                    continue
+                if change is not None:
+                    changes[change["set"]] = {"version": change["version"], "previous": change["previous"]}
+            self._last_sync = time.time()
+        if self._sync is not None:
+            self._sync.request_checkin()
+        if errors:
+            raise SyncError("sync failed: " + "; ".join(errors))
+        return changes
+
+    def _record_identity(self, releases: Mapping[str, Any]) -> None:
+        identity = (releases.get("organisation"), releases.get("project"), releases.get("environment"))
+        if all(isinstance(part, str) for part in identity):
+            self._identity = identity  # type: ignore[assignment]
+        for release in releases.get("releases", []):
+            if isinstance(release, dict) and isinstance(release.get("set"), str):
+                self._note_release(release)
+
+    def _note_release(self, release: Mapping[str, Any]) -> None:
+        version = release.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise BundleError(f"release for set {release.get('set')!r} has no version number")
+        self._latest[release["set"]] = dict(release)
+
+    def _consider(
+        self, forge: Any, release: Mapping[str, Any], inline: Any, *, manual: bool = False
+    ) -> dict[str, Any] | None:
+        """Decide what to do with a release of a set; fetch and apply when it should be taken.
+
+        Caller holds the lock. ACCEPTING takes a newer release; FROZEN keeps what it has (``manual`` sync
+        takes it); a pin takes exactly the pinned version; an older version never replaces a newer one
+        unless pinned. Raises AnvilError when a fetch or a bundle fails.
+        """
+        set_slug = release.get("set")
+        if not isinstance(set_slug, str) or not self._follows(set_slug):
+            return None
+        self._note_release(release)
+        current = self._snapshot.sets.get(set_slug)
+        pin = self._host.pins.get(set_slug)
+        if pin is not None:
+            if current is not None and current.bundle.version == pin:
+                return None
+            wanted = pin
+        else:
+            wanted = release["version"]
+            if current is not None:
+                if current.bundle.digest == release.get("digest"):
+                    return self._apply(current.bundle, "forge")  # confirmed: the source becomes the FORGE
+                if self.mode == "frozen" and not manual:
+                    logger.info("anvil: FROZEN: set %s version %s recorded, not applied", set_slug, wanted)
+                    return None
+                if wanted < current.bundle.version:
+                    logger.warning(
+                        "anvil: set %s: the FORGE offers version %s, older than version %s running; kept",
+                        set_slug,
+                        wanted,
+                        current.bundle.version,
+                    )
+                    return None
+        raw = inline if inline is not None and wanted == release["version"] else forge.bundle(set_slug, wanted)
+        from anvil_client.bundle import load_bundle
+
+        bundle = load_bundle(raw)
+        if bundle.set != set_slug or bundle.version != wanted:
+            raise BundleError(
+                f"asked for set {set_slug!r} version {wanted}, got set {bundle.set!r} version {bundle.version}"
+            )
+        if self._identity is not None and (bundle.organisation, bundle.project, bundle.environment) != self._identity:
+            raise BundleError(
+                f"bundle is for {bundle.organisation}/{bundle.project} ({bundle.environment}), "
+                f"not {self._identity[0]}/{self._identity[1]} ({self._identity[2]})"
+            )
+        return self._apply(bundle, "forge")
+
+    def _reconcile(self, forge: Any) -> list[dict[str, Any]]:
+        """Re-decide every known release (after a mode or pin change). Caller holds the lock."""
+        changes = []
+        for release in list(self._latest.values()):
+            try:
+                change = self._consider(forge, release, None)
+            except AnvilError as exc:
+                self._error(f"set {release.get('set')}: {exc}")
+                continue
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def _usage_report(self) -> dict[str, list[str]]:
+        usage = self._usage.copy()  # one C call: safe while the hot path adds
+        if len(usage) > _MAX_USAGE_ENTRIES:
+            self._usage.clear()
+        report: dict[str, set[str]] = {}
+        for entry in usage:
+            report.setdefault(entry[0], set()).update(entry[1:])
+        return {pid: sorted(names) for pid, names in sorted(report.items())}
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def _at_fork_in_child() -> None:
+    for client in list(_CLIENTS):
+        with contextlib.suppress(Exception):  # never break a fork
+            client._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_at_fork_in_child)

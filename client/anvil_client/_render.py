@@ -1,0 +1,210 @@
+"""Prompts compiled once per bundle: parameter checks, defaults and a renderer, all decided at load.
+
+Each prompt gets one generated Python function (like Jinja2 itself compiles templates to Python) that
+reads the variables it needs from the caller's mapping, fills defaults, checks the declared types with
+cheap class tests, and renders:
+
+* substitution-only templates (text and ``{{ name }}``) with one f-string of precomputed constant pieces.
+  Jinja2 compiles ``{{ name }}`` to ``str(name)`` and joins the pieces; the f-string does the same with
+  ``!s``. A value whose class is not exactly str, int, float, bool or None goes through :func:`_text`,
+  which also calls ``str()`` and keeps the characters, so the result is the same for every value;
+* every other template with the sandboxed Jinja2 environment of :mod:`anvil_client.templates`, compiled once.
+
+Generated code only ever contains identifiers that match ``[A-Za-z_][A-Za-z0-9_]*`` (checked) and
+references to constants passed in a closure: template text never becomes code.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from anvil_client._exceptions import InvalidVariable, MissingVariables, TemplateError
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NUMBER_CLASSES = (int, float)
+
+Renderer = Callable[[Mapping[str, Any]], str]
+
+
+def _text(value: Any) -> str:
+    """``str(value)`` as an exact ``str`` (what ``"".join`` in Jinja2 keeps of a str subclass)."""
+    result = str(value)
+    return result if result.__class__ is str else str.__str__(result)
+
+
+def _checker(prompt_id: str, name: str, kind: str | None, required: bool) -> Callable[[Any], Any]:
+    """The slow part of a type check, called only when the value's class is not the expected one."""
+
+    def check(value: Any) -> Any:
+        if value is None and not required:
+            return value
+        if kind == "string":
+            ok = isinstance(value, str)
+        elif kind == "number":
+            ok = isinstance(value, _NUMBER_CLASSES) and not isinstance(value, bool)
+        elif kind == "boolean":
+            ok = isinstance(value, bool)
+        elif kind == "list":
+            ok = isinstance(value, list | tuple)
+        elif kind == "object":
+            ok = isinstance(value, Mapping)
+        else:
+            ok = True
+        if not ok:
+            raise InvalidVariable(prompt_id, name, kind or "value", value)
+        return value
+
+    return check
+
+
+# The class test that lets the common case skip the checker call.
+_FAST_CLASS_TEST = {
+    "string": "{v}.__class__ is not str",
+    "number": "{v}.__class__ is not int and {v}.__class__ is not float",
+    "boolean": "{v}.__class__ is not bool",
+}
+
+
+class CompiledPrompt:
+    """One prompt of one bundle, ready to render. Immutable after construction."""
+
+    __slots__ = (
+        "description",
+        "fast",
+        "id",
+        "metadata",
+        "parameters",
+        "render",
+        "set",
+        "source",
+        "variables",
+        "version",
+    )
+
+    def __init__(self, spec: Any, *, set_slug: str, version: int) -> None:
+        from anvil_client import templates
+
+        self.id: str = spec.id
+        self.set: str = set_slug
+        self.version: int = version
+        self.source: str = spec.template
+        self.description: str = spec.description
+        self.metadata: Mapping[str, Any] = spec.metadata
+        self.parameters: tuple[Any, ...] = spec.parameters
+        compiled = templates.compile_template(spec.template, prompt_id=spec.id)
+        self.variables: frozenset[str] = compiled.variables
+        self.fast: bool = compiled.pieces is not None
+        self.render: Renderer = _build_renderer(spec, compiled)
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``get(id)`` returns."""
+        return {
+            "id": self.id,
+            "set": self.set,
+            "version": self.version,
+            "template": self.source,
+            "description": self.description,
+            "parameters": [
+                {
+                    "name": p.name,
+                    "type": p.type,
+                    "required": p.required,
+                    "default": p.default,
+                    "description": p.description,
+                }
+                for p in self.parameters
+            ],
+            "variables": sorted(self.variables),
+            "metadata": dict(self.metadata),
+        }
+
+
+def _build_renderer(spec: Any, compiled: Any) -> Renderer:
+    prompt_id: str = spec.id
+    declared = {p.name: p for p in spec.parameters}
+    if compiled.pieces is not None:
+        # Substitution only: every variable the template reads must be there (declared or not).
+        names = list(dict.fromkeys(piece for kind, piece in compiled.pieces if kind == "var"))
+    else:
+        names = list(declared)
+    for name in names:
+        if not _IDENTIFIER.match(name) or keyword.iskeyword(name):
+            raise TemplateError(f"variable name {name!r} cannot be compiled")
+
+    namespace: dict[str, Any] = {
+        "_text": _text,
+        "_missing": _missing_raiser(prompt_id, spec.parameters, compiled),
+    }
+    lines = ["def _render(c):"]
+    local_of: dict[str, str] = {}
+    for index, name in enumerate(names):
+        local = f"v{index}"
+        local_of[name] = local
+        parameter = declared.get(name)
+        lines.append("    try:")
+        lines.append(f"        {local} = c[{name!r}]")
+        lines.append("    except KeyError:")
+        if parameter is not None and not parameter.required:
+            namespace[f"d{index}"] = parameter.default
+            lines.append(f"        {local} = d{index}")
+        else:
+            lines.append("        _missing(c)")
+        kind = parameter.type if parameter is not None else None
+        required = parameter.required if parameter is not None else True
+        namespace[f"k{index}"] = _checker(prompt_id, name, kind, required)
+        test = _FAST_CLASS_TEST.get(kind or "")
+        if test is not None:
+            lines.append(f"    if {test.format(v=local)}:")
+            lines.append(f"        {local} = k{index}({local})")
+        elif kind is not None:  # list or object: always checked (rare in hot prompts)
+            lines.append(f"    {local} = k{index}({local})")
+
+    if compiled.pieces is not None:
+        parts = []
+        for index, (kind, piece) in enumerate(compiled.pieces):
+            if kind == "text":
+                namespace[f"t{index}"] = piece
+                parts.append(f"{{t{index}}}")
+            else:
+                local = local_of[piece]
+                # Exact str/int/float/bool/None: str() gives an exact str, the f-string's !s is str().
+                lines.append(
+                    f"    if {local}.__class__ is not str and {local}.__class__ is not int and "
+                    f"{local}.__class__ is not float and {local}.__class__ is not bool and {local} is not None:"
+                )
+                lines.append(f"        {local} = _text({local})")
+                parts.append(f"{{{local}!s}}")
+        body = "".join(parts)
+        lines.append(f'    return f"{body}"' if parts else '    return ""')
+    else:
+        namespace["_jinja"] = compiled.render
+        fills = [
+            f"{name!r}: {local_of[name]}"
+            for name in names
+            if not declared[name].required
+        ]
+        if fills:
+            # Defaults join the caller's values; checked values are the same objects the caller passed.
+            lines.append(f"    c = {{**c, {', '.join(fills)}}}")
+        lines.append("    return _jinja(c)")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<anvil prompt {prompt_id}>", "exec"), namespace)  # noqa: S102 - see module docstring
+    render: Renderer = namespace["_render"]
+    return render
+
+
+def _missing_raiser(prompt_id: str, parameters: tuple[Any, ...], compiled: Any) -> Callable[[Mapping[str, Any]], None]:
+    required = [p.name for p in parameters if p.required]
+    if compiled.pieces is not None:
+        declared = {p.name for p in parameters}
+        required += sorted(
+            {piece for kind, piece in compiled.pieces if kind == "var"} - declared
+        )
+
+    def missing(values: Mapping[str, Any]) -> None:
+        raise MissingVariables(prompt_id, [name for name in required if name not in values])
+
+    return missing

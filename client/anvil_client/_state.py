@@ -1,0 +1,169 @@
+"""The host's decisions, mode and pins, kept in ``<cache_dir>/state.json``.
+
+Every process of the host that uses the same cache directory reads the same file: the sync thread of each
+process looks at its modification time a few times a second, so ``anvil mode frozen`` or ``anvil pin core 3``
+reaches every worker within a second and survives restarts. Writes are atomic (temp file, fsync, rename,
+fsync of the directory) and serialised between processes with an advisory lock on ``state.lock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from anvil_client._exceptions import ConfigError
+
+STATE_FORMAT = "anvil.state/1"
+STATE_FILE = "state.json"
+MODES = ("accepting", "frozen")
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """Mode and pins as the host decided them. ``mode`` is None when nobody chose one yet."""
+
+    mode: str | None = None
+    pins: Mapping[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"format": STATE_FORMAT, "mode": self.mode, "pins": dict(sorted(self.pins.items()))}
+
+
+def state_path(cache_dir: str | os.PathLike[str]) -> Path:
+    return Path(cache_dir) / STATE_FILE
+
+
+def read_host_state(cache_dir: str | os.PathLike[str]) -> HostState:
+    """The host state in ``cache_dir``; an empty state when there is none (or it cannot be read)."""
+    return _parse(state_path(cache_dir))
+
+
+def write_host_state(
+    cache_dir: str | os.PathLike[str],
+    *,
+    mode: str | None = _UNSET,
+    pins: Mapping[str, int] | None = _UNSET,
+    pin: tuple[str, int] | None = None,
+    unpin: str | None = None,
+) -> HostState:
+    """Change the host state atomically and return the new state.
+
+    ``mode`` ("accepting" or "frozen") and ``pins`` (the whole mapping) replace what is there; ``pin=(set,
+    version)`` and ``unpin=set`` change one set. Arguments not given keep their current value. Raises
+    :class:`ConfigError` for a bad mode, set or version, or when the directory cannot be written.
+    """
+    if mode is not _UNSET and mode is not None:
+        mode = validate_mode(mode)
+    new_pins = None if pins is _UNSET or pins is None else {s: validate_pin(s, v) for s, v in pins.items()}
+    if pin is not None:
+        validate_pin(*pin)
+    directory = Path(cache_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with _locked(directory):
+            current = _parse(state_path(directory))
+            merged = dict(current.pins) if new_pins is None else new_pins
+            if pin is not None:
+                merged[pin[0]] = pin[1]
+            if unpin is not None:
+                merged.pop(unpin, None)
+            state = HostState(mode=current.mode if mode is _UNSET else mode, pins=merged)
+            atomic_write(state_path(directory), json.dumps(state.as_dict(), indent=2).encode() + b"\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the host state in {directory}: {exc}") from exc
+    return state
+
+
+def validate_mode(mode: str) -> str:
+    value = str(mode).strip().lower()
+    if value not in MODES:
+        raise ConfigError(f"mode must be 'accepting' or 'frozen', not {mode!r}")
+    return value
+
+
+def validate_pin(set_slug: str, version: object) -> int:
+    from anvil_client.bundle import SLUG_PATTERN
+
+    if not isinstance(set_slug, str) or not SLUG_PATTERN.match(set_slug):
+        raise ConfigError(f"{set_slug!r} is not a prompt set slug")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"the version to pin {set_slug!r} to must be a whole number of 1 or more, not {version!r}")
+    return version
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old content or the new one, never a part.
+
+    Temp file in the same directory, fsync, rename over the target, fsync of the directory.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the atomic rename still prevents torn files
+        yield
+        return
+    with open(directory / "state.lock", "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _parse(path: Path) -> HostState:
+    try:
+        raw = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return HostState()
+    except (OSError, ValueError):
+        import logging
+
+        logging.getLogger("anvil_client").warning("ignoring unreadable host state file %s", path)
+        return HostState()
+    if not isinstance(raw, dict):
+        return HostState()
+    mode = raw.get("mode")
+    mode = mode if mode in MODES else None
+    pins: dict[str, int] = {}
+    raw_pins = raw.get("pins")
+    if isinstance(raw_pins, dict):
+        for set_slug, version in raw_pins.items():
+            try:
+                pins[set_slug] = validate_pin(set_slug, version)
+            except ConfigError:
+                continue
+    return HostState(mode=mode, pins=pins)

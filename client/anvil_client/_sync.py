@@ -1,0 +1,317 @@
+"""The background sync of one client in one process: the ``anvil.sync`` daemon thread.
+
+It follows the FORGE's Server-Sent Events stream (``docs/protocol.md``), reconnecting with exponential
+backoff (``backoff_initial`` doubling to ``backoff_max``, with jitter, reset after ``backoff_reset_after``
+connected) and ``Last-Event-ID``; treats silence longer than ``read_timeout`` as a dead connection; polls
+``/releases`` (bundles with conditional GET) while the stream cannot be used; re-reads the host state file
+a few times a second; and checks in at start, after applying or declining a release, and periodically.
+Every error is logged and kept for ``status()``; none reaches the host application.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from anvil_client._config import Config
+from anvil_client._exceptions import AnvilError, BundleError
+from anvil_client._http import EventStream, HTTPFailure, request
+
+if TYPE_CHECKING:
+    from anvil_client._client import Client
+
+logger = logging.getLogger("anvil_client")
+API = "/api/v1/live"
+
+
+class Forge:
+    """The FORGE's LIVE API for one configuration."""
+
+    def __init__(self, config: Config, *, timeout: float | None = None, client: Client | None = None) -> None:
+        self.config = config
+        self.timeout = config.connect_timeout if timeout is None else timeout
+        self.client = client
+
+    def _get(self, path: str, headers: dict[str, str] | None = None) -> Any:
+        url = f"{self.config.forge_url}{path}"
+        return request("GET", url, token=self.config.token or "", timeout=self.timeout, headers=headers)
+
+    def releases(self) -> dict[str, Any]:
+        """The current releases of the token's environment (validated shape)."""
+        response = self._get(f"{API}/releases")
+        if response.status != 200:
+            raise HTTPFailure(f"GET {API}/releases answered {response.status}", status=response.status)
+        data = response.json()
+        if not isinstance(data, dict) or not isinstance(data.get("releases"), list):
+            raise BundleError("the FORGE's releases answer has no list of releases")
+        for release in data["releases"]:
+            if (
+                not isinstance(release, dict)
+                or not isinstance(release.get("set"), str)
+                or not isinstance(release.get("version"), int)
+            ):
+                raise BundleError(f"the FORGE sent a malformed release: {release!r:.200}")
+        return data
+
+    def bundle(self, set_slug: str, version: int, *, current: Any = None) -> Any:
+        """The raw bundle of a set version (a dict), with a conditional GET when ``current`` has the same version."""
+        headers = {}
+        if current is not None and current.version == version:
+            headers["If-None-Match"] = '"' + current.digest.removeprefix("sha256:") + '"'
+        response = self._get(f"{API}/bundles/{quote(set_slug)}?version={int(version)}", headers)
+        if response.status == 304 and current is not None:
+            return dict(current.raw)
+        if response.status != 200:
+            raise HTTPFailure(
+                f"GET bundle {set_slug} version {version} answered {response.status}", status=response.status
+            )
+        return response.body
+
+    def checkin(self, body: Mapping[str, Any]) -> None:
+        url = f"{self.config.forge_url}{API}/checkin"
+        response = request("POST", url, token=self.config.token or "", timeout=self.timeout, body=body)
+        if response.status != 200:
+            raise HTTPFailure(f"check-in answered {response.status}: {response.body[:200]!r}", status=response.status)
+
+
+class SyncThread:
+    """One ``anvil.sync`` daemon thread for a client in this process."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.config = client.config
+        self.forge = Forge(self.config, client=client)
+        self.first_sync = threading.Event()
+        self.instance_id = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._checkin_due = True
+        self._last_checkin = 0.0
+        self._last_poll = 0.0
+        self._last_event_id: str | None = None
+        self._stream: EventStream | None = None
+        self._failures = 0
+        self._thread = threading.Thread(target=self._run, name="anvil.sync", daemon=True)
+
+    # -------------------------------------------------------------------------------------------- control
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self.first_sync.set()
+        stream = self._stream
+        if stream is not None:
+            stream.close()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_checkin(self) -> None:
+        self._checkin_due = True
+        self._wake.set()
+
+    @property
+    def tick(self) -> float:
+        return min(self.config.state_check_interval, 0.5)
+
+    # ------------------------------------------------------------------------------------------- the loop
+
+    def _run(self) -> None:
+        try:
+            self._sync_releases(initial=True)
+        except Exception:  # never into the host
+            logger.exception("anvil: initial sync failed")
+        finally:
+            self.first_sync.set()
+        backoff = self.config.backoff_initial
+        while not self._stop.is_set():
+            try:
+                connected_for, hint = self._stream_once()
+            except Exception as exc:  # a bug must not end the thread silently
+                logger.exception("anvil: stream loop error")
+                self.client._last_error = f"stream loop error: {exc}"
+                connected_for, hint = 0.0, None
+            if self._stop.is_set():
+                break
+            if connected_for >= self.config.backoff_reset_after:
+                backoff = self.config.backoff_initial
+            delay = backoff if hint is None else max(hint, 0.05)
+            # Full jitter in [delay/2, delay]: spreads a crowd of reconnecting instances.
+            self._idle(delay * (0.5 + random.random() / 2))
+            if hint is None or connected_for < self.config.backoff_reset_after:
+                backoff = min(backoff * 2, self.config.backoff_max)
+
+    def _stream_once(self) -> tuple[float, float | None]:
+        """Follow the stream until it ends. Returns (seconds connected, server's retry hint or None)."""
+        url = f"{self.config.forge_url}{API}/stream"
+        try:
+            stream = EventStream(
+                url, token=self.config.token or "", last_event_id=self._last_event_id,
+                connect_timeout=self.config.connect_timeout,
+            )
+        except (OSError, HTTPFailure) as exc:
+            self._failure(f"cannot open the stream: {exc}")
+            hint = exc.retry_after if isinstance(exc, HTTPFailure) else None
+            if isinstance(exc, HTTPFailure) and exc.status == 401:
+                hint = self.config.backoff_max
+            return 0.0, hint
+        if self._stop.is_set():
+            stream.close()
+            return 0.0, None
+        self._stream = stream
+        connected_at = time.monotonic()
+        self.client._connected = True
+        if self._failures:
+            logger.info("anvil: stream to %s open again", self.config.forge_url)
+        else:
+            logger.info("anvil: stream to %s open", self.config.forge_url)
+        self._failures = 0
+        hint: float | None = None
+        try:
+            while not self._stop.is_set():
+                for event in stream.poll(self.tick):
+                    self._handle(event)
+                self._last_event_id = stream.last_event_id
+                if time.monotonic() - stream.last_activity > self.config.read_timeout:
+                    raise TimeoutError(f"no data from the FORGE for {self.config.read_timeout:.0f} s")
+                if stream.retry_ms is not None:
+                    hint = stream.retry_ms / 1000
+                self._housekeeping(connected=True)
+        except EOFError:
+            self._last_event_id = stream.last_event_id
+            hint = stream.retry_ms / 1000 if stream.retry_ms is not None else None
+            logger.info("anvil: the FORGE closed the stream; reconnecting")
+        except _Revoked:
+            hint = self.config.backoff_max
+        except (OSError, HTTPFailure, TimeoutError) as exc:
+            if not self._stop.is_set():
+                self._failure(f"stream lost: {exc}")
+            hint = None
+        finally:
+            self._stream = None
+            stream.close()
+            self.client._connected = False
+        return time.monotonic() - connected_at, hint
+
+    def _idle(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(min(left, self.tick))
+            self._wake.clear()
+            self._housekeeping(connected=False)
+
+    def _housekeeping(self, *, connected: bool) -> None:
+        client = self.client
+        try:
+            with client._lock:
+                changed = client._refresh_host_state() or self._wake.is_set()
+                self._wake.clear()
+                if changed:
+                    client._reconcile(self.forge)
+                    self._checkin_due = True
+            if not connected and time.monotonic() - self._last_poll >= self.config.poll_interval:
+                self._sync_releases(initial=False)
+            if self._checkin_due or time.monotonic() - self._last_checkin >= self.config.checkin_interval:
+                self._checkin()
+        except Exception:
+            logger.exception("anvil: sync housekeeping failed")
+
+    # ----------------------------------------------------------------------------------------- handlers
+
+    def _handle(self, event: Any) -> None:
+        if event.event == "release":
+            try:
+                data = json.loads(event.data)
+                if not isinstance(data, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                self.client._error(f"the FORGE sent an unreadable release event: {exc}")
+                return
+            with self.client._lock:
+                try:
+                    self.client._consider(self.forge, data, data.get("bundle"))
+                    self.client._last_sync = time.time()
+                except AnvilError as exc:
+                    what = f"set {data.get('set')!r} version {data.get('version')}"
+                    self.client._error(f"release of {what} refused: {exc}")
+            self._checkin_due = True
+        elif event.event == "revoked":
+            self.client._error("the FORGE revoked this instance's token; still serving the last good prompts")
+            raise _Revoked
+
+    def _sync_releases(self, *, initial: bool) -> None:
+        """GET the current releases and take what should be taken (start-up and polling fallback)."""
+        self._last_poll = time.monotonic()
+        try:
+            releases = self.forge.releases()
+        except (AnvilError, OSError) as exc:
+            self._failure(f"cannot get the releases: {exc}")
+            return
+        client = self.client
+        with client._lock:
+            client._refresh_host_state()
+            client._record_identity(releases)
+            for release in releases["releases"]:
+                try:
+                    client._consider(self.forge, release, None)
+                except AnvilError as exc:
+                    client._error(f"set {release.get('set')!r} version {release.get('version')} not applied: {exc}")
+            client._last_sync = time.time()
+        if initial and isinstance(releases.get("last_event_id"), str | int):
+            self._last_event_id = str(releases["last_event_id"])
+        self._checkin_due = True
+
+    def _checkin(self) -> None:
+        self._checkin_due = False
+        self._last_checkin = time.monotonic()
+        client = self.client
+        snapshot = client._snapshot
+        body = {
+            "instance_id": self.instance_id,
+            "name": self.config.instance_name or socket.gethostname(),
+            "host": socket.gethostname(),
+            "process_count": 1,
+            "client_version": _version(),
+            "mode": client.mode.upper(),
+            "pins": dict(client._host.pins),
+            "versions": snapshot.versions,
+            "usage": client._usage_report(),
+        }
+        try:
+            self.forge.checkin(body)
+        except (AnvilError, OSError) as exc:
+            logger.info("anvil: check-in failed: %s", exc)
+
+    def _failure(self, message: str) -> None:
+        self._failures += 1
+        self.client._last_error = message
+        if self._failures == 1:
+            logger.warning("anvil: %s (serving the last good prompts; retrying)", message)
+        else:
+            logger.info("anvil: %s (attempt %d)", message, self._failures)
+
+
+class _Revoked(Exception):
+    pass
+
+
+def _version() -> str:
+    from anvil_client import __version__
+
+    return __version__

@@ -1,0 +1,283 @@
+"""A small, real HTTP/SSE server speaking the LIVE protocol (docs/protocol.md), for the client's unit tests.
+
+It is a seam, not a mock: the client talks to it over loopback sockets exactly as to a FORGE. Tests drive it:
+``publish(...)`` makes a release and pushes it to open streams; ``drop_streams()`` cuts them; ``revoke()``
+sends ``revoked``; ``stream_enabled = False`` answers 404 on the stream (the polling fallback).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from anvil_client.bundle import build_bundle
+
+TOKEN = "anvil_live_" + "t" * 43
+
+
+def make_bundle(
+    set_slug: str = "core",
+    version: int = 1,
+    prompts: list[dict[str, Any]] | None = None,
+    *,
+    text: str | None = None,
+    organisation: str = "acme",
+    project: str = "support-bot",
+    environment: str = "production",
+    forge: str = "http://127.0.0.1:1",
+) -> dict[str, Any]:
+    """A valid bundle; by default one prompt ``welcome.message`` = ``Hello {{ name }} (v<version>)``."""
+    if prompts is None:
+        prompts = [
+            {
+                "id": "welcome.message",
+                "template": text if text is not None else f"Hello {{{{ name }}}} (v{version})",
+                "parameters": [{"name": "name", "type": "string", "required": True}],
+            }
+        ]
+    return build_bundle(
+        forge=forge,
+        organisation=organisation,
+        project=project,
+        environment=environment,
+        set_slug=set_slug,
+        version=version,
+        approval="approved",
+        prompts=prompts,
+        created_at="2026-11-25T10:00:00Z",
+    )
+
+
+@dataclass
+class StubForge:
+    token: str = TOKEN
+    inline: bool = True
+    heartbeat: float = 0.2
+    retry_ms: int = 100
+    stream_enabled: bool = True
+    organisation: str = "acme"
+    project: str = "support-bot"
+    environment: str = "production"
+    bundles: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    releases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    checkins: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    stream_opens: list[float] = field(default_factory=list)
+    _queues: list[queue.Queue[Any]] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _next_id: int = 0
+
+    # ------------------------------------------------------------------------------------------- driving
+
+    def start(self, port: int = 0) -> StubForge:
+        stub = self
+
+        class Handler(_Handler):
+            forge = stub
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="stub-forge", daemon=True).start()
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.drop_streams()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def add_bundle(self, bundle: dict[str, Any]) -> None:
+        self.bundles[(bundle["set"], bundle["version"])] = bundle
+
+    def publish(
+        self, set_slug: str = "core", version: int = 1, bundle: dict[str, Any] | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        bundle = bundle or make_bundle(set_slug, version, **kw)
+        self.add_bundle(bundle)
+        with self._lock:
+            self._next_id += 1
+            release = {
+                "set": bundle["set"],
+                "version": bundle["version"],
+                "release_id": self._next_id,
+                "digest": bundle["digest"],
+                "content_digest": bundle["content_digest"],
+                "published_at": "2026-11-25T10:06:00Z",
+                "bundle_url": f"/api/v1/live/bundles/{bundle['set']}?version={bundle['version']}",
+            }
+            self.releases[bundle["set"]] = release
+            self.history.append(release)
+            for q in list(self._queues):
+                q.put(("release", release))
+        return bundle
+
+    def drop_streams(self) -> None:
+        for q in list(self._queues):
+            q.put(("close", None))
+
+    def revoke(self) -> None:
+        for q in list(self._queues):
+            q.put(("revoked", None))
+
+    def open_streams(self) -> int:
+        return len(self._queues)
+
+    def wait_for(self, predicate: Any, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def event_payload(self, release: dict[str, Any]) -> dict[str, Any]:
+        payload = dict(release)
+        if self.inline:
+            payload["bundle"] = self.bundles[(release["set"], release["version"])]
+        return payload
+
+
+class _Handler(BaseHTTPRequestHandler):
+    forge: StubForge
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorised(self) -> bool:
+        if self.headers.get("Authorization") != f"Bearer {self.forge.token}":
+            self._json(401, {"error": "invalid token"})
+            return False
+        return True
+
+    def do_GET(self) -> None:
+        forge = self.forge
+        parts = urlsplit(self.path)
+        forge.requests.append(("GET", self.path, dict(self.headers)))
+        if not self._authorised():
+            return
+        if parts.path == "/api/v1/live/releases":
+            last = str(max((r["release_id"] for r in forge.releases.values()), default=0))
+            self._json(
+                200,
+                {
+                    "organisation": forge.organisation,
+                    "project": forge.project,
+                    "environment": forge.environment,
+                    "last_event_id": last,
+                    "releases": sorted(forge.releases.values(), key=lambda r: r["set"]),
+                },
+            )
+        elif parts.path.startswith("/api/v1/live/bundles/"):
+            set_slug = parts.path.rsplit("/", 1)[1]
+            query = parse_qs(parts.query)
+            version = int(query["version"][0]) if "version" in query else forge.releases[set_slug]["version"]
+            bundle = forge.bundles.get((set_slug, version))
+            if bundle is None:
+                self._json(404, {"error": "no such version"})
+                return
+            etag = '"' + bundle["digest"].removeprefix("sha256:") + '"'
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self._json(200, bundle, {"ETag": etag})
+        elif parts.path == "/api/v1/live/stream":
+            if not forge.stream_enabled:
+                self._json(404, {"error": "not found"})
+                return
+            self._stream()
+        else:
+            self._json(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        forge = self.forge
+        forge.requests.append(("POST", self.path, dict(self.headers)))
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        if not self._authorised():
+            return
+        if self.path == "/api/v1/live/checkin":
+            forge.checkins.append(json.loads(body))
+            self._json(200, {"ok": True, "server_time": "2026-11-25T10:00:00Z"})
+        else:
+            self._json(404, {"error": "not found"})
+
+    def _write_chunk(self, text: str) -> None:
+        data = text.encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _stream(self) -> None:
+        forge = self.forge
+        q: queue.Queue[Any] = queue.Queue()
+        last = self.headers.get("Last-Event-ID")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        forge.stream_opens.append(time.monotonic())
+        try:
+            with forge._lock:
+                backlog = [r for r in forge.releases.values() if last is None or r["release_id"] > int(last)]
+                forge._queues.append(q)
+            self._write_chunk(f"retry: {forge.retry_ms}\n\n")
+            for release in backlog:
+                q.put(("release", release))
+            while True:
+                try:
+                    kind, release = q.get(timeout=forge.heartbeat)
+                except queue.Empty:
+                    self._write_chunk(": heartbeat\n\n")
+                    continue
+                if kind == "close":
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                    break
+                if kind == "revoked":
+                    self._write_chunk("event: revoked\ndata: {}\n\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                    break
+                data = json.dumps(forge.event_payload(release))
+                # Split the event across two chunks to exercise the client's reassembly.
+                text = f"event: release\nid: {release['release_id']}\ndata: {data}\n\n"
+                self._write_chunk(text[:20])
+                self._write_chunk(text[20:])
+        except OSError:
+            pass
+        finally:
+            with forge._lock:
+                if q in forge._queues:
+                    forge._queues.remove(q)
+            self.close_connection = True
