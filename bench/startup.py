@@ -33,6 +33,8 @@ from bench.common import free_port, log, summarize, write_result
 from bench.content_scale import make_bundle_bytes
 
 RUNS = 21
+MIN_RUNS = 5
+RUNS_BUDGET_S = 30.0  # stop early (after MIN_RUNS) when start-up is slow, so the benchmark stays bounded
 PROMPTS = 1_000
 FIRST_PROMPT_ID = "area004.topic00400.message"
 
@@ -148,7 +150,10 @@ def main() -> int:
         env = child_env(cache_dir, dead_port)
         log(f"startup: {RUNS} fresh processes, {PROMPTS}-prompt disk cache, FORGE down (port {dead_port})")
         baseline = [interpreter_only_ms(env, root) for _ in range(5)]
-        runs = [run_child(env, root) for _ in range(RUNS)]
+        runs: list[dict[str, Any]] = []
+        budget_end = time.monotonic() + RUNS_BUDGET_S
+        while len(runs) < RUNS and (len(runs) < MIN_RUNS or time.monotonic() < budget_end):
+            runs.append(run_child(env, root))
     launch = [r["launch_to_first_prompt_ms"] for r in runs]
     calls_before = [len(r["calls_before"]) for r in runs]
     calls_after = [len(r["calls_after"]) for r in runs]
@@ -156,7 +161,7 @@ def main() -> int:
         "method": "fresh interpreter per run; launch_to_first_prompt_ms from Popen to the first prompt printed; "
         "network calls counted by wrapping socket connect/connect_ex/getaddrinfo before the import",
         "prompts_in_cache": PROMPTS,
-        "runs": RUNS,
+        "runs": len(runs),
         "median_ms": summarize(launch)["median"],
         "p99_ms": summarize(launch)["p99"],
         "network_calls": max(calls_before),
