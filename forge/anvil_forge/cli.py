@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from anvil_forge.distribution.cli import add_token_arguments, run_token
+from anvil_forge.peering.cli import add_peer_arguments, run_peer
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anvil_forge.settings")
 
@@ -192,6 +193,7 @@ COMMANDS: dict[str, tuple[Handler, Arguments, str]] = {
     "createuser": (run_createuser, add_createuser_arguments, "create a user, optionally a member of an organisation"),
     "publish": (run_publish, add_publish_arguments, "publish a prompt set version to an environment"),
     "token": (run_token, add_token_arguments, "create, list or revoke ACCESS_TOKENs (LIVE instances, peer FORGEs)"),
+    "peer": (run_peer, add_peer_arguments, "add, list, check or remove peer FORGEs (the Forges menu)"),
 }
 
 

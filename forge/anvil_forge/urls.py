@@ -5,5 +5,7 @@ from anvil_forge.core.views import healthz
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include("anvil_forge.distribution.urls")),
+    path("api/v1/peer/", include("anvil_forge.peering.api_urls")),
+    path("forges/", include("anvil_forge.peering.urls")),
     path("", include("anvil_forge.web.urls")),
 ]

@@ -1,0 +1,257 @@
+"""The HTTP client one FORGE uses to read another's peer API (``/api/v1/peer/``).
+
+A peer is someone else's server: it may be slow, down, answer garbage, or answer far too much. Every call
+here has a total deadline (not only a per-read timeout, so a peer dripping one byte a second cannot hold a
+page), a size limit, follows no redirect (the token goes only to the URL configured), and turns every
+failure into :class:`PeerError` with a message a person can act on. Bundles are verified with
+``anvil_client.bundle.load_bundle``, the same check a LIVE client makes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from django.conf import settings
+
+from anvil_client._exceptions import BundleError
+from anvil_client.bundle import Bundle, load_bundle
+from anvil_forge.core.exceptions import ApplicationError
+
+USER_AGENT = "anvil-forge-peer/1"
+_CHUNK = 64 * 1024
+
+
+class PeerError(ApplicationError):
+    """A peer could not be read. ``kind`` says why, for the health badge:
+
+    ``unreachable`` (connection refused, DNS, TLS), ``timeout``, ``token_refused`` (401), ``not_found`` (404),
+    ``too_large``, ``garbage`` (not the peer API's JSON, or a bundle that fails verification), ``http`` (other
+    statuses). The gateway answering 502 for a peer that failed is the caller's choice.
+    """
+
+    status_code = 502
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message, {"kind": kind})
+        self.kind = kind
+
+    @property
+    def reachable(self) -> bool:
+        return self.kind not in ("unreachable", "timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a paginated peer API list."""
+
+    items: list[dict[str, Any]]
+    page: int
+    per_page: int
+    total: int
+    next_page: int | None
+
+
+class PeerClient:
+    """Reads one peer. ``timeout`` bounds each whole request; ``max_bytes`` bounds each answer's body."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        name: str = "",
+        timeout: float | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PeerError(f"Peer {name or url}: {url!r} is not an http:// or https:// URL.", kind="unreachable")
+        self.name = name or parts.hostname
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port
+        self.base_path = parts.path.rstrip("/")
+        self.url = url.rstrip("/")
+        self._token = token
+        self.timeout = float(timeout if timeout is not None else settings.ANVIL_PEER_TIMEOUT_SECONDS)
+        self.max_bytes = int(max_bytes if max_bytes is not None else settings.ANVIL_PEER_MAX_BYTES)
+
+    def __repr__(self) -> str:  # never the token
+        return f"PeerClient({self.name!r}, {self.url!r})"
+
+    # The peer API, one method per endpoint.
+
+    def projects(self, *, page: int = 1, per_page: int = 50) -> Page:
+        return self._page("/api/v1/peer/projects", page, per_page)
+
+    def sets(self, organisation: str, project: str, *, page: int = 1, per_page: int = 50) -> Page:
+        return self._page(f"/api/v1/peer/projects/{_seg(organisation)}/{_seg(project)}/sets", page, per_page)
+
+    def versions(self, organisation: str, project: str, set_slug: str, *, page: int = 1, per_page: int = 50) -> Page:
+        path = f"/api/v1/peer/projects/{_seg(organisation)}/{_seg(project)}/sets/{_seg(set_slug)}/versions"
+        return self._page(path, page, per_page)
+
+    def all_versions(self, organisation: str, project: str, set_slug: str, *, limit: int = 500) -> list[dict]:
+        """Every approved version (newest first), following pages up to ``limit`` items."""
+        items: list[dict[str, Any]] = []
+        page: int | None = 1
+        while page is not None and len(items) < limit:
+            result = self.versions(organisation, project, set_slug, page=page, per_page=100)
+            items.extend(result.items)
+            page = result.next_page if result.next_page and result.next_page > page else None
+        return items[:limit]
+
+    def bundle(self, organisation: str, project: str, set_slug: str, version: int) -> Bundle:
+        """Version ``version`` of a set as a verified ``anvil.bundle/1``; refuses one for anything else."""
+        path = (
+            f"/api/v1/peer/projects/{_seg(organisation)}/{_seg(project)}/sets/{_seg(set_slug)}"
+            f"/versions/{int(version)}"
+        )
+        body = self._get(path)
+        try:
+            bundle = load_bundle(body)
+        except BundleError as exc:
+            raise PeerError(f"Peer {self.name} sent a bundle that failed verification: {exc}", kind="garbage") from exc
+        expected = (organisation, project, set_slug, int(version))
+        got = (bundle.organisation, bundle.project, bundle.set, bundle.version)
+        if got != expected:
+            raise PeerError(
+                f"Peer {self.name} sent the bundle of {got[0]}/{got[1]}/{got[2]} v{got[3]} when asked for "
+                f"{expected[0]}/{expected[1]}/{expected[2]} v{expected[3]}; refused.",
+                kind="garbage",
+            )
+        if bundle.approval != "approved":
+            raise PeerError(f"Peer {self.name} sent a version that is not approved; refused.", kind="garbage")
+        return bundle
+
+    # Transport.
+
+    def _page(self, path: str, page: int, per_page: int) -> Page:
+        data = self._get_json(path, {"page": page, "per_page": per_page})
+        if not isinstance(data, dict):
+            raise PeerError(f"Peer {self.name} answered {path} with something that is not a page.", kind="garbage")
+        items, total = data.get("items"), data.get("total")
+        number, size, next_page = data.get("page"), data.get("per_page"), data.get("next_page")
+        if (
+            not isinstance(items, list)
+            or not all(isinstance(item, dict) for item in items)
+            or not _whole(total)
+            or not _whole(number)
+            or not _whole(size)
+            or not (next_page is None or _whole(next_page))
+        ):
+            raise PeerError(
+                f"Peer {self.name} answered {path} with a page that is not the peer API's "
+                "(expected items, page, per_page, total, next_page).",
+                kind="garbage",
+            )
+        return Page(items=items, page=number, per_page=size, total=total, next_page=next_page)
+
+    def _get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        body = self._get(path, params)
+        try:
+            return json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            message = f"Peer {self.name} answered {path} with something that is not JSON."
+            raise PeerError(message, kind="garbage") from exc
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
+        target = self.base_path + path + (f"?{urlencode(params)}" if params else "")
+        deadline = time.monotonic() + self.timeout
+        connection: http.client.HTTPConnection
+        if self.scheme == "https":
+            connection = http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+            )
+        else:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.request(
+                "GET",
+                target,
+                headers={
+                    "Authorization": f"Bearer {self._token}",
+                    "Accept": "application/json",
+                    "User-Agent": USER_AGENT,
+                },
+            )
+            self._remaining(connection, deadline)
+            response = connection.getresponse()
+            length = response.getheader("Content-Length")
+            if length and length.isdigit() and int(length) > self.max_bytes:
+                raise self._too_large(path)
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                self._remaining(connection, deadline)
+                chunk = response.read1(_CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise self._too_large(path)
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        except PeerError:
+            raise
+        except TimeoutError as exc:
+            raise PeerError(f"Peer {self.name} did not answer within {self.timeout:g} s.", kind="timeout") from exc
+        except ssl.SSLError as exc:
+            raise PeerError(f"Peer {self.name}: TLS failed ({exc.reason or exc}).", kind="unreachable") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
+            raise PeerError(f"Peer {self.name} is unreachable at {self.url}: {reason}.", kind="unreachable") from exc
+        finally:
+            connection.close()
+        self._check_status(response.status, path, body)
+        return body
+
+    def _remaining(self, connection: http.client.HTTPConnection, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise PeerError(f"Peer {self.name} did not answer within {self.timeout:g} s.", kind="timeout")
+        if connection.sock is not None:
+            connection.sock.settimeout(remaining)
+
+    def _too_large(self, path: str) -> PeerError:
+        return PeerError(
+            f"Peer {self.name} answered {path} with more than {self.max_bytes // 1024} KB; refused.", kind="too_large"
+        )
+
+    def _check_status(self, status: int, path: str, body: bytes) -> None:
+        if 200 <= status < 300:
+            return
+        if status == 401:
+            raise PeerError(
+                f"Peer {self.name} refused the token (401): it is wrong, expired or revoked. "
+                "Ask the peer FORGE's admin for a new peer token and replace it here.",
+                kind="token_refused",
+            )
+        if status == 404:
+            raise PeerError(f"Peer {self.name} has no {path.removeprefix('/api/v1/peer/')} (404).", kind="not_found")
+        if 300 <= status < 400:
+            raise PeerError(
+                f"Peer {self.name} answered with a redirect ({status}); check its URL ({self.url}).", kind="http"
+            )
+        detail = ""
+        try:
+            error = json.loads(body.decode("utf-8")).get("error")
+            if isinstance(error, str):
+                detail = f": {error[:200]}"
+        except (UnicodeDecodeError, ValueError, AttributeError):
+            pass
+        raise PeerError(f"Peer {self.name} answered {status}{detail}.", kind="http")
+
+
+def _seg(value: str) -> str:
+    return quote(str(value), safe="")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -1,0 +1,78 @@
+"""Peers from configuration: ``ANVIL_PEERS``, a JSON list of ``{"name", "url", "token_env"}``.
+
+The token itself never appears in the setting: ``token_env`` names the environment variable that holds it,
+read each time the peer is used. Example::
+
+    ANVIL_PEERS='[{"name": "eu", "url": "https://forge.eu.example.com", "token_env": "ANVIL_PEER_EU_TOKEN"}]'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredPeer:
+    name: str
+    url: str
+    token_env: str
+
+    def token(self) -> str:
+        return os.environ.get(self.token_env, "").strip()
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a peer's base URL, or ``None`` when it can."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return f"{url!r} is not an http:// or https:// URL"
+    if not parts.hostname:
+        return f"{url!r} has no host"
+    if parts.query or parts.fragment:
+        return f"{url!r} must not have a query or fragment"
+    return None
+
+
+def configured_peers(raw: str | None = None) -> tuple[ConfiguredPeer, ...]:
+    """Parse ``ANVIL_PEERS``; :class:`ImproperlyConfigured` naming the problem when it is wrong."""
+    raw = getattr(settings, "ANVIL_PEERS", "") if raw is None else raw
+    if not raw or not raw.strip():
+        return ()
+    try:
+        entries = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"ANVIL_PEERS is not valid JSON: {exc}") from exc
+    if not isinstance(entries, list):
+        raise ImproperlyConfigured("ANVIL_PEERS must be a JSON list of {name, url, token_env} objects.")
+    peers: list[ConfiguredPeer] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        where = f"ANVIL_PEERS[{index}]"
+        if not isinstance(entry, dict):
+            raise ImproperlyConfigured(f"{where} must be an object with name, url and token_env.")
+        unknown = sorted(set(entry) - {"name", "url", "token_env"})
+        if unknown:
+            hint = " (put the token in an environment variable and name it in token_env)" if "token" in unknown else ""
+            raise ImproperlyConfigured(f"{where} has an unknown key {unknown[0]!r}{hint}.")
+        name, url, token_env = entry.get("name"), entry.get("url"), entry.get("token_env")
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise ImproperlyConfigured(f"{where}.name {name!r} must be lowercase letters, digits, - or _.")
+        if name in seen:
+            raise ImproperlyConfigured(f"{where}.name {name!r} is used twice.")
+        seen.add(name)
+        if not isinstance(url, str) or (problem := url_problem(url)):
+            raise ImproperlyConfigured(f"{where}.url: {problem if isinstance(url, str) else 'must be a string'}.")
+        if not isinstance(token_env, str) or not ENV_NAME_PATTERN.match(token_env):
+            raise ImproperlyConfigured(f"{where}.token_env must name an environment variable.")
+        peers.append(ConfiguredPeer(name=name, url=url.rstrip("/"), token_env=token_env))
+    return tuple(peers)
