@@ -1,56 +1,36 @@
-"""Web tests: two organisations, a member of each role in the first, and an outsider in the second."""
+"""Web tests use the shared fixtures (``team``, ``other_team``, ``project``, ``prompt_set``) plus these."""
 
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
-
-from anvil_forge.accounts.models import Membership, Organisation, Role
-from anvil_forge.prompts.models import Environment, Project, PromptSet
-
-ROLES = [role.value for role in Role]
+from django.test import Client
 
 
 @pytest.fixture
-def org(db) -> Organisation:
-    return Organisation.objects.create(slug="acme", name="Acme")
+def as_user(db):
+    """``as_user(user)``: a test client signed in as ``user`` (a fresh client each call)."""
 
-
-@pytest.fixture
-def other_org(db) -> Organisation:
-    return Organisation.objects.create(slug="globex", name="Globex")
-
-
-@pytest.fixture
-def members(org: Organisation) -> dict[str, User]:
-    users = {}
-    for role in ROLES:
-        user = User.objects.create_user(username=role, password="anvil-demo-pw")
-        Membership.objects.create(user=user, organisation=org, role=role)
-        users[role] = user
-    return users
-
-
-@pytest.fixture
-def outsider(other_org: Organisation) -> User:
-    user = User.objects.create_user(username="outsider", password="anvil-demo-pw")
-    Membership.objects.create(user=user, organisation=other_org, role=Role.OWNER)
-    return user
-
-
-@pytest.fixture
-def project(org: Organisation) -> Project:
-    project = Project.objects.create(organisation=org, slug="support-bot", name="Support bot")
-    Environment.objects.create(project=project, slug="production", name="Production")
-    Environment.objects.create(project=project, slug="staging", name="Staging", accepts_review_versions=True)
-    PromptSet.objects.create(project=project, slug="core", name="Core")
-    return project
-
-
-@pytest.fixture
-def client_as(client):
-    def sign_in(user: User):
+    def sign_in(user) -> Client:
+        client = Client()
         client.force_login(user)
         return client
 
     return sign_in
+
+
+@pytest.fixture
+def urls(team, project, prompt_set):
+    """The main page addresses of ``prompt_set``."""
+    org = team.organisation.slug
+    base = f"/o/{org}/p/{project.slug}/s/{prompt_set.slug}/"
+    return {
+        "projects": f"/o/{org}/",
+        "project": f"/o/{org}/p/{project.slug}/",
+        "set": base,
+        "versions": base + "versions/",
+        "prompt": base + "prompts/welcome.message/",
+        "tokens": f"/o/{org}/tokens/",
+        "instances": f"/o/{org}/instances/",
+        "audit": f"/o/{org}/audit/",
+        "base": base,
+    }

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import pytest
 
+from anvil_forge.accounts.models import Membership
+from forge.tests.factories import PASSWORD
+
 pytestmark = pytest.mark.django_db
 
 
-def test_anonymous_visitor_is_sent_to_sign_in(client, project):
-    response = client.get("/o/acme/")
+def test_anonymous_visitor_is_sent_to_sign_in(client, urls):
+    response = client.get(urls["project"])
     assert response.status_code == 302
     assert response["Location"].startswith("/login/")
 
@@ -18,42 +21,39 @@ def test_sign_in_page_has_labelled_fields_and_no_outside_urls(client):
     assert "http://" not in body and "https://" not in body
 
 
-def test_wrong_password_is_refused_and_keeps_the_username(client, members):
-    response = client.post("/login/", {"username": "editor", "password": "wrong"})
+def test_wrong_password_is_refused_and_keeps_the_username(client, team):
+    username = team.editor.get_username()
+    response = client.post("/login/", {"username": username, "password": "wrong"})
     assert response.status_code == 200
     body = response.content.decode()
-    assert 'role="alert"' in body and 'value="editor"' in body
+    assert 'role="alert"' in body and f'value="{username}"' in body
 
 
-def test_signing_in_lands_on_the_projects_of_the_organisation(client, members, project):
-    response = client.post("/login/", {"username": "editor", "password": "anvil-demo-pw"}, follow=True)
-    assert response.redirect_chain[-1][0] == "/o/acme/"
+def test_signing_in_lands_on_the_projects_of_the_organisation(client, team, project):
+    response = client.post("/login/", {"username": team.editor.get_username(), "password": PASSWORD}, follow=True)
+    assert response.redirect_chain[-1][0] == f"/o/{team.organisation.slug}/"
     body = response.content.decode()
-    assert "Support bot" in body
+    assert project.name in body
     assert 'aria-label="Main"' in body and 'aria-current="page">Projects' in body
 
 
-def test_sign_out_ends_the_session(client_as, members):
-    client = client_as(members["viewer"])
+def test_sign_out_ends_the_session(as_user, team, urls):
+    client = as_user(team.viewer)
     assert client.post("/logout/").status_code == 302
-    assert client.get("/o/acme/").status_code == 302
+    assert client.get(urls["projects"]).status_code == 302
 
 
-@pytest.mark.parametrize(
-    "path", ["/o/acme/", "/o/acme/p/support-bot/", "/o/acme/tokens/", "/o/acme/instances/", "/o/acme/audit/"]
-)
-def test_another_organisations_member_gets_not_found(client_as, outsider, project, path):
-    assert client_as(outsider).get(path).status_code == 404
+@pytest.mark.parametrize("page", ["projects", "project", "set", "versions", "prompt", "tokens", "instances", "audit"])
+def test_another_organisations_member_gets_not_found(as_user, other_team, urls, page):
+    assert as_user(other_team.owner).get(urls[page]).status_code == 404
 
 
-def test_switcher_lists_only_my_organisations_and_refuses_others(client_as, members, other_org, outsider):
-    from anvil_forge.accounts.models import Membership
-
-    Membership.objects.create(user=members["viewer"], organisation=other_org, role="viewer")
-    client = client_as(members["viewer"])
-    body = client.get("/o/acme/").content.decode()
-    assert 'id="org-switcher"' in body and "Globex" in body
-    assert client.get("/switch/?org=globex")["Location"] == "/o/globex/"
-    # and the session remembers it for the home page
-    assert client.get("/")["Location"] == "/o/globex/"
-    assert client_as(outsider).get("/switch/?org=acme").status_code == 404
+def test_switcher_lists_only_my_organisations_and_refuses_others(as_user, team, other_team, project):
+    Membership.objects.create(user=team.viewer, organisation=other_team.organisation, role="viewer")
+    client = as_user(team.viewer)
+    body = client.get(f"/o/{team.organisation.slug}/").content.decode()
+    assert 'id="org-switcher"' in body and other_team.organisation.name in body
+    target = f"/o/{other_team.organisation.slug}/"
+    assert client.get(f"/switch/?org={other_team.organisation.slug}")["Location"] == target
+    assert client.get("/")["Location"] == target  # the session remembers the choice
+    assert as_user(other_team.editor).get(f"/switch/?org={team.organisation.slug}").status_code == 404

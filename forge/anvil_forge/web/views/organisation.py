@@ -11,51 +11,50 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from anvil_forge.audit.models import AuditEvent
-from anvil_forge.distribution.models import LiveInstance
-from anvil_forge.prompts.models import Project
-from anvil_forge.web.access import organisation_get
+from anvil_forge.audit.selectors import audit_events_for
+from anvil_forge.distribution.selectors import CHECKIN_INTERVAL_SECONDS, QUIET_AFTER_INTERVALS, instances_for
+from anvil_forge.prompts import selectors
+from anvil_forge.web.access import place_get
+
+AUDIT_PAGE_SIZE = 50
 
 
 @login_required
 def projects(request: HttpRequest, org: str) -> HttpResponse:
-    organisation = organisation_get(request, org)
-    project_list = (
-        Project.objects.filter(organisation=organisation)
-        .prefetch_related("prompt_sets", "environments")
-        .order_by("slug")
+    place = place_get(request, org)
+    project_list = selectors.projects_for(actor=request.user, organisation=place.organisation).prefetch_related(
+        "prompt_sets", "environments"
     )
-    return render(request, "web/projects.html", {"organisation": organisation, "projects": project_list})
+    return render(request, "web/projects.html", {**place.context(), "projects": project_list})
 
 
 @login_required
 def instances(request: HttpRequest, org: str) -> HttpResponse:
-    organisation = organisation_get(request, org)
-    rows = LiveInstance.objects.filter(project__organisation=organisation).select_related("project", "environment")
+    place = place_get(request, org)
+    projects = list(selectors.projects_for(actor=request.user, organisation=place.organisation))
     project_slug = request.GET.get("project", "")
-    if project_slug:
-        rows = rows.filter(project__slug=project_slug)
-    quiet_after = timezone.now() - timedelta(minutes=5)
+    chosen = next((p for p in projects if p.slug == project_slug), None)
+    rows = instances_for(actor=request.user, organisation=place.organisation, project=chosen)
     return render(
         request,
         "web/instances.html",
         {
-            "organisation": organisation,
-            "instances": rows.order_by("project__slug", "environment__id", "name"),
-            "projects": Project.objects.filter(organisation=organisation),
-            "project_slug": project_slug,
-            "quiet_after": quiet_after,
+            **place.context(),
+            "instances": rows,
+            "projects": projects,
+            "project_slug": chosen.slug if chosen else "",
+            "quiet_after": timezone.now() - timedelta(seconds=CHECKIN_INTERVAL_SECONDS * QUIET_AFTER_INTERVALS),
         },
     )
 
 
 def _moment(text: str, *, end_of_day: bool = False) -> datetime | None:
-    text = text.strip()
-    if not text:
-        return None
     moment = parse_datetime(text)
     if moment is None:
-        day = parse_date(text)
+        try:
+            day = parse_date(text)
+        except ValueError:
+            return None
         if day is None:
             return None
         moment = datetime.combine(day, datetime.min.time()) + (timedelta(days=1) if end_of_day else timedelta())
@@ -66,34 +65,35 @@ def _moment(text: str, *, end_of_day: bool = False) -> datetime | None:
 
 @login_required
 def audit(request: HttpRequest, org: str) -> HttpResponse:
-    organisation = organisation_get(request, org)
-    events = AuditEvent.objects.filter(organisation=organisation).select_related("project")
+    place = place_get(request, org)
+    projects = list(selectors.projects_for(actor=request.user, organisation=place.organisation))
     filters = {key: request.GET.get(key, "").strip() for key in ("project", "actor", "action", "since", "until")}
     errors = []
-    if filters["project"]:
-        events = events.filter(project__slug=filters["project"])
-    if filters["actor"]:
-        events = events.filter(actor_label=filters["actor"])
-    if filters["action"]:
-        events = events.filter(action__startswith=filters["action"])
+    chosen = next((p for p in projects if p.slug == filters["project"]), None)
+    if filters["project"] and chosen is None:
+        errors.append(f"There is no project “{filters['project']}” in {place.organisation.name}.")
+    moments = {}
     for key, end in (("since", False), ("until", True)):
         if filters[key]:
-            moment = _moment(filters[key], end_of_day=end)
-            if moment is None:
+            moments[key] = _moment(filters[key], end_of_day=end)
+            if moments[key] is None:
                 errors.append(f"“{filters[key]}” is not a date (use YYYY-MM-DD or YYYY-MM-DD HH:MM).")
-            elif key == "since":
-                events = events.filter(created_at__gte=moment)
-            else:
-                events = events.filter(created_at__lt=moment)
-    page = Paginator(events.order_by("-created_at", "-id"), 50).get_page(request.GET.get("page"))
+    action = filters["action"]
+    events = audit_events_for(
+        actor=request.user,
+        organisation=place.organisation,
+        project=chosen,
+        actor_username=filters["actor"] or None,
+        # A word without a dot ("release") matches every action of that kind.
+        action=(action if "." in action else action + ".") if action else None,
+        since=moments.get("since"),
+        until=moments.get("until"),
+    )
+    if errors:
+        events = events.none()
+    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "web/audit.html",
-        {
-            "organisation": organisation,
-            "page": page,
-            "filters": filters,
-            "errors": errors,
-            "projects": Project.objects.filter(organisation=organisation),
-        },
+        {**place.context(), "page": page, "filters": filters, "errors": errors, "projects": projects},
     )

@@ -1,0 +1,244 @@
+"""The prompt editor: template with live checks, parameters table, preview, rename and delete.
+
+Whatever the engineer typed comes back on every answer, saved or refused: the form is re-rendered from
+the request, never from the database, unless the save succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from anvil_client.bundle import PARAMETER_TYPES
+from anvil_forge.core.exceptions import ApplicationError, Conflict
+from anvil_forge.prompts import selectors, services
+from anvil_forge.prompts.analysis import prompt_analysis, prompt_preview
+from anvil_forge.prompts.models import Prompt, SetStatus
+from anvil_forge.web.access import Place, place_get
+from anvil_forge.web.forms import parameter_rows, parameters_from_rows, rows_from_parameters, sample_values
+
+
+def _state_from_prompt(prompt: Prompt) -> dict[str, Any]:
+    return {
+        "template": prompt.template,
+        "description": prompt.description,
+        "rows": rows_from_parameters(prompt.parameters),
+        "metadata": json.dumps(prompt.metadata, indent=2, ensure_ascii=False) if prompt.metadata else "",
+        "base_revision": prompt.revision,
+        "samples": {},
+    }
+
+
+def _state_from_request(request: HttpRequest) -> dict[str, Any]:
+    data = request.POST
+    return {
+        "template": data.get("template", ""),
+        "description": data.get("description", ""),
+        "rows": parameter_rows(data),
+        "metadata": data.get("metadata", ""),
+        "base_revision": data.get("base_revision", ""),
+        "samples": sample_values(data),
+    }
+
+
+def _lenient_parameters(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Declarations for the live checks; a default that does not parse is ignored there (save reports it)."""
+    try:
+        return parameters_from_rows(rows)
+    except ApplicationError:
+        return [{**row, "default": None} for row in rows if row["name"]]
+
+
+def _live(state: dict[str, Any]) -> dict[str, Any]:
+    """The analysis, the sample value fields and the preview for the editor's right-hand column."""
+    parameters = _lenient_parameters(state["rows"])
+    analysis = prompt_analysis(state["template"], parameters)
+    declared = {p["name"]: p for p in parameters}
+    names = list(analysis.variables) + [name for name in declared if name not in analysis.variables]
+    fields = [
+        {"name": name, "value": state["samples"].get(name, ""), "parameter": declared.get(name)} for name in names
+    ]
+    preview, preview_error, preview_note = "", "", ""
+    if analysis.ok:
+        try:
+            preview = prompt_preview(state["template"], parameters, _given(state["samples"], names))
+        except ApplicationError as exc:
+            if exc.extra.get("missing"):
+                missing = ", ".join(exc.extra["missing"])
+                preview_note = f"Type a sample value for {missing} to see the preview."
+            else:
+                preview_error = exc.message
+    return {
+        "analysis": analysis,
+        "sample_fields": fields,
+        "preview": preview,
+        "preview_error": preview_error,
+        "preview_note": preview_note,
+    }
+
+
+def _given(samples: dict[str, str], names: list[str]) -> dict[str, str]:
+    """Sample values the engineer filled in (empty fields fall back to defaults or count as missing)."""
+    return {name: samples[name] for name in names if samples.get(name, "") != ""}
+
+
+def _editor(
+    request: HttpRequest, place: Place, prompt: Prompt, state: dict[str, Any], *, status: int = 200, **extra: Any
+) -> HttpResponse:
+    editable = "edit" in place.caps and place.prompt_set.status == SetStatus.LIVE
+    context = {
+        **place.context(),
+        "prompt": prompt,
+        "state": state,
+        "editable": editable,
+        "types": PARAMETER_TYPES,
+        "new_key": prompt.key,
+        **_live(state),
+        **extra,
+    }
+    return render(request, "web/editor.html", context, status=status)
+
+
+@login_required
+def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, key: str) -> HttpResponse:
+    place = place_get(request, org, project, prompt_set)
+    prompt = selectors.prompt_get(actor=request.user, prompt_set=place.prompt_set, key=key)
+    if request.method != "POST":
+        return _editor(request, place, prompt, _state_from_prompt(prompt))
+    state = _state_from_request(request)
+    declare = request.POST.get("declare")
+    if declare or request.POST.get("add_parameter") or request.POST.get("remove_parameter"):
+        return _editor(request, place, prompt, _change_rows(state, declare, request.POST.get("remove_parameter")))
+    try:
+        parameters = parameters_from_rows(state["rows"])
+        metadata = _metadata(state["metadata"])
+        base_revision = int(state["base_revision"])
+    except (ApplicationError, ValueError) as exc:
+        message = exc.message if isinstance(exc, ApplicationError) else "The form is missing its revision: reload."
+        return _editor(request, place, prompt, state, status=400, save_error=message)
+    try:
+        services.prompt_update(
+            actor=request.user,
+            prompt=prompt,
+            base_revision=base_revision,
+            template=state["template"],
+            description=state["description"],
+            parameters=parameters,
+            metadata=metadata,
+        )
+    except Conflict as exc:
+        current = Prompt.objects.filter(pk=prompt.pk).first()
+        if current is not None and "revision" in exc.extra:
+            # Keep the engineer's text; the next save knowingly replaces the other change.
+            state["base_revision"] = current.revision
+        return _editor(request, place, prompt, state, status=409, save_error=exc.message, theirs=current)
+    except ApplicationError as exc:
+        return _editor(
+            request,
+            place,
+            prompt,
+            state,
+            status=exc.status_code,
+            save_error=exc.message,
+            error_line=exc.extra.get("line"),
+        )
+    messages.success(request, f"Saved {prompt.key}.")
+    return redirect("web:prompt", org, project, prompt_set, prompt.key)
+
+
+def _change_rows(state: dict[str, Any], declare: str | None, remove: str | None) -> dict[str, Any]:
+    rows = state["rows"]
+    if declare:
+        analysis = prompt_analysis(state["template"], _lenient_parameters(rows))
+        names = analysis.undeclared if declare == "*" else [declare] if declare in analysis.undeclared else []
+        rows += [{"name": n, "type": "string", "required": True, "default": "", "description": ""} for n in names]
+    elif remove is not None:
+        rows = [row for index, row in enumerate(rows) if str(index) != remove]
+    else:
+        rows.append({"name": "", "type": "string", "required": False, "default": "", "description": ""})
+    return {**state, "rows": rows}
+
+
+def _metadata(text: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ApplicationError(f"The metadata is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise ApplicationError('The metadata must be a JSON object, for example {"model": "gpt-4o"}.')
+    return value
+
+
+@login_required
+@require_POST
+def prompt_check(request: HttpRequest, org: str, project: str, prompt_set: str, key: str) -> HttpResponse:
+    """htmx: the analysis, sample fields and preview for the template and parameters as typed."""
+    place = place_get(request, org, project, prompt_set)
+    return render(request, "web/partials/editor_live.html", {**place.context(), **_live(_state_from_request(request))})
+
+
+@login_required
+@require_POST
+def prompt_preview_fragment(request: HttpRequest, org: str, project: str, prompt_set: str, key: str) -> HttpResponse:
+    """htmx: only the preview, when a sample value changes (the sample fields keep focus)."""
+    place_get(request, org, project, prompt_set)
+    live = _live(_state_from_request(request))
+    return render(request, "web/partials/preview.html", live)
+
+
+@login_required
+@require_POST
+def prompt_rename(request: HttpRequest, org: str, project: str, prompt_set: str, key: str) -> HttpResponse:
+    place = place_get(request, org, project, prompt_set)
+    prompt = selectors.prompt_get(actor=request.user, prompt_set=place.prompt_set, key=key)
+    new_key = request.POST.get("new_key", "").strip()
+    try:
+        renamed = services.prompt_rename(
+            actor=request.user,
+            prompt=prompt,
+            new_key=new_key,
+            base_revision=int(request.POST.get("base_revision") or 0) or None,
+        )
+    except ApplicationError as exc:
+        return _editor(
+            request,
+            place,
+            prompt,
+            _state_from_prompt(prompt),
+            status=exc.status_code,
+            rename_error=exc.message,
+            new_key=new_key,
+        )
+    messages.success(request, f"Renamed {key} to {renamed.key}.")
+    return redirect("web:prompt", org, project, prompt_set, renamed.key)
+
+
+@login_required
+def prompt_delete(request: HttpRequest, org: str, project: str, prompt_set: str, key: str) -> HttpResponse:
+    place = place_get(request, org, project, prompt_set)
+    prompt = selectors.prompt_get(actor=request.user, prompt_set=place.prompt_set, key=key)
+    error = ""
+    if request.method == "POST":
+        try:
+            services.prompt_delete(
+                actor=request.user, prompt=prompt, base_revision=int(request.POST.get("base_revision") or 0) or None
+            )
+        except ApplicationError as exc:
+            error = exc.message
+        else:
+            messages.success(request, f"Deleted {key}.")
+            return redirect("web:set", org, project, prompt_set)
+    return render(
+        request,
+        "web/prompt_delete.html",
+        {**place.context(), "prompt": prompt, "error": error},
+        status=400 if error else 200,
+    )

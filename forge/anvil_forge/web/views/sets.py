@@ -1,0 +1,124 @@
+"""The prompt set page: prompts with search, adding prompts, and the review workflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from anvil_forge.audit.selectors import audit_events_for
+from anvil_forge.core.exceptions import ApplicationError
+from anvil_forge.prompts import selectors, services
+from anvil_forge.prompts.models import SetStatus, VersionState
+from anvil_forge.web.access import Place, place_get
+
+HISTORY_LENGTH = 25
+
+
+def _set_page(request: HttpRequest, place: Place, *, status: int = 200, **extra: Any) -> HttpResponse:
+    prompt_set = place.prompt_set
+    search = request.GET.get("q", "").strip()
+    prompts = selectors.prompts_for(actor=request.user, prompt_set=prompt_set, search=search)
+    context = {**place.context(), "prompts": prompts, "search": search}
+    if request.headers.get("HX-Request") and request.method == "GET":
+        return render(request, "web/partials/prompt_rows.html", context)
+    versions = list(selectors.versions_for(actor=request.user, prompt_set=prompt_set)[:1])
+    latest = versions[0] if versions else None
+    history = audit_events_for(actor=request.user, project=place.project).filter(data__set=prompt_set.slug)
+    context.update(
+        {
+            "latest": latest,
+            "in_review": latest if latest and latest.state == VersionState.IN_REVIEW else None,
+            "history": history[:HISTORY_LENGTH],
+            "is_live": prompt_set.status == SetStatus.LIVE,
+            "new_key": "",
+            "comment": "",
+            **extra,
+        }
+    )
+    return render(request, "web/set.html", context, status=status)
+
+
+@login_required
+def set_detail(request: HttpRequest, org: str, project: str, prompt_set: str) -> HttpResponse:
+    return _set_page(request, place_get(request, org, project, prompt_set))
+
+
+@login_required
+@require_POST
+def prompt_add(request: HttpRequest, org: str, project: str, prompt_set: str) -> HttpResponse:
+    place = place_get(request, org, project, prompt_set)
+    key = request.POST.get("key", "").strip()
+    try:
+        prompt = services.prompt_create(
+            actor=request.user,
+            prompt_set=place.prompt_set,
+            key=key,
+            template=request.POST.get("template", ""),
+            description=request.POST.get("description", ""),
+        )
+    except ApplicationError as exc:
+        return _set_page(request, place, status=exc.status_code, add_error=exc.message, new_key=key)
+    messages.success(request, f"Added {prompt.key}.")
+    return redirect("web:prompt", org, project, prompt_set, prompt.key)
+
+
+@login_required
+@require_POST
+def set_submit(request: HttpRequest, org: str, project: str, prompt_set: str) -> HttpResponse:
+    place = place_get(request, org, project, prompt_set)
+    try:
+        version = services.prompt_set_submit(
+            actor=request.user, prompt_set=place.prompt_set, base_revision=_int(request.POST.get("base_revision"))
+        )
+    except ApplicationError as exc:
+        return _set_page(request, place, status=exc.status_code, workflow_error=exc.message)
+    messages.success(request, f"Submitted for review as version {version.number}.")
+    return redirect("web:set", org, project, prompt_set)
+
+
+@login_required
+@require_POST
+def set_review(request: HttpRequest, org: str, project: str, prompt_set: str) -> HttpResponse:
+    """Approve or request changes on the version in review (``decision`` = approve | changes)."""
+    place = place_get(request, org, project, prompt_set)
+    comment = request.POST.get("comment", "")
+    decision = request.POST.get("decision")
+    try:
+        version = selectors.version_get(
+            actor=request.user, prompt_set=place.prompt_set, number=_int(request.POST.get("version")) or 0
+        )
+        if decision == "approve":
+            services.version_approve(actor=request.user, version=version, comment=comment)
+            messages.success(request, f"Approved version {version.number}: it is ready to publish.")
+        elif decision == "changes":
+            services.version_request_changes(actor=request.user, version=version, comment=comment)
+            messages.success(request, f"Requested changes on version {version.number}; the set is LIVE again.")
+        else:
+            raise ApplicationError("Choose approve or request changes.")
+    except ApplicationError as exc:
+        return _set_page(request, place, status=exc.status_code, review_error=exc.message, comment=comment)
+    return redirect("web:set", org, project, prompt_set)
+
+
+@login_required
+@require_POST
+def set_reopen(request: HttpRequest, org: str, project: str, prompt_set: str) -> HttpResponse:
+    place = place_get(request, org, project, prompt_set)
+    try:
+        services.prompt_set_reopen(actor=request.user, prompt_set=place.prompt_set)
+    except ApplicationError as exc:
+        return _set_page(request, place, status=exc.status_code, workflow_error=exc.message)
+    messages.success(request, "Reopened: the set is LIVE and can be edited again.")
+    return redirect("web:set", org, project, prompt_set)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None

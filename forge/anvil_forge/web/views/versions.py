@@ -1,0 +1,206 @@
+"""Versions: the list, the side-by-side diff, rollback, publishing and the live acknowledgements."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from anvil_forge.core.exceptions import ApplicationError, NotFound
+from anvil_forge.distribution.models import InstanceMode, Release
+from anvil_forge.distribution.selectors import acknowledgements_for, instances_for, publish_warnings
+from anvil_forge.prompts import selectors, services
+from anvil_forge.prompts.models import VersionState
+from anvil_forge.web.access import Place, place_get
+from anvil_forge.web.diffing import snapshot_diff
+
+
+@login_required
+def version_list(request: HttpRequest, org: str, project: str, prompt_set: str) -> HttpResponse:
+    place = place_get(request, org, project, prompt_set)
+    return _version_page(request, place)
+
+
+def _version_page(request: HttpRequest, place: Place, *, status: int = 200, error: str = "") -> HttpResponse:
+    versions = list(selectors.versions_for(actor=request.user, prompt_set=place.prompt_set))
+    environments = list(selectors.environments_for(actor=request.user, project=place.project))
+    live: dict[int, list] = {}
+    for environment in environments:
+        release = selectors.current_release(environment=environment, prompt_set=place.prompt_set)
+        if release is not None:
+            live.setdefault(release.version.number, []).append(environment)
+    newest = versions[0].number if versions else 0
+    live_numbers = {env.pk: n for n, envs in live.items() for env in envs}
+    rows = []
+    for version in versions:
+        targets = []
+        for environment in environments:
+            current = live_numbers.get(environment.pk)
+            publishable = (
+                version.state == VersionState.APPROVED
+                or (version.state == VersionState.IN_REVIEW and environment.accepts_review_versions)
+            ) and (current is None or current < version.number)
+            if publishable:
+                targets.append(environment)
+        rows.append(
+            {
+                "version": version,
+                "live_in": live.get(version.number, []),
+                "publish_to": targets,
+                "can_rollback": version.state == VersionState.APPROVED and version.number != newest,
+            }
+        )
+    return render(
+        request,
+        "web/versions.html",
+        {**place.context(), "rows": rows, "error": error, "newest": newest},
+        status=status,
+    )
+
+
+@login_required
+def version_diff(request: HttpRequest, org: str, project: str, prompt_set: str) -> HttpResponse:
+    place = place_get(request, org, project, prompt_set)
+    versions = list(selectors.versions_for(actor=request.user, prompt_set=place.prompt_set))
+    numbers = [v.number for v in versions]
+    a = _number(request.GET.get("a"), default=numbers[1] if len(numbers) > 1 else (numbers[0] if numbers else 0))
+    b = _number(request.GET.get("b"), default=numbers[0] if numbers else 0)
+    old = selectors.version_get(actor=request.user, prompt_set=place.prompt_set, number=a) if a else None
+    new = selectors.version_get(actor=request.user, prompt_set=place.prompt_set, number=b) if b else None
+    if new is None:
+        raise NotFound(f"{place.prompt_set.slug} has no versions yet.")
+    return render(
+        request,
+        "web/diff.html",
+        {
+            **place.context(),
+            "old": old,
+            "new": new,
+            "diff": snapshot_diff(old.snapshot if old else None, new.snapshot),
+            "numbers": numbers,
+        },
+    )
+
+
+@login_required
+@require_POST
+def version_rollback(request: HttpRequest, org: str, project: str, prompt_set: str, number: int) -> HttpResponse:
+    place = place_get(request, org, project, prompt_set)
+    version = selectors.version_get(actor=request.user, prompt_set=place.prompt_set, number=number)
+    try:
+        made = services.version_rollback(actor=request.user, version=version)
+    except ApplicationError as exc:
+        return _version_page(request, place, status=exc.status_code, error=exc.message)
+    messages.success(
+        request,
+        f"Made version {made.number} with the content of version {number}; it is approved and ready to publish.",
+    )
+    return redirect("web:versions", org, project, prompt_set)
+
+
+@login_required
+def version_publish(
+    request: HttpRequest, org: str, project: str, prompt_set: str, number: int, environment: str
+) -> HttpResponse:
+    """GET: the confirmation (diff against what is live, who will take it, warnings). POST: publish."""
+    place = place_get(request, org, project, prompt_set)
+    version = selectors.version_get(actor=request.user, prompt_set=place.prompt_set, number=number)
+    target = selectors.environment_get(actor=request.user, project=place.project, slug=environment)
+    error = ""
+    if request.method == "POST":
+        try:
+            release = services.version_publish(actor=request.user, version=version, environment=target)
+        except ApplicationError as exc:
+            error = exc.message
+        else:
+            return redirect("web:release", org, project, prompt_set, release.pk)
+    current = selectors.current_release(environment=target, prompt_set=place.prompt_set)
+    takers, refusers = [], []
+    for instance in instances_for(actor=request.user, project=place.project).filter(environment=target):
+        follows = place.prompt_set.slug in instance.versions or place.prompt_set.slug in instance.pins
+        if not follows:
+            continue
+        if place.prompt_set.slug in instance.pins:
+            refusers.append((instance, f"pinned to v{instance.pins[place.prompt_set.slug]}"))
+        elif instance.mode == InstanceMode.FROZEN:
+            refusers.append((instance, "FROZEN"))
+        else:
+            takers.append(instance)
+    return render(
+        request,
+        "web/publish.html",
+        {
+            **place.context(),
+            "version": version,
+            "environment": target,
+            "current": current,
+            "diff": snapshot_diff(current.version.snapshot if current else None, version.snapshot),
+            "takers": takers,
+            "refusers": refusers,
+            "warnings": publish_warnings(version=version, environment=target),
+            "error": error,
+        },
+        status=400 if error else 200,
+    )
+
+
+def _release(request: HttpRequest, place: Place, release_id: int) -> Release:
+    release = (
+        Release.objects.filter(pk=release_id, prompt_set=place.prompt_set)
+        .select_related("version", "environment", "published_by")
+        .first()
+    )
+    if release is None:
+        raise NotFound("No such release.")
+    return release
+
+
+def _ack_context(request: HttpRequest, place: Place, release: Release) -> dict:
+    slug = place.prompt_set.slug
+    acks = list(acknowledgements_for(release=release))
+    acked = {event.data.get("instance_id") for event in acks}
+    waiting, refusing, running = [], [], []
+    for instance in instances_for(actor=request.user, project=place.project).filter(environment=release.environment):
+        if instance.instance_id in acked or (slug not in instance.versions and slug not in instance.pins):
+            continue
+        if slug in instance.pins:
+            refusing.append((instance, f"pinned to v{instance.pins[slug]}"))
+        elif instance.mode == InstanceMode.FROZEN:
+            refusing.append((instance, "FROZEN"))
+        elif instance.versions.get(slug, 0) >= release.version.number:
+            running.append((instance, instance.versions.get(slug)))
+        else:
+            waiting.append(instance)
+    return {
+        **place.context(),
+        "release": release,
+        "acks": acks,
+        "ack_count": len(acks) + len(running),
+        "running": running,
+        "waiting": waiting,
+        "refusing": refusing,
+    }
+
+
+@login_required
+def release_detail(request: HttpRequest, org: str, project: str, prompt_set: str, release_id: int) -> HttpResponse:
+    place = place_get(request, org, project, prompt_set)
+    release = _release(request, place, release_id)
+    return render(request, "web/release.html", _ack_context(request, place, release))
+
+
+@login_required
+def release_acks(request: HttpRequest, org: str, project: str, prompt_set: str, release_id: int) -> HttpResponse:
+    """htmx (polled every second): the instances that applied the release, and those still to."""
+    place = place_get(request, org, project, prompt_set)
+    release = _release(request, place, release_id)
+    return render(request, "web/partials/acks.html", _ack_context(request, place, release))
+
+
+def _number(value: str | None, *, default: int) -> int:
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default
