@@ -130,7 +130,15 @@ def peer_check(*, actor: Any, peer: Peer, organisation: Organisation) -> Peer:
 
 def peer_client(peer: Peer) -> _RecordingClient:
     """A client for ``peer`` whose every call records the peer's health."""
-    token = _settings_token(peer) if peer.is_from_settings else decrypt_token(peer.token_encrypted, peer_name=peer.name)
+    try:
+        if peer.is_from_settings:
+            token = _settings_token(peer)
+        else:
+            token = decrypt_token(peer.token_encrypted, peer_name=peer.name)
+    except ApplicationError as exc:  # no usable token: as good as a refused one, and shown the same way
+        error = exc if isinstance(exc, PeerError) else PeerError(exc.message, kind="token_refused")
+        _record_health(peer, error)
+        raise error from exc
     return _RecordingClient(peer, token)
 
 

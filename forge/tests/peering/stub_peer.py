@@ -116,3 +116,35 @@ def stub_peer() -> Iterator[StubPeer]:
 def page(items: list[dict], *, page: int = 1, per_page: int = 50, total: int | None = None, next_page=None) -> dict:
     return {"items": items, "page": page, "per_page": per_page, "total": len(items) if total is None else total,
             "next_page": next_page}
+
+
+def serve_project(
+    server: StubPeer, *, organisation: str = "acme", project: str = "support-bot", sets: dict[str, list[list[dict]]]
+) -> dict[tuple[str, int], dict]:
+    """Make ``server`` answer the peer API for one project whose sets have these versions (lists of prompts).
+
+    Returns the bundles by (set, version).
+    """
+    from anvil_client.bundle import build_bundle
+
+    base = f"/api/v1/peer/projects/{organisation}/{project}"
+    server.json("/api/v1/peer/projects", page([{"organisation": organisation, "organisation_name": "Acme",
+                                                 "project": project, "name": "Support bot", "description": ""}]))
+    set_items, bundles = [], {}
+    for slug, versions in sets.items():
+        set_items.append({"set": slug, "name": slug.title(), "description": "", "latest_version": len(versions),
+                          "approved_versions": len(versions)})
+        version_items = []
+        for number, prompts in enumerate(versions, start=1):
+            bundle = build_bundle(
+                forge=server.url, organisation=organisation, project=project, environment="production",
+                set_slug=slug, version=number, approval="approved", created_at="2026-11-25T10:00:00Z",
+                approved_at="2026-11-25T10:05:00Z", approved_by="reviewer", prompts=prompts,
+            )
+            bundles[(slug, number)] = bundle
+            server.json(f"{base}/sets/{slug}/versions/{number}", bundle)
+            item = {"version": number, "digest": bundle["content_digest"], "prompt_count": len(prompts)}
+            version_items.insert(0, item)
+        server.json(f"{base}/sets/{slug}/versions", page(version_items))
+    server.json(f"{base}/sets", page(set_items))
+    return bundles
