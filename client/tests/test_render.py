@@ -1,0 +1,170 @@
+"""The fast path renders exactly what the sandboxed Jinja2 environment renders (design promise 6)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jinja2
+import pytest
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+
+from anvil_client import MissingVariables
+from anvil_client._render import CompiledPrompt
+from anvil_client.bundle import Parameter, PromptSpec
+from anvil_client.templates import compile_template, sandbox_environment
+
+ENV = sandbox_environment()
+NAMES = ["name", "plan", "x", "count", "_v1"]
+
+
+class Shouting(str):
+    def __str__(self) -> str:
+        return self.upper()
+
+
+class Formatted(str):
+    def __format__(self, spec: str) -> str:
+        return "formatted!"
+
+
+class ReturnsSubclass:
+    def __str__(self) -> str:
+        return Formatted("inner")
+
+
+class Plain:
+    def __str__(self) -> str:
+        return "plain object"
+
+
+class Num(int):
+    def __str__(self) -> str:
+        return "num!"
+
+
+text_pieces = st.lists(
+    st.sampled_from([*"ab {}%#-\n\r\t é€🙂\\\"'", "{#c#}", "\r\n", "  \n", "{% raw %}{{x}}{% endraw %}"]),
+    max_size=12,
+).map("".join)
+variable_pieces = st.tuples(
+    st.sampled_from(["{{", "{{-", "{{ ", "{{- "]),
+    st.sampled_from(NAMES),
+    st.sampled_from(["}}", "-}}", " }}", " -}}"]),
+).map("".join)
+templates = st.lists(st.one_of(text_pieces, variable_pieces), max_size=8).map("".join)
+
+values = st.one_of(
+    st.text(max_size=10),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.lists(st.one_of(st.integers(), st.text(max_size=3), st.none()), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.text(max_size=5).map(Shouting),
+    st.text(max_size=5).map(Formatted),
+    st.integers().map(Num),
+    st.just(ReturnsSubclass()),
+    st.just(Plain()),
+    st.decimals(allow_nan=False, places=3),
+    st.complex_numbers(allow_nan=False, allow_infinity=False),
+)
+
+
+def jinja_render(source: str, context: dict[str, Any]) -> str:
+    return ENV.from_string(source).render(context)
+
+
+def compiled(source: str, parameters: tuple[Parameter, ...] = ()) -> CompiledPrompt:
+    spec = PromptSpec(id="p", template=source, description="", parameters=parameters, metadata={})
+    return CompiledPrompt(spec, set_slug="core", version=1)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(source=templates, context=st.fixed_dictionaries({name: values for name in NAMES}))
+@example(source="Hello {{ name }}\n", context=dict.fromkeys(NAMES))
+@example(source="{{ x }}{{ x }}\r\n\n", context={n: 1.0 for n in NAMES})
+@example(source="  {{- name -}}  \n", context={n: Shouting("a") for n in NAMES})
+def test_fast_path_equals_sandboxed_jinja2(source: str, context: dict[str, Any]) -> None:
+    try:
+        ENV.parse(source)
+    except jinja2.TemplateSyntaxError:
+        assume(False)
+    prompt = compiled(source)
+    assert prompt.fast, source
+    assert prompt.render(context) == jinja_render(source, context)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    source=templates,
+    name=st.one_of(st.text(max_size=8), st.text(max_size=4).map(Shouting)),
+    count=st.one_of(st.integers(), st.floats(allow_nan=False)),
+)
+def test_fast_path_with_typed_parameters_and_defaults_equals_jinja2(source: str, name: str, count: float) -> None:
+    try:
+        ENV.parse(source)
+    except jinja2.TemplateSyntaxError:
+        assume(False)
+    parameters = (
+        Parameter("name", "string", True, None, ""),
+        Parameter("count", "number", False, 7, ""),
+        Parameter("plan", "string", False, "Free", ""),
+        Parameter("x", "boolean", False, None, ""),
+        Parameter("_v1", "list", False, [1, 2], ""),
+    )
+    prompt = compiled(source, parameters)
+    context = {"name": name, "count": count}
+    assert prompt.render(context) == jinja_render(source, {"plan": "Free", "x": None, "_v1": [1, 2], **context})
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "Hello {{ name }}",
+        "{{ name }}{{ plan }} and {# comment #} {{ name }}\n",
+        "{% raw %}{{ literal }}{% endraw %} {{ name }}",
+        "line one\r\nline two {{ name }}\r\n",
+    ],
+)
+def test_substitution_only_templates_take_the_fast_path(source: str) -> None:
+    assert compiled(source).fast
+    assert compile_template(source).pieces is not None
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% if name %}x{% endif %}",
+        "{{ name | upper }}",
+        "{{ name.attr }}",
+        "{{ 'const' }}",
+        "{{ range }}",  # a Jinja2 global: rendered as the function when not given
+        "{% for i in items %}{{ i }}{% endfor %}",
+    ],
+)
+def test_templates_with_logic_render_with_jinja2(source: str) -> None:
+    assert not compiled(source).fast
+
+
+def test_logic_template_renders_like_jinja2_with_defaults() -> None:
+    source = "{% for item in items %}{{ loop.index }}. {{ item|title }}\n{% endfor %}{% if vip %}VIP{% endif %}"
+    prompt = compiled(
+        source, (Parameter("items", "list", True, None, ""), Parameter("vip", "boolean", False, False, ""))
+    )
+    assert prompt.render({"items": ["a", "b"]}) == jinja_render(source, {"items": ["a", "b"], "vip": False})
+
+
+def test_logic_template_missing_an_undeclared_variable_names_it() -> None:
+    prompt = compiled("{% if x %}{{ y }}{% endif %}")
+    with pytest.raises(MissingVariables, match="x"):
+        prompt.render({})
+    assert prompt.render({"x": False}) == ""
+
+
+def test_nan_and_infinity_render_like_jinja2() -> None:
+    prompt = compiled("{{ x }} {{ name }}")
+    context = {"x": math.nan, "name": -math.inf}
+    assert prompt.render(context) == jinja_render("{{ x }} {{ name }}", context) == "nan -inf"

@@ -1,0 +1,387 @@
+"""The sync thread against a real loopback HTTP/SSE server (forge_stub), as it would talk to a FORGE."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from forge_stub import TOKEN, StubForge, make_bundle
+
+import anvil_client
+from anvil_client import SyncError, write_host_state
+from anvil_client._cache import write_disk_bundle
+from anvil_client.bundle import load_bundle
+
+MakeClient = Callable[..., anvil_client.Client]
+
+
+def text(client: anvil_client.Client) -> str:
+    return client.prompt("welcome.message", name="Ada")
+
+
+def eventually(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.01)
+
+
+def test_first_use_takes_the_current_release_from_the_forge(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub)
+    assert text(client) == "Hello Ada (v1)"
+    status = client.status()
+    assert status["source"] == "forge"
+    assert status["versions"] == {"core": 1}
+    assert eventually(lambda: client.status()["connected"])
+    assert (Path(client.config.cache_dir) / "bundles" / "core.json").exists()
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_a_publish_is_applied_without_restart(stub: StubForge, make_client: MakeClient, inline: bool) -> None:
+    stub.inline = inline
+    stub.publish("core", 1)
+    client = make_client(stub)
+    assert text(client) == "Hello Ada (v1)"
+    assert eventually(lambda: stub.open_streams() == 1)
+    updates: list[dict] = []
+    client.on_update(updates.append)
+    stub.publish("core", 2)
+    assert eventually(lambda: text(client) == "Hello Ada (v2)", 1.0)
+    assert eventually(lambda: updates == [{"set": "core", "version": 2, "previous": 1, "source": "forge"}])
+    fetched = [path for method, path, _ in stub.requests if "/bundles/core?version=2" in path]
+    assert bool(fetched) is (not inline)
+
+
+def test_frozen_records_a_release_without_applying_it_then_sync_takes_it(
+    stub: StubForge, make_client: MakeClient
+) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub)
+    assert text(client) == "Hello Ada (v1)"
+    client.set_mode("frozen")
+    assert eventually(lambda: stub.open_streams() == 1)
+    stub.publish("core", 2)
+    assert eventually(lambda: client.status()["available"] == {"core": 2})
+    assert text(client) == "Hello Ada (v1)"
+    assert client.sync() == {"core": {"version": 2, "previous": 1}}
+    assert text(client) == "Hello Ada (v2)"
+    assert client.status()["mode"] == "frozen"
+    assert eventually(lambda: stub.checkins and stub.checkins[-1]["versions"] == {"core": 2})
+    assert stub.checkins[-1]["mode"] == "FROZEN"
+
+
+def test_back_to_accepting_takes_the_recorded_release(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub)
+    client.set_mode("frozen")
+    assert text(client) == "Hello Ada (v1)"
+    stub.publish("core", 2)
+    assert eventually(lambda: client.status()["available"] == {"core": 2})
+    client.set_mode("accepting")
+    assert eventually(lambda: text(client) == "Hello Ada (v2)", 1.5)
+
+
+def test_a_pin_takes_exactly_the_pinned_version_and_ignores_newer(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    stub.publish("core", 2)
+    client = make_client(stub)
+    assert text(client) == "Hello Ada (v2)"
+    client.pin("core", 1)
+    assert eventually(lambda: text(client) == "Hello Ada (v1)", 1.5)
+    stub.publish("core", 3)
+    assert eventually(lambda: client.status()["available"] == {"core": 3})
+    time.sleep(0.3)
+    assert text(client) == "Hello Ada (v1)"
+    assert client.sync() == {}  # manual sync respects pins
+    assert eventually(lambda: stub.checkins[-1]["pins"] == {"core": 1})
+    client.unpin("core")
+    assert eventually(lambda: text(client) == "Hello Ada (v3)", 1.5)
+
+
+def test_an_older_release_never_replaces_a_newer_version(
+    stub: StubForge, make_client: MakeClient, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    write_disk_bundle(cache, load_bundle(make_bundle("core", 5)))
+    stub.publish("core", 3)
+    client = make_client(stub, cache_dir=cache)
+    assert text(client) == "Hello Ada (v5)"
+    assert client.sync() == {}
+    assert text(client) == "Hello Ada (v5)"
+
+
+def test_another_process_changing_the_host_state_is_seen_within_a_second(
+    stub: StubForge, make_client: MakeClient
+) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub, state_check_interval=0.5)
+    assert text(client) == "Hello Ada (v1)"
+    write_host_state(client.config.cache_dir, mode="frozen")  # what `anvil mode frozen` does
+    assert eventually(lambda: client.status()["mode"] == "frozen", 1.0)
+    write_host_state(client.config.cache_dir, pin=("core", 1))
+    assert eventually(lambda: client.status()["pins"] == {"core": 1}, 1.0)
+
+
+def test_reconnect_resumes_with_last_event_id(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub)
+    assert text(client) == "Hello Ada (v1)"
+    stub.publish("core", 2)
+    assert eventually(lambda: text(client) == "Hello Ada (v2)")
+    stub.drop_streams()
+    assert eventually(lambda: len(stub.stream_opens) == 2)
+    stream_requests = [headers for _, path, headers in stub.requests if path == "/api/v1/live/stream"]
+    assert stream_requests[0].get("Last-Event-ID") == "1"  # after the initial GET of the releases
+    assert stream_requests[1].get("Last-Event-ID") == "2"
+    stub.publish("core", 3)
+    assert eventually(lambda: text(client) == "Hello Ada (v3)")
+
+
+def test_forge_killed_mid_stream_and_restarted(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub)
+    assert text(client) == "Hello Ada (v1)"
+    assert eventually(lambda: client.status()["connected"])
+    port = stub.port
+    stub.stop()
+    assert eventually(lambda: not client.status()["connected"])
+    assert text(client) == "Hello Ada (v1)"  # still serving
+    assert eventually(lambda: client.status()["last_error"])
+    stub.start(port)
+    stub.publish("core", 2)
+    assert eventually(lambda: text(client) == "Hello Ada (v2)", 3)
+    assert eventually(lambda: client.status()["connected"])
+
+
+def test_polling_takes_releases_when_the_stream_is_unavailable(stub: StubForge, make_client: MakeClient) -> None:
+    stub.stream_enabled = False
+    stub.publish("core", 1)
+    client = make_client(stub, poll_interval=0.3)
+    assert text(client) == "Hello Ada (v1)"
+    stub.publish("core", 2)
+    assert eventually(lambda: text(client) == "Hello Ada (v2)", 2)
+    assert not client.status()["connected"]
+
+
+def test_checkins_report_mode_versions_and_the_ids_and_variables_used(
+    stub: StubForge, make_client: MakeClient
+) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub, checkin_interval=0.3, instance_name="web-1").start()
+    assert eventually(lambda: stub.checkins)
+    client.prompt("welcome.message", name="Ada")
+    client.prompt("welcome.message", {"name": "Bob", "extra": 1})
+    assert eventually(lambda: stub.checkins[-1]["usage"] == {"welcome.message": ["extra", "name"]}, 2)
+    checkin = stub.checkins[-1]
+    assert checkin["name"] == "web-1"
+    assert checkin["mode"] == "ACCEPTING"
+    assert checkin["versions"] == {"core": 1}
+    assert checkin["client_version"] == anvil_client.__version__
+    assert len(checkin["instance_id"]) == 32
+
+
+def test_a_corrupt_release_is_refused_and_the_last_good_bundle_kept(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub)
+    assert text(client) == "Hello Ada (v1)"
+    assert eventually(lambda: stub.open_streams() == 1)
+    bad = make_bundle("core", 2)
+    bad["prompts"][0]["template"] = "Pwned {{ name }}"
+    stub.publish(bundle=bad)
+    assert eventually(lambda: "digest" in (client.status()["last_error"] or ""))
+    assert text(client) == "Hello Ada (v1)"
+
+
+def test_a_bundle_for_another_project_is_refused(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub)
+    assert text(client) == "Hello Ada (v1)"
+    assert eventually(lambda: stub.open_streams() == 1)
+    stub.publish(bundle=make_bundle("core", 2, project="other-app"))
+    assert eventually(lambda: "other-app" in (client.status()["last_error"] or ""))
+    assert text(client) == "Hello Ada (v1)"
+
+
+def test_revoked_token_keeps_serving_and_says_so(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub).start()
+    assert eventually(lambda: stub.open_streams() == 1)
+    stub.revoke()
+    assert eventually(lambda: "revoked" in (client.status()["last_error"] or ""))
+    assert text(client) == "Hello Ada (v1)"
+
+
+def test_forge_down_at_start_serves_from_disk_quickly(make_client: MakeClient, tmp_path: Path) -> None:
+    from tests.forge_process import free_port
+
+    cache = tmp_path / "cache"
+    write_disk_bundle(cache, load_bundle(make_bundle("core", 4)))
+    client = make_client(forge_url=f"http://127.0.0.1:{free_port()}", token=TOKEN, cache_dir=cache)
+    started = time.monotonic()
+    assert text(client) == "Hello Ada (v4)"
+    assert time.monotonic() - started < 1.0
+    assert client.status()["source"] == "disk"
+    assert client.status()["connected"] is False
+
+
+@pytest.fixture
+def silent_server() -> Any:
+    """Accepts connections and never answers (a hung FORGE)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(50)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}", accepted
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def test_a_forge_that_never_answers_delays_start_by_at_most_startup_timeout(
+    make_client: MakeClient, tmp_path: Path, silent_server: Any
+) -> None:
+    url, _ = silent_server
+    cache = tmp_path / "cache"
+    write_disk_bundle(cache, load_bundle(make_bundle("core", 4)))
+    client = make_client(forge_url=url, token=TOKEN, cache_dir=cache, startup_timeout=0.5, connect_timeout=5)
+    started = time.monotonic()
+    assert text(client) == "Hello Ada (v4)"
+    assert 0.4 < time.monotonic() - started < 1.0
+
+
+def test_a_silent_stream_is_dropped_after_the_read_timeout(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    stub.heartbeat = 60  # the stub goes quiet: no heartbeats
+    client = make_client(stub, heartbeat_interval=0.2, read_timeout=0.6)
+    assert text(client) == "Hello Ada (v1)"
+    assert eventually(lambda: len(stub.stream_opens) >= 2, 3)
+    assert "no data from the FORGE" in (client.status()["last_error"] or "")
+
+
+def test_reconnects_back_off_exponentially_with_jitter_up_to_the_cap(make_client: MakeClient) -> None:
+    attempts: list[float] = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(50)
+    server.settimeout(0.1)
+    stop = threading.Event()
+
+    def loop() -> None:  # answers every stream request with 503, like an overloaded FORGE
+        while not stop.is_set():
+            try:
+                conn = server.accept()[0]
+            except OSError:
+                continue
+            request = conn.recv(65536)
+            if b"/stream" in request:
+                attempts.append(time.monotonic())
+            body = b'{"error": "busy"}'
+            conn.sendall(b"HTTP/1.1 503 Busy\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            conn.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        client = make_client(
+            forge_url=f"http://127.0.0.1:{server.getsockname()[1]}",
+            token=TOKEN,
+            backoff_initial=0.1,
+            backoff_max=0.4,
+            poll_interval=100,
+            startup_timeout=0,
+        )
+        client.prompt("x", fallback="")
+        assert eventually(lambda: len(attempts) >= 6, 5)
+        client.close()
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    # Delay n is in [d/2, d] for d = 0.1, 0.2, 0.4, 0.4...: growing, then capped.
+    assert 0.04 <= gaps[0] <= 0.2
+    assert 0.09 <= gaps[1] <= 0.3
+    assert all(0.19 <= gap <= 0.6 for gap in gaps[2:5])
+
+
+def test_manual_sync_without_a_forge_is_a_clear_error(make_client: MakeClient) -> None:
+    with pytest.raises(SyncError, match="ANVIL_FORGE_URL"):
+        make_client().sync()
+
+
+def test_manual_sync_with_an_unreachable_forge_raises_sync_error(make_client: MakeClient) -> None:
+    from tests.forge_process import free_port
+
+    client = make_client(forge_url=f"http://127.0.0.1:{free_port()}", token=TOKEN, sync=False)
+    with pytest.raises(SyncError, match="cannot reach"):
+        client.sync(timeout=1)
+
+
+def test_wrong_token_is_reported_not_raised(stub: StubForge, make_client: MakeClient, tmp_path: Path) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub, token="anvil_live_wrong")
+    assert client.prompt("welcome.message", fallback="offline") == "offline"
+    assert "401" in client.status()["last_error"]
+
+
+def test_close_stops_the_sync_thread(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub)
+    text(client)
+    assert any(t.name == "anvil.sync" for t in threading.enumerate())
+    client.close()
+    assert eventually(lambda: not any(t.name == "anvil.sync" for t in threading.enumerate()), 3)
+    assert eventually(lambda: stub.open_streams() == 0)
+
+
+def test_no_sync_thread_before_first_use(stub: StubForge, make_client: MakeClient) -> None:
+    make_client(stub)
+    assert not any(t.name == "anvil.sync" for t in threading.enumerate())
+    assert stub.requests == []
+
+
+def test_sse_stream_parsing_handles_crlf_cr_multiline_and_split_chunks() -> None:
+    from anvil_client._http import EventStream
+
+    stream = EventStream.__new__(EventStream)
+    stream.__dict__.update({})  # slots-free object: set the parser state by hand
+    stream._buffer = b""
+    stream._chunked = False
+    stream._event_type = ""
+    stream._data = []
+    stream._pending_id = None
+    stream.last_event_id = None
+    stream.retry_ms = None
+    raw = b"retry: 250\r\n: heartbeat\r\n\r\nevent: release\rid: 7\rdata: {\"a\":\rdata: 1}\r\revent: x\ndata: y\n\n"
+    events = []
+    for i in range(len(raw)):  # one byte at a time
+        stream._buffer += raw[i : i + 1]
+        events.extend(stream._parse_lines())
+    assert [(e.event, e.data, e.id) for e in events] == [("release", '{"a":\n1}', "7"), ("x", "y", None)]
+    assert json.loads(events[0].data.replace("\n", "")) == {"a": 1}
+    assert stream.retry_ms == 250
+    assert stream.last_event_id == "7"
