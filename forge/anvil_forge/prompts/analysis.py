@@ -89,6 +89,7 @@ def prompt_preview(template: str, parameters: Any, sample_values: Mapping[str, A
     ``true``, ``["a"]``). Parameters left out take their default; a missing required parameter, a value
     of the wrong type, a syntax error or a render error raises :class:`ApplicationError` saying which.
     """
+    parameters = _with_default_type(parameters)
     problems = parameter_problems(parameters)
     if problems:
         path, problem = problems[0]
@@ -151,9 +152,12 @@ def validate_prompt_fields(
             {"field": "template", "line": exc.line, "message": exc.message},
         ) from exc
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION_CHARS:
-        raise ApplicationError(f"The description of {key} must be text of at most {MAX_DESCRIPTION_CHARS} characters.")
+        raise ApplicationError(
+            f"The description of {key} must be text of at most {MAX_DESCRIPTION_CHARS} characters."
+        )
     if isinstance(parameters, list) and len(parameters) > MAX_PARAMETERS:
         raise ApplicationError(f"{key} declares more than {MAX_PARAMETERS} parameters.")
+    parameters = _with_default_type(parameters)
     problems = parameter_problems(parameters)
     if problems:
         path, problem = problems[0]
@@ -176,6 +180,13 @@ def validate_prompt_id(key: Any) -> None:
             "each starting with a letter (for example welcome.message or errors.not_found).",
             {"field": "key"},
         )
+
+
+def _with_default_type(parameters: Any) -> Any:
+    """A declaration without a type is a string parameter (the bundle's own default)."""
+    if not isinstance(parameters, list):
+        return parameters
+    return [{"type": "string", **p} if isinstance(p, Mapping) and "type" not in p else p for p in parameters]
 
 
 def _declared_names(parameters: Any) -> list[str]:
