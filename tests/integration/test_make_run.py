@@ -1,0 +1,184 @@
+"""What `make run` runs (anvil_forge.devrun): the FORGE and the demo LIVE app, connected, stopped by Ctrl-C.
+
+The database is a migrated, demo-seeded copy (what `make run`'s migrate and demo steps make), on free ports
+with a temporary ANVIL_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.forge_process import base_env, free_port, new_database
+
+pytestmark = pytest.mark.integration
+
+
+class DevRunProcess:
+    def __init__(self, env: dict[str, str], forge_port: int, demo_port: int) -> None:
+        self.forge_url = f"http://127.0.0.1:{forge_port}"
+        self.demo_url = f"http://127.0.0.1:{demo_port}"
+        self.output: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "anvil_forge.devrun"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            if text in line:
+                return
+        raise AssertionError(f"devrun never printed {text!r}:\n{''.join(self.output)}")
+
+    def interrupt(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+
+def get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.read().decode()
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing listens on the port any more."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.fixture
+def devrun_env(tmp_path: Path):
+    data_dir = tmp_path / "var"
+    data_dir.mkdir()
+    forge_port, demo_port = free_port(), free_port()
+    env = base_env(data_dir, new_database(data_dir), f"http://127.0.0.1:{forge_port}")
+    env.update(FORGE_PORT=str(forge_port), DEMO_PORT=str(demo_port), DEBUG="true")
+    return env, data_dir, forge_port, demo_port
+
+
+def until(check, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.1)
+
+
+def test_make_run_serves_the_forge_and_a_demo_app_that_shows_a_publish_arriving(devrun_env):
+    env, _data_dir, forge_port, demo_port = devrun_env
+    run = DevRunProcess(env, forge_port, demo_port)
+    try:
+        run.wait_for("Logs:")
+        banner = "".join(run.output)
+        assert run.forge_url in banner and run.demo_url in banner
+        assert "owner, admin, editor, reviewer, viewer" in banner and "anvil-demo" in banner
+
+        assert get(run.forge_url + "/healthz")[0] == 200
+        status, page = get(run.demo_url + "/")
+        assert status == 200
+        assert "Hi Grace!" in page  # greeting.welcome (version 1) rendered with the sample values
+        prompts = json.loads(get(run.demo_url + "/api/prompts")[1])
+        assert prompts["status"]["versions"] == {"core": 1}
+        assert prompts["status"]["forge_url"] == run.forge_url
+
+        subprocess.run(
+            [sys.executable, "-m", "anvil_forge.cli", "publish", "acme/support-bot/core", "--version", "2",
+             "--environment", "production", "--as", "editor"],
+            env=env, check=True, capture_output=True, timeout=60,
+        )
+
+        def arrived():
+            data = json.loads(get(run.demo_url + "/api/prompts")[1])
+            # on_update runs just after the new version is swapped in: wait for both
+            return data if data["status"]["versions"] == {"core": 2} and data["update"] else None
+
+        data = until(arrived)
+        assert data, "version 2 never reached the demo app"
+        assert data["update"]["version"] == 2 and data["update"]["previous"] == 1
+        assert "version 2 arrived" in get(run.demo_url + "/fragment")[1]
+        admin_status, admin_page = 0, ""
+        try:
+            get(run.demo_url + "/anvil/")
+        except urllib.error.HTTPError as exc:  # the admin page asks for its secret
+            admin_status, admin_page = exc.code, exc.read().decode()
+        assert admin_status == 401 and 'name="secret"' in admin_page
+    finally:
+        code = run.interrupt()
+    assert code == 0, "".join(run.output)
+    assert "Stopping" in "".join(run.output)
+    assert until(lambda: port_is_free(forge_port) and port_is_free(demo_port), 10)
+
+
+def test_make_run_twice_reuses_the_token_and_works_again(devrun_env):
+    env, data_dir, forge_port, demo_port = devrun_env
+    credentials = data_dir / "demo-app" / "anvil.credentials"
+    first = DevRunProcess(env, forge_port, demo_port)
+    try:
+        first.wait_for("Logs:")
+        token = credentials.read_text()
+        secret = (data_dir / "demo-app" / "admin_secret").read_text()
+    finally:
+        assert first.interrupt() == 0, "".join(first.output)
+    assert until(lambda: port_is_free(forge_port) and port_is_free(demo_port), 10)
+
+    second = DevRunProcess(env, forge_port, demo_port)
+    try:
+        second.wait_for("Logs:")
+        assert credentials.read_text() == token
+        assert (data_dir / "demo-app" / "admin_secret").read_text() == secret
+        assert "Hi Grace!" in get(second.demo_url + "/")[1]
+    finally:
+        assert second.interrupt() == 0, "".join(second.output)
+
+
+def test_make_run_refuses_clearly_when_a_port_is_taken(devrun_env):
+    env, data_dir, forge_port, _demo_port = devrun_env
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", forge_port))
+        busy.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "anvil_forge.devrun"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 1
+    assert f"port {forge_port} (FORGE_PORT) is in use" in result.stderr
+    assert not (data_dir / "logs").exists()
