@@ -182,7 +182,9 @@ def _metadata(text: str) -> dict[str, Any]:
 def prompt_check(request: HttpRequest, org: str, project: str, prompt_set: str, key: str) -> HttpResponse:
     """htmx: the analysis, sample fields and preview for the template and parameters as typed."""
     place = place_get(request, org, project, prompt_set)
-    return render(request, "web/partials/editor_live.html", {**place.context(), **_live(_state_from_request(request))})
+    prompt = selectors.prompt_get(actor=request.user, prompt_set=place.prompt_set, key=key)
+    context = {**place.context(), "prompt": prompt, **_live(_state_from_request(request))}
+    return render(request, "web/partials/editor_live.html", context)
 
 
 @login_required
@@ -225,14 +227,14 @@ def prompt_rename(request: HttpRequest, org: str, project: str, prompt_set: str,
 def prompt_delete(request: HttpRequest, org: str, project: str, prompt_set: str, key: str) -> HttpResponse:
     place = place_get(request, org, project, prompt_set)
     prompt = selectors.prompt_get(actor=request.user, prompt_set=place.prompt_set, key=key)
-    error = ""
+    error, status = "", 200
     if request.method == "POST":
         try:
             services.prompt_delete(
                 actor=request.user, prompt=prompt, base_revision=int(request.POST.get("base_revision") or 0) or None
             )
         except ApplicationError as exc:
-            error = exc.message
+            error, status = exc.message, exc.status_code
         else:
             messages.success(request, f"Deleted {key}.")
             return redirect("web:set", org, project, prompt_set)
@@ -240,5 +242,5 @@ def prompt_delete(request: HttpRequest, org: str, project: str, prompt_set: str,
         request,
         "web/prompt_delete.html",
         {**place.context(), "prompt": prompt, "error": error},
-        status=400 if error else 200,
+        status=status,
     )

@@ -111,12 +111,12 @@ def token_revoke(request: HttpRequest, org: str, token_id: int) -> HttpResponse:
     if found is None:
         raise NotFound("No such token.")
     token = tokens_for(actor=request.user, project=found.project).get(pk=found.pk)
-    error = ""
+    error, status = "", 200
     if request.method == "POST":
         try:
             services.token_revoke(actor=request.user, token=token)
         except ApplicationError as exc:
-            error = exc.message
+            error, status = exc.message, exc.status_code
         else:
             messages.success(request, f"Revoked {token.prefix}… ({token.name}). Applications using it are cut off now.")
             return redirect("web:tokens", org)
@@ -124,5 +124,5 @@ def token_revoke(request: HttpRequest, org: str, token_id: int) -> HttpResponse:
         request,
         "web/token_revoke.html",
         {**place.context(), "token": token, "error": error},
-        status=400 if error else 200,
+        status=status,
     )

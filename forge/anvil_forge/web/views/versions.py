@@ -108,12 +108,12 @@ def version_publish(
     place = place_get(request, org, project, prompt_set)
     version = selectors.version_get(actor=request.user, prompt_set=place.prompt_set, number=number)
     target = selectors.environment_get(actor=request.user, project=place.project, slug=environment)
-    error = ""
+    error, status = "", 200
     if request.method == "POST":
         try:
             release = services.version_publish(actor=request.user, version=version, environment=target)
         except ApplicationError as exc:
-            error = exc.message
+            error, status = exc.message, exc.status_code
         else:
             return redirect("web:release", org, project, prompt_set, release.pk)
     current = selectors.current_release(environment=target, prompt_set=place.prompt_set)
@@ -142,7 +142,7 @@ def version_publish(
             "warnings": publish_warnings(version=version, environment=target),
             "error": error,
         },
-        status=400 if error else 200,
+        status=status,
     )
 
 
