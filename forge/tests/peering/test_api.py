@@ -167,3 +167,23 @@ def test_repeated_failures_are_slowed_down(shared):
     statuses = [client.get("/api/v1/peer/projects").status_code for _ in range(12)]
     assert statuses[:10] == [401] * 10
     assert statuses[-1] == 429
+
+
+def test_answers_match_the_openapi_document(shared):
+    import json
+
+    import jsonschema
+
+    document = json.loads(Client().get("/api/v1/openapi.json").content)
+    prompt_set = shared.v1.prompt_set
+    checks = {
+        "/api/v1/peer/projects": "PeerProjectPage",
+        "/api/v1/peer/projects/{organisation}/{project}/sets": "PeerSetPage",
+        "/api/v1/peer/projects/{organisation}/{project}/sets/{set}/versions": "PeerVersionPage",
+    }
+    for template, schema in checks.items():
+        assert template in document["paths"]
+        url = template.format(organisation=shared.project.organisation.slug, project=shared.project.slug,
+                              set=prompt_set.slug)
+        body = shared.client().get(url).json()
+        jsonschema.validate(body, {"$ref": f"#/components/schemas/{schema}", "components": document["components"]})
