@@ -29,6 +29,9 @@ WORKERS = 4
 HEARTBEAT_SECONDS = 4.0
 WINDOW_SECONDS = 2.6 * HEARTBEAT_SECONDS  # two full gaps per connection
 SETTLE_SECONDS = 2.0
+# Accepting a stream costs the FORGE a token check and a replay of the current releases (ORM work in its
+# database threads): no new connection is started after this many seconds per step, so the run stays bounded.
+CONNECT_BUDGET_S = {1_000: 30.0, 10_000: 120.0}
 TARGET_MB_AT_10000 = 500
 TOKEN_PATTERN = re.compile(r"anvil_live_[A-Za-z0-9_\-]+")
 
@@ -129,16 +132,22 @@ def main() -> int:
                 more = target - opened
                 share = [more // WORKERS + (1 if i < more % WORKERS else 0) for i in range(WORKERS)]
                 started = time.monotonic()
-                answers = workers.ask([f"open {n}" for n in share])
+                cpu_connect_before = cpu_seconds(pid)
+                answers = workers.ask([f"open {n} {CONNECT_BUDGET_S[target]}" for n in share])
                 connect_s = time.monotonic() - started
+                connect_cpu_s = cpu_seconds(pid) - cpu_connect_before
                 opened = target
                 open_now = sum(a["open"] for a in answers)
                 failed = sum(a["failed"] for a in answers)
+                not_attempted = sum(a["not_attempted"] for a in answers)
                 statuses: dict[str, int] = {}
                 for answer in answers:
                     for key, value in answer["statuses"].items():
                         statuses[key] = statuses.get(key, 0) + value
-                log(f"idle_streams: {open_now} open ({failed} failed: {statuses}) in {connect_s:.1f} s")
+                log(
+                    f"idle_streams: {open_now} open ({failed} failed: {statuses}; {not_attempted} not attempted "
+                    f"within the connect budget) in {connect_s:.1f} s"
+                )
                 time.sleep(SETTLE_SECONDS)
                 rss = rss_mb(pid)
                 workers.all("mark")
@@ -152,8 +161,11 @@ def main() -> int:
                     "streams_requested": target,
                     "streams_open": sum(s["open"] for s in stats),
                     "failed": failed,
+                    "not_attempted": not_attempted,
                     "statuses": statuses,
                     "connect_seconds": round(connect_s, 2),
+                    "accept_ms_per_stream": round(connect_s * 1000 / max(more - not_attempted, 1), 2),
+                    "forge_cpu_ms_per_accept": round(connect_cpu_s * 1000 / max(more - not_attempted, 1), 2),
                     "rss_mb": round(max(rss, rss_after_window), 1),
                     "rss_growth_mb": round(max(rss, rss_after_window) - baseline_mb, 1),
                     "kb_per_stream": round((max(rss, rss_after_window) - baseline_mb) * 1024 / max(open_now, 1), 1),

@@ -2,8 +2,9 @@
 
 ``python -m bench.stream_clients URL TOKEN`` reads commands on stdin and answers one JSON line each:
 
-* ``open N``: open N more ``GET /api/v1/live/stream`` connections (at most 200 connecting at once);
-  answers how many are open, how many failed and the status codes seen.
+* ``open N [SECONDS]``: open N more ``GET /api/v1/live/stream`` connections (at most 50 connecting at
+  once), starting no new one after SECONDS; answers how many are open, failed, not attempted, and the
+  status codes seen.
 * ``mark``: start a heartbeat observation window now.
 * ``stats``: heartbeat gaps seen since ``mark`` (seconds between two heartbeats on one connection),
   how many connections are overdue (no heartbeat for more than 1.5 intervals), how many closed.
@@ -25,7 +26,8 @@ from urllib.parse import urlsplit
 
 from bench.common import raise_fd_limit, summarize
 
-CONNECT_CONCURRENCY = 200
+CONNECT_CONCURRENCY = 50
+HEAD_TIMEOUT_S = 60.0
 
 
 class StreamConnection(asyncio.Protocol):
@@ -112,18 +114,22 @@ class Pool:
         ).encode()
         self.connections: list[StreamConnection] = []
         self.failed = 0
+        self.not_attempted = 0
         self.statuses: dict[str, int] = {}
         self.mark_at = time.monotonic()
         self.gaps: list[float] = []
 
-    async def open_one(self, gate: asyncio.Semaphore) -> None:
+    async def open_one(self, gate: asyncio.Semaphore, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         async with gate:
+            if time.monotonic() > deadline:
+                self.not_attempted += 1
+                return
             try:
                 _, protocol = await loop.create_connection(
                     lambda: StreamConnection(self.request, self), self.host, self.port
                 )
-                status = await asyncio.wait_for(protocol.ready, timeout=30)
+                status = await asyncio.wait_for(protocol.ready, timeout=HEAD_TIMEOUT_S)
             except (TimeoutError, OSError, ConnectionError) as exc:
                 self.failed += 1
                 self.statuses[type(exc).__name__] = self.statuses.get(type(exc).__name__, 0) + 1
@@ -134,13 +140,15 @@ class Pool:
             else:
                 self.failed += 1
 
-    async def open(self, count: int) -> dict[str, Any]:
+    async def open(self, count: int, budget_s: float) -> dict[str, Any]:
         started = time.monotonic()
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-        await asyncio.gather(*(self.open_one(gate) for _ in range(count)))
+        self.not_attempted = 0
+        await asyncio.gather(*(self.open_one(gate, started + budget_s) for _ in range(count)))
         return {
             "open": sum(not c.closed for c in self.connections),
             "failed": self.failed,
+            "not_attempted": self.not_attempted,
             "statuses": self.statuses,
             "seconds": round(time.monotonic() - started, 3),
         }
@@ -187,7 +195,8 @@ async def serve(url: str, token: str, interval: float) -> None:
             return
         command, _, argument = line.partition(" ")
         if command == "open":
-            answer(await pool.open(int(argument)))
+            count, _, budget = argument.partition(" ")
+            answer(await pool.open(int(count), float(budget or "3600")))
         elif command == "mark":
             pool.mark_at = time.monotonic()
             pool.gaps = []
