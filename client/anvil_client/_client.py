@@ -228,8 +228,8 @@ class Client:
 
                 self._sync = SyncThread(self)
                 self._sync.start()
-                if first:
-                    wait_for = self._sync.first_sync
+                # Also in a forked child: its first answer must not be older than what the FORGE has now.
+                wait_for = self._sync.first_sync
             self._prompts = self._snapshot.prompts
         if (
             wait_for is not None
