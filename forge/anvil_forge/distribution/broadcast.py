@@ -69,7 +69,19 @@ def retry_frame(milliseconds: int) -> bytes:
 class Subscriber:
     """One open stream: a bounded buffer of frames and a waiter. Only touched on the loop's thread."""
 
-    __slots__ = ("closed", "deadline", "environment_id", "final", "pending", "task", "token_id", "waiter")
+    __slots__ = (
+        "closed",
+        "deadline",
+        "direct",
+        "environment_id",
+        "final",
+        "pending",
+        "replayed",
+        "sending",
+        "task",
+        "token_id",
+        "waiter",
+    )
 
     def __init__(self, *, environment_id: int, token_id: int, deadline: float) -> None:
         self.environment_id = environment_id
@@ -80,9 +92,20 @@ class Subscriber:
         self.closed = False
         self.final: bytes | None = None  # the last frame to send before closing
         self.task: asyncio.Task[Any] | None = None
+        # Ids of the releases sent on connect, so an announcement racing the connect is not sent twice.
+        self.replayed: frozenset[int] = frozenset()
+        # Writes ``frame`` to the socket at once when nothing is queued before it (see stream.direct_writer);
+        # returns False when it cannot (socket busy, server without the fast path) and the frame is queued.
+        self.direct: Callable[[bytes], bool] | None = None
+        self.sending = False  # the stream's own coroutine is inside a send
 
     def offer(self, event_id: int, frame: bytes) -> None:
         if self.closed:
+            return
+        if event_id and event_id in self.replayed:
+            return
+        direct = self.direct
+        if direct is not None and not self.pending and not self.sending and direct(frame):
             return
         if len(self.pending) >= MAX_PENDING_FRAMES:
             logger.info("dropping a stream that stopped reading (token %s)", self.token_id)
@@ -246,6 +269,7 @@ class Broadcaster:
         assert self._deliveries is not None
         while True:
             release_id = await self._deliveries.get()
+            started = time.perf_counter()
             try:
                 loaded = await run_in_db_thread(self.load_release, release_id)
             except Exception:
@@ -255,8 +279,15 @@ class Broadcaster:
             if loaded is None:  # rolled back after all, or deleted
                 continue
             environment_id, frame = loaded
+            loaded_at = time.perf_counter()
             reached = self.deliver(environment_id, release_id, frame)
-            logger.info("release %s sent to %d stream(s)", release_id, reached)
+            logger.info(
+                "release %s handed to %d stream(s): %.1f ms to load, %.1f ms to hand out",
+                release_id,
+                reached,
+                (loaded_at - started) * 1000,
+                (time.perf_counter() - loaded_at) * 1000,
+            )
 
     async def _heartbeat_loop(self) -> None:
         interval = settings.ANVIL_STREAM_HEARTBEAT_SECONDS
@@ -324,14 +355,13 @@ def _reconnect_ms() -> int:
 
 
 def _load_release_frame(release_id: int) -> tuple[int, bytes] | None:
-    from anvil_forge.distribution.bundles import release_event_data
-    from anvil_forge.distribution.selectors import release_with_related
+    from anvil_forge.distribution.bundles import release_frame_data
 
-    release = release_with_related(release_id)
-    if release is None:
+    loaded = release_frame_data(release_id, inline_limit=settings.ANVIL_STREAM_INLINE_BUNDLE_BYTES)
+    if loaded is None:
         return None
-    data = release_event_data(release, inline_limit=settings.ANVIL_STREAM_INLINE_BUNDLE_BYTES)
-    return release.environment_id, release_frame(release.pk, data)
+    environment_id, _, data = loaded
+    return environment_id, release_frame(release_id, data)
 
 
 def _load_recent_release_ids() -> list[tuple[int, int]]:

@@ -48,6 +48,17 @@ def current_releases(*, environment: Environment) -> list[Release]:
     return sorted(releases, key=lambda release: release.prompt_set.slug)
 
 
+def current_release_ids(*, environment_id: int) -> list[int]:
+    """The ids of the current releases in an environment, oldest first (what a stream replays on connect)."""
+    newest = (
+        Release.objects.filter(environment_id=environment_id)
+        .values("prompt_set_id")
+        .annotate(newest=Max("id"))
+        .values_list("newest", flat=True)
+    )
+    return sorted(newest)
+
+
 def release_with_related(release_id: int) -> Release | None:
     """One release with everything its bundle and stream event need."""
     return _release_related(Release.objects.filter(pk=release_id)).first()

@@ -14,7 +14,7 @@ import gc
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from django.conf import settings
@@ -50,18 +50,19 @@ def _authenticate(raw: str | None) -> AccessToken | None:
 
 
 def _replay(environment_id: int, after: int) -> list[tuple[int, bytes]]:
-    """Frames for the environment's current releases newer than ``after`` (``Last-Event-ID``)."""
-    from anvil_forge.distribution.bundles import release_event_data
-    from anvil_forge.distribution.selectors import current_releases
-    from anvil_forge.prompts.models import Environment
+    """Frames for the environment's current releases newer than ``after`` (``Last-Event-ID``), oldest first."""
+    from anvil_forge.distribution.bundles import release_frame_data
+    from anvil_forge.distribution.selectors import current_release_ids
 
-    environment = Environment.objects.get(pk=environment_id)
     limit = settings.ANVIL_STREAM_INLINE_BUNDLE_BYTES
-    return [
-        (release.pk, release_frame(release.pk, release_event_data(release, inline_limit=limit)))
-        for release in sorted(current_releases(environment=environment), key=lambda r: r.pk)
-        if release.pk > after
-    ]
+    frames = []
+    for release_id in current_release_ids(environment_id=environment_id):
+        if release_id <= after:
+            continue
+        loaded = release_frame_data(release_id, inline_limit=limit)
+        if loaded is not None:
+            frames.append((release_id, release_frame(release_id, loaded[2])))
+    return frames
 
 
 async def _respond_json(send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
@@ -145,17 +146,23 @@ class LiveStream:
                 await _respond_json(send, 503, DATABASE_DOWN, [(b"retry-after", b"5")])
                 return
             await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
-            replayed = {release_id for release_id, _ in replay}
+            subscriber.replayed = frozenset(release_id for release_id, _ in replay)
             body = retry_frame(CONNECT_RETRY_MS) + b"".join(frame for _, frame in replay)
             await send({"type": "http.response.body", "body": body, "more_body": True})
+            subscriber.direct = direct_writer(send)
             while True:
                 item = await subscriber.next()
                 if item is None:
                     break
                 event_id, frame = item
-                if event_id and event_id in replayed:
+                if event_id and event_id in subscriber.replayed:
                     continue  # announced while the replay was read: already sent
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
+                subscriber.sending = True
+                try:
+                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+                finally:
+                    subscriber.sending = False
+            subscriber.direct = None
             await send({"type": "http.response.body", "body": subscriber.final or b"", "more_body": False})
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -164,6 +171,38 @@ class LiveStream:
             raise
         finally:
             watcher.cancel()
+
+
+def direct_writer(send: Any) -> Callable[[bytes], bool] | None:
+    """A synchronous writer of body chunks for uvicorn's httptools server, or ``None`` elsewhere.
+
+    Fanning a release out to thousands of streams through each stream's coroutine costs a task wake-up
+    and an ``await send`` per stream; writing the chunk to the transport from the broadcaster's loop is a
+    plain function call. Only used while the response is a chunked body in progress and the socket is
+    accepting writes; otherwise the frame takes the ordinary ASGI path. Anything unexpected about the
+    server's objects turns the fast path off.
+    """
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    flow = getattr(cycle, "flow", None)
+    if (
+        cycle is None
+        or transport is None
+        or flow is None
+        or getattr(cycle, "chunked_encoding", None) is not True
+        or not hasattr(cycle, "disconnected")
+        or not hasattr(cycle, "response_complete")
+        or not hasattr(flow, "write_paused")
+    ):
+        return None
+
+    def write(frame: bytes) -> bool:
+        if cycle.disconnected or cycle.response_complete or flow.write_paused or transport.is_closing():
+            return False
+        transport.write(b"%x\r\n%b\r\n" % (len(frame), frame))
+        return True
+
+    return write
 
 
 async def _watch_disconnect(receive: Any, subscriber: Subscriber) -> None:
