@@ -12,12 +12,13 @@ import contextlib
 import logging
 import os
 import re
+import time
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from anvil_client.bundle import Bundle, content_digest, normalise_prompt
+from anvil_client.bundle import Bundle, canonical_json, content_digest, normalise_prompt
 from anvil_forge.accounts.models import Organisation
 from anvil_forge.accounts.permissions import Capability, require
 from anvil_forge.audit.services import audit_record
@@ -35,6 +36,7 @@ logger = logging.getLogger("anvil_forge.peering")
 TOKEN_PATTERN = re.compile(r"^anvil_peer_[A-Za-z0-9_-]{20,200}$")
 PREFIX_LENGTH = len("anvil_peer_") + 6
 MAX_SNAPSHOT_SETS = 200
+SNAPSHOT_BUDGET_FACTOR = 3
 
 
 # Peers -----------------------------------------------------------------------------------------------------
@@ -290,8 +292,15 @@ def remote_project_disconnect(*, actor: Any, reference: RemoteProjectReference) 
 
 
 def _fetch_snapshot(peer: Peer, remote_organisation: str, remote_project: str) -> dict[str, Any]:
-    """What a connected project shows: the project, its sets, and the prompts of each set's newest version."""
+    """What a connected project shows: the project, its sets, and the prompts of each set's newest version.
+
+    Bounded as a whole, not only per request: at most ``SNAPSHOT_BUDGET_FACTOR`` times the peer timeout in
+    all (a peer answering each request just in time cannot hold a page for minutes), and at most the peer
+    size limit of prompts kept (sets past it are listed without their prompts).
+    """
     client = peer_client(peer)
+    deadline = time.monotonic() + client.timeout * SNAPSHOT_BUDGET_FACTOR
+    kept_bytes = 0
     project: dict[str, Any] | None = None
     page: int | None = 1
     while page is not None and project is None:  # the token's projects: normally one page of one
@@ -309,7 +318,15 @@ def _fetch_snapshot(peer: Peer, remote_organisation: str, remote_project: str) -
             slug, latest = item.get("set"), item.get("latest_version")
             if not isinstance(slug, str) or not isinstance(latest, int):
                 raise PeerError(f"Peer {peer.name} listed a set without a slug or version.", kind="garbage")
+            if time.monotonic() > deadline:
+                raise PeerError(
+                    f"Peer {peer.name} took longer than {client.timeout * SNAPSHOT_BUDGET_FACTOR:g} s in all to "
+                    "show the project; try again later.",
+                    kind="timeout",
+                )
             bundle = client.bundle(remote_organisation, remote_project, slug, latest)
+            prompts = [dict(p) for p in bundle.raw["prompts"]]
+            kept_bytes += len(canonical_json(prompts))
             sets.append(
                 {
                     "set": slug,
@@ -319,7 +336,8 @@ def _fetch_snapshot(peer: Peer, remote_organisation: str, remote_project: str) -
                     "digest": bundle.content_digest,
                     "approved_at": bundle.raw.get("approved_at"),
                     "approved_by": bundle.raw.get("approved_by"),
-                    "prompts": [dict(p) for p in bundle.raw["prompts"]],
+                    "prompts": prompts if kept_bytes <= client.max_bytes else [],
+                    "prompts_omitted": kept_bytes > client.max_bytes,
                 }
             )
         page = result.next_page if result.next_page and result.next_page > page else None

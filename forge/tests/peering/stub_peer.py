@@ -37,10 +37,12 @@ def reply(body: bytes, *, status: int = 200, content_type: str = "application/js
     return handle
 
 
-def slow(seconds: float) -> Handler:
+def slow(seconds: float, then: Handler | None = None) -> Handler:
+    """Waits ``seconds``, then answers as ``then`` would (``{}`` by default)."""
+
     def handle(handler: http.server.BaseHTTPRequestHandler) -> None:
         time.sleep(seconds)
-        reply(b"{}")(handler)
+        (then or reply(b"{}"))(handler)
 
     return handle
 

@@ -233,3 +233,22 @@ def test_upstream_check_of_an_unreachable_peer_records_why(team, project, peer, 
     server.routes.clear()
     source = services.set_upstream_check(actor=team.viewer, source=SetSource.objects.get(prompt_set=prompt_set))
     assert source.upstream_error and source.upstream_checked_at is not None
+
+
+def test_connecting_is_bounded_in_total_time_not_only_per_request(team, peer_server, settings):
+    from forge.tests.peering.stub_peer import slow
+
+    settings.ANVIL_PEER_TIMEOUT_SECONDS = 0.5
+    serve_project(peer_server, sets={f"s{i}": [V1] for i in range(6)})
+    for i in range(6):  # each bundle just inside the per-request timeout
+        route = f"/api/v1/peer/projects/acme/support-bot/sets/s{i}/versions/1"
+        peer_server.routes[route] = slow(0.4, then=peer_server.routes[route])
+    peer = services.peer_create(actor=team.admin, organisation=team.organisation, name="slow", url=peer_server.url,
+                                token=TOKEN)
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(ApplicationError, match=r"took longer than 1\.5 s in all"):
+        services.remote_project_connect(actor=team.editor, organisation=team.organisation, peer=peer,
+                                        remote_organisation="acme", remote_project="support-bot")
+    assert time.monotonic() - started < 3

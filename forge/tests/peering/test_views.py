@@ -125,3 +125,19 @@ def test_upstream_fragment_is_empty_for_a_local_set_and_hidden_from_other_organi
 
 def test_pages_need_sign_in(peer):
     assert Client().get("/forges/").status_code == 302
+
+
+def test_text_from_a_peer_is_escaped_never_run(team, peer_server):
+    serve_project(peer_server, sets={"core": [[{"id": "x.y", "template": "<script>alert(1)</script>",
+                                                 "description": "<img src=x onerror=alert(2)>"}]]})
+    peer_server.json("/api/v1/peer/projects", {"items": [{"organisation": "acme", "project": "support-bot",
+                                                           "name": "<script>alert(3)</script>"}],
+                                                "page": 1, "per_page": 50, "total": 1, "next_page": None})
+    services.peer_create(actor=team.admin, organisation=team.organisation, name="evil", url=peer_server.url,
+                         token=TOKEN)
+    client = signed_in(team.viewer)
+    base = f"/forges/{team.organisation.slug}/peers/evil/"
+    pages = [client.get(base).content.decode(), client.get(base + "p/acme/support-bot/s/core/v/1/").content.decode()]
+    for page in pages:
+        assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(3)" in pages[0] and "&lt;script&gt;alert(1)" in pages[1]
