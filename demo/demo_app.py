@@ -25,7 +25,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import jinja2
 
 import anvil_client
-from anvil_client._admin import AdminPage, mount_wsgi
+from anvil_client.integrations.admin import AdminPage, mount_wsgi
 
 logger = logging.getLogger("demo")
 

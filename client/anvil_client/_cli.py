@@ -325,6 +325,11 @@ def run_sync(args: argparse.Namespace) -> int:
     for name, change in sorted(changes.items()):
         previous = f"v{change['previous']}" if change["previous"] is not None else "nothing"
         _say(f"Set {name}: v{change['version']} (was {previous}).")
+    if changes and client.mode == "frozen":
+        _say(
+            "This host is FROZEN: the new versions are in its cache, and processes that are running keep "
+            "theirs until they restart (the admin page's Sync now updates the process that serves it)."
+        )
     return OK
 
 

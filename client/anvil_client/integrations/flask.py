@@ -49,7 +49,7 @@ class Anvil:
             jinja_env.globals.setdefault("prompt", client.prompt)
         admin_path = self.admin_path or app.config.get("ANVIL_ADMIN_PATH")
         if admin_path:
-            from anvil_client._admin import AdminPage, mount_wsgi
+            from anvil_client.integrations.admin import AdminPage, mount_wsgi
 
             app.wsgi_app = mount_wsgi(app.wsgi_app, admin_path, AdminPage(client).wsgi)
 
