@@ -91,14 +91,34 @@ def propagation(data: dict[str, Any]) -> list[str]:
         rows.append(
             [
                 int(count),
+                figures.get("streams_open"),
                 figures.get("p50_ms"),
                 figures.get("p99_ms"),
                 figures.get("max_ms"),
-                figures.get("delivered", figures.get("received")),
+                figures.get("samples"),
+                figures.get("missing"),
                 "p99 < 100 ms" if int(count) == 1000 else "",
             ]
         )
-    return _table(["streams", "p50 ms", "p99 ms", "max ms", "delivered", "target"], rows)
+    lines = _table(["streams", "open", "p50 ms", "p99 ms", "max ms", "deliveries", "missing", "target"], rows)
+    method = data.get("method")
+    if isinstance(method, dict):
+        lines += ["", "Method: " + "; ".join(f"{k}: {v}" for k, v in method.items()) + "."]
+    return lines
+
+
+def propagation_clients(data: dict[str, Any]) -> list[str]:
+    latency = data.get("latency_ms") or {}
+    callback = data.get("on_update_callback_ms") or {}
+    rows = [
+        ["first `prompt()` with the new text", latency.get("n"), latency.get("median"), latency.get("p99"),
+         latency.get("max"), data.get("missing"), "p99 < 100 ms"],
+        ["`on_update` callback (after the disk-cache write)", callback.get("n"), callback.get("median"),
+         callback.get("p99"), callback.get("max"), None, ""],
+    ]
+    lines = _table(["moment", "samples", "p50 ms", "p99 ms", "max ms", "missing", "target"], rows)
+    lines += ["", f"Method: {data.get('method')}."]
+    return lines
 
 
 def idle_streams(data: dict[str, Any]) -> list[str]:
@@ -115,6 +135,7 @@ def idle_streams(data: dict[str, Any]) -> list[str]:
                 _get(step, "heartbeat_gap_s", "max"),
                 step.get("overdue_connections"),
                 step.get("forge_cpu_percent_idle"),
+                step.get("forge_cpu_ms_per_accept"),
                 "< 500 MB" if int(count) == 10000 else "",
             ]
         )
@@ -129,6 +150,7 @@ def idle_streams(data: dict[str, Any]) -> list[str]:
             "max s",
             "overdue",
             "FORGE CPU % idle",
+            "FORGE CPU ms/accept",
             "target",
         ],
         rows,
@@ -220,6 +242,8 @@ def api(data: dict[str, Any]) -> list[str]:
 SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("hot_path", "Hot path", hot_path),
     ("propagation", "Propagation (publish → every client returns the new text)", propagation),
+    ("propagation_clients", "Propagation to real clients (publish → `prompt()` returns the new text)",
+     propagation_clients),
     ("idle_streams", "Idle streams (one FORGE process)", idle_streams),
     ("startup", "Start-up from the disk cache, FORGE down", startup),
     ("content_scale", "Scale of content", content_scale),
