@@ -108,6 +108,28 @@ class VersionState(models.TextChoices):
     REJECTED = "rejected", "Changes requested"
 
 
+# What makes a version what it is; only the review fields (state, reviewer, comment) ever change.
+VERSION_CONTENT_FIELDS = frozenset({"prompt_set", "prompt_set_id", "number", "snapshot", "digest"})
+
+
+class VersionContentChanged(Exception):
+    """Raised on any attempt to change a saved version's content: versions only move forward."""
+
+
+class PromptSetVersionQuerySet(models.QuerySet):
+    def update(self, **kwargs):  # type: ignore[no-untyped-def]
+        frozen = sorted(VERSION_CONTENT_FIELDS & set(kwargs))
+        if frozen:
+            raise VersionContentChanged(f"A prompt set version's {', '.join(frozen)} never change.")
+        return super().update(**kwargs)
+
+    def bulk_update(self, objs, fields, batch_size=None):  # type: ignore[no-untyped-def]
+        frozen = sorted(VERSION_CONTENT_FIELDS & set(fields))
+        if frozen:
+            raise VersionContentChanged(f"A prompt set version's {', '.join(frozen)} never change.")
+        return super().bulk_update(objs, fields, batch_size=batch_size)
+
+
 class PromptSetVersion(models.Model):
     """An immutable, numbered snapshot of a prompt set. Only its review fields ever change."""
 
@@ -131,9 +153,21 @@ class PromptSetVersion(models.Model):
     # Set when copied from a peer FORGE: {"peer", "url", "organisation", "project", "set", "version", "digest"}.
     provenance = models.JSONField(null=True, blank=True)
 
+    objects = PromptSetVersionQuerySet.as_manager()
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["prompt_set", "number"], name="version_number_unique_in_set")]
         ordering = ["-number"]
+
+    # A guard, not business logic: a saved version's content is never written again.
+    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not self._state.adding and self.pk is not None:
+            stored = (
+                type(self).objects.filter(pk=self.pk).values("prompt_set_id", "number", "snapshot", "digest").first()
+            )
+            if stored is not None and any(getattr(self, key) != value for key, value in stored.items()):
+                raise VersionContentChanged(f"Version {stored['number']}'s content never changes; make a new version.")
+        super().save(*args, **kwargs)
 
     @property
     def is_approved(self) -> bool:

@@ -435,13 +435,19 @@ def prompt_set_submit(*, actor: Any, prompt_set: PromptSet, base_revision: int |
         if not prompts:
             raise ApplicationError(f"{prompt_set.slug} has no prompts yet; add one before submitting it.")
         number = (prompt_set.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+        digest = content_digest(prompts)
+        # Peering imports this module's models; import it here, not at module level.
+        from anvil_forge.peering.selectors import provenance_for_submission
+
         version = PromptSetVersion.objects.create(
             prompt_set=prompt_set,
             number=number,
             snapshot={"prompts": prompts},
-            digest=content_digest(prompts),
+            digest=digest,
             state=VersionState.IN_REVIEW,
             created_by=_user(actor),
+            # Content still exactly as copied from a peer FORGE: the version says where it came from.
+            provenance=provenance_for_submission(prompt_set=prompt_set, digest=digest),
         )
         prompt_set.status = SetStatus.REVIEW
         _touch_set(prompt_set, actor, fields=["status"])
@@ -451,7 +457,13 @@ def prompt_set_submit(*, actor: Any, prompt_set: PromptSet, base_revision: int |
             obj=version,
             organisation=project.organisation,
             project=project,
-            data={"set": prompt_set.slug, "version": number, "digest": version.digest, "prompts": len(prompts)},
+            data={
+                "set": prompt_set.slug,
+                "version": number,
+                "digest": version.digest,
+                "prompts": len(prompts),
+                **({"provenance": version.provenance} if version.provenance else {}),
+            },
         )
     return version
 

@@ -302,3 +302,74 @@ def test_every_change_of_the_whole_journey_leaves_one_audit_row(team, project):
     ]
     events = AuditEvent.objects.order_by("id")[start:]
     assert all(e.organisation_id == team.organisation.pk and e.project_id == project.pk for e in events)
+
+
+def test_submit_records_provenance_while_the_content_is_exactly_a_copied_peer_version(team, prompt_set):
+    from anvil_forge.peering.models import PeerCopy, SetSource
+
+    copied_digest = content_digest(
+        sorted(
+            (
+                {
+                    "id": p.key,
+                    "template": p.template,
+                    "description": p.description,
+                    "parameters": p.parameters,
+                    "metadata": p.metadata,
+                }
+                for p in prompt_set.prompts.all()
+            ),
+            key=lambda p: p["id"],
+        )
+    )
+    source = SetSource.objects.create(
+        prompt_set=prompt_set,
+        peer_name="upstream",
+        peer_url="http://127.0.0.1:9/",
+        remote_organisation="them",
+        remote_project="bot",
+        remote_set="core",
+        copied_version=4,
+        copied_digest=copied_digest,
+    )
+    PeerCopy.objects.create(
+        source=source, remote_version=4, content_digest=copied_digest, bundle_digest="x", copied_by_label="e"
+    )
+
+    v1 = services.prompt_set_submit(actor=team.editor, prompt_set=prompt_set)
+    services.version_request_changes(actor=team.reviewer, version=v1, comment="tweak it")
+    factories.edit_prompt(prompt_set, "welcome.message", "Edited locally {{ name }}", actor=team.editor)
+    v2 = services.prompt_set_submit(actor=team.editor, prompt_set=prompt_set)
+
+    assert v1.digest == copied_digest
+    assert v1.provenance == {
+        "peer": "upstream",
+        "url": "http://127.0.0.1:9/",
+        "organisation": "them",
+        "project": "bot",
+        "set": "core",
+        "version": 4,
+        "digest": copied_digest,
+    }
+    assert AuditEvent.objects.get(action="prompt_set.submit", object_id=str(v1.pk)).data["provenance"] == v1.provenance
+    assert v2.provenance is None
+
+
+def test_a_saved_versions_content_cannot_be_changed_through_the_model_or_the_queryset(team, prompt_set):
+    from anvil_forge.prompts.models import PromptSetVersion, VersionContentChanged
+
+    version = services.prompt_set_submit(actor=team.editor, prompt_set=prompt_set)
+    original = (version.snapshot, version.digest, version.number)
+
+    version.snapshot = {"prompts": []}
+    with pytest.raises(VersionContentChanged):
+        version.save()
+    with pytest.raises(VersionContentChanged):
+        PromptSetVersion.objects.filter(pk=version.pk).update(digest="sha256:" + "0" * 64)
+    with pytest.raises(VersionContentChanged):
+        PromptSetVersion.objects.bulk_update([version], ["number"])
+
+    stored = PromptSetVersion.objects.get(pk=version.pk)
+    assert (stored.snapshot, stored.digest, stored.number) == original
+    stored.review_comment = "review fields may change"
+    stored.save()
