@@ -476,7 +476,8 @@ def _render(name: str, **context: Any) -> bytes:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
-    return _ENV.get_template(name).render(**context).encode("utf-8")
+    html: str = _ENV.get_template(name).render(**context)
+    return html.encode("utf-8")
 
 
 _BASE = """<!doctype html>

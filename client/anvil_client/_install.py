@@ -21,7 +21,7 @@ import ast
 import difflib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -341,7 +341,9 @@ def _find_assigned_call(tree: ast.Module, variable: str, name: str) -> tuple[ast
     return None
 
 
-def _append_to_sequence(source: str, items: list[ast.AST], container: ast.AST, text: str) -> str:
+def _append_to_sequence(
+    source: str, items: Sequence[ast.expr | ast.keyword], container: ast.expr, text: str
+) -> str:
     """Add ``text`` as the last item of a bracketed list, tuple or call, in the style already used there."""
     close = _offset(source, container.end_lineno, container.end_col_offset) - 1  # the closing bracket
     if not items:

@@ -197,6 +197,28 @@ def test_multiline_fastapi_call_without_lifespan_gets_it_on_its_own_line(tmp_pat
     assert '    debug=True,\n    lifespan=anvil_lifespan,\n)\n' in source
 
 
+def test_fastapi_call_without_arguments_gets_the_lifespan(tmp_path):
+    write(tmp_path, "main.py", "import fastapi\n\napi: fastapi.FastAPI = fastapi.FastAPI()\n")
+
+    apply_plan(plan_install(tmp_path))
+
+    assert "api: fastapi.FastAPI = fastapi.FastAPI(lifespan=anvil_lifespan)\n" in (tmp_path / "main.py").read_text()
+
+
+def test_django_settings_package_edits_the_module_that_defines_installed_apps(tmp_path):
+    write(tmp_path, "manage.py", 'os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings.dev")\n')
+    write(tmp_path, "proj/settings/__init__.py", "")
+    write(tmp_path, "proj/settings/base.py", 'INSTALLED_APPS = [\n    "a",\n]\n')
+    dev = write(tmp_path, "proj/settings/dev.py", "from .base import *  # noqa\nDEBUG = True\n")
+
+    plan = plan_install(tmp_path)
+
+    assert plan.detected.target == tmp_path / "proj" / "settings" / "base.py"
+    apply_plan(plan)
+    assert DJANGO_ENTRY in (tmp_path / "proj" / "settings" / "base.py").read_text()
+    assert DJANGO_ENTRY not in dev.read_text()
+
+
 def test_plain_project_gets_only_the_settings_and_gitignore(tmp_path):
     write(tmp_path, "worker.py", "print('hello')\n")
 

@@ -92,6 +92,8 @@ class DevRun:
             check=False,
         )
         token = next((line.strip() for line in result.stdout.splitlines() if line.startswith("anvil_live_")), None)
+        if self.stopping.is_set():  # Ctrl-C reached the command too
+            raise KeyboardInterrupt
         if result.returncode != 0 or token is None:
             raise DevRunError(
                 f"could not create a live token for {PROJECT} ({ENVIRONMENT}):\n{result.stderr or result.stdout}"
@@ -112,6 +114,8 @@ class DevRun:
             timeout=120,
             check=False,
         )
+        if self.stopping.is_set():
+            raise KeyboardInterrupt
         if result.returncode != 0:
             raise DevRunError(f"`anvil connect {self.forge_url}` failed:\n{result.stderr}{result.stdout}")
 

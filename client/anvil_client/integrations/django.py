@@ -43,7 +43,7 @@ def _is_autoreload_watcher() -> bool:
     )
 
 
-class AnvilConfig(AppConfig):
+class AnvilConfig(AppConfig):  # type: ignore[misc]
     """Listed in ``INSTALLED_APPS``; starts the LIVE client in :meth:`ready`."""
 
     name = "anvil_client.integrations.django"
