@@ -85,3 +85,17 @@ def test_sign_in_form_says_why_when_limited():
 
     assert not form.is_valid()
     assert "Too many failed sign-ins" in form.non_field_errors()[0]
+
+
+@pytest.mark.django_db
+def test_the_sign_in_page_uses_the_rate_limited_backend(client):
+    from django.urls import reverse
+
+    user = make_user()
+    url = reverse("web:login")
+    for _ in range(5):
+        client.post(url, {"username": user.username, "password": "wrong"}, REMOTE_ADDR="203.0.113.9")
+
+    client.post(url, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.10")
+
+    assert "_auth_user_id" not in client.session

@@ -209,3 +209,10 @@ def test_prompts_cannot_change_unless_the_set_is_live(team, prompt_set, state):
         with pytest.raises(Conflict, match="only while it is LIVE"):
             attempt()
     assert _prompt(prompt_set).template == prompt.template
+
+
+def test_a_set_holds_at_most_the_prompt_limit(team, prompt_set, monkeypatch):
+    monkeypatch.setattr(services, "MAX_PROMPTS_PER_SET", 2)
+
+    with pytest.raises(ApplicationError, match="at most 2 prompts"):
+        services.prompt_create(actor=team.editor, prompt_set=prompt_set, key="third", template="x")
