@@ -6,6 +6,7 @@ import contextlib
 import difflib
 import logging
 import os
+import re
 import threading
 import time
 import weakref
@@ -21,6 +22,9 @@ logger = logging.getLogger("anvil_client")
 
 _EMPTY_VARIABLES: Mapping[str, Any] = {}
 _MAX_USAGE_ENTRIES = 10_000
+_MAX_USAGE_IDS = 1_000
+_MAX_VARIABLES_PER_ID = 50
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 UpdateCallback = Callable[[dict[str, Any]], None]
 
 # Every client of this process, so a forked child can restart their sync threads.
@@ -54,7 +58,7 @@ class Client:
         self._started_pid: int | None = None
         self._closed = False
         self._host = HostState(mode=None, pins={})
-        self._host_mtime: float | None = None
+        self._host_mtime: tuple[int, int, int] | None = None
         self._latest: dict[str, dict[str, Any]] = {}  # newest release seen per set
         self._identity: tuple[str, str, str] | None = None  # organisation, project, environment
         self._last_sync: float | None = None
@@ -308,7 +312,7 @@ class Client:
             stamp = None
         if not force and stamp == self._host_mtime:
             return False
-        self._host_mtime = stamp  # type: ignore[assignment]
+        self._host_mtime = stamp
         state = read_host_state(self.config.cache_dir)  # type: ignore[arg-type]
         changed = state != self._host
         if changed and not force:
@@ -537,8 +541,13 @@ class Client:
             self._usage.clear()
         report: dict[str, set[str]] = {}
         for entry in usage:
-            report.setdefault(entry[0], set()).update(entry[1:])
-        return {pid: sorted(names) for pid, names in sorted(report.items())}
+            names = report.setdefault(entry[0], set())
+            # Only names the FORGE accepts (a caller may pass any mapping keys), within its limits.
+            names.update(n for n in entry[1:] if isinstance(n, str) and len(n) <= 100 and _VARIABLE.match(n))
+        return {
+            pid: sorted(names)[:_MAX_VARIABLES_PER_ID]
+            for pid, names in sorted(report.items())[:_MAX_USAGE_IDS]
+        }
 
 
 def _iso(timestamp: float | None) -> str | None:

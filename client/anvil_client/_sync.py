@@ -164,10 +164,9 @@ class SyncThread:
             )
         except (OSError, HTTPFailure) as exc:
             self._failure(f"cannot open the stream: {exc}")
-            hint = exc.retry_after if isinstance(exc, HTTPFailure) else None
             if isinstance(exc, HTTPFailure) and exc.status == 401:
-                hint = self.config.backoff_max
-            return 0.0, hint
+                return 0.0, self.config.backoff_max
+            return 0.0, exc.retry_after if isinstance(exc, HTTPFailure) else None
         if self._stop.is_set():
             stream.close()
             return 0.0, None
@@ -180,13 +179,14 @@ class SyncThread:
             logger.info("anvil: stream to %s open", self.config.forge_url)
         self._failures = 0
         hint: float | None = None
+        read_timeout = self.config.read_timeout or 3 * self.config.heartbeat_interval
         try:
             while not self._stop.is_set():
                 for event in stream.poll(self.tick):
                     self._handle(event)
                 self._last_event_id = stream.last_event_id
-                if time.monotonic() - stream.last_activity > self.config.read_timeout:
-                    raise TimeoutError(f"no data from the FORGE for {self.config.read_timeout:.0f} s")
+                if time.monotonic() - stream.last_activity > read_timeout:
+                    raise TimeoutError(f"no data from the FORGE for {read_timeout:.1f} s")
                 if stream.retry_ms is not None:
                     hint = stream.retry_ms / 1000
                 self._housekeeping(connected=True)

@@ -161,6 +161,7 @@ def load_bundle(data: bytes | str | Mapping[str, Any]) -> Bundle:
 
     Checks, in order: JSON, the format tag, the schema (every field, every prompt), then both digests.
     """
+    text: str | None
     if isinstance(data, bytes | bytearray | memoryview):
         if len(data) > MAX_BUNDLE_BYTES:
             raise BundleFormatError(f"bundle is {len(data)} bytes, more than the {MAX_BUNDLE_BYTES} allowed")

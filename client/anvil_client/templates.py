@@ -93,7 +93,7 @@ def compile_template(source: str, *, prompt_id: str = "?") -> CompiledTemplate:
 
     def render(values: Mapping[str, Any]) -> str:
         try:
-            return "".join(root(new_context(values)))
+            return "".join(root(new_context(values)))  # type: ignore[arg-type]  # any mapping works
         except jinja2.UndefinedError as exc:
             match = _UNDEFINED_MESSAGE.match(str(exc.message))
             if match and match.group(1) not in values:

@@ -34,7 +34,7 @@ def test_forked_children_get_updates_through_their_own_sync_thread(
             try:
                 first = client.prompt("welcome.message", name="C")  # restarts sync in this process
                 threads = [t.name for t in threading.enumerate()]
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + 20
                 while time.monotonic() < deadline and client.prompt("welcome.message", name="C") != "Hello C (v2)":
                     time.sleep(0.01)
                 final = client.prompt("welcome.message", name="C")
@@ -45,7 +45,7 @@ def test_forked_children_get_updates_through_their_own_sync_thread(
         os.close(write_fd)
         children.append((pid, read_fd))
 
-    assert stub.wait_for(lambda: stub.open_streams() == 3, 5)  # parent + one stream per child
+    assert stub.wait_for(lambda: stub.open_streams() == 3, 20)  # parent + one stream per child
     stub.publish("core", 2)
     reports = []
     for pid, read_fd in children:

@@ -26,7 +26,7 @@ def text(client: anvil_client.Client) -> str:
     return client.prompt("welcome.message", name="Ada")
 
 
-def eventually(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
+def eventually(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -56,7 +56,7 @@ def test_a_publish_is_applied_without_restart(stub: StubForge, make_client: Make
     updates: list[dict] = []
     client.on_update(updates.append)
     stub.publish("core", 2)
-    assert eventually(lambda: text(client) == "Hello Ada (v2)", 1.0)
+    assert eventually(lambda: text(client) == "Hello Ada (v2)", 3.0)
     assert eventually(lambda: updates == [{"set": "core", "version": 2, "previous": 1, "source": "forge"}])
     fetched = [path for method, path, _ in stub.requests if "/bundles/core?version=2" in path]
     assert bool(fetched) is (not inline)
@@ -180,7 +180,7 @@ def test_checkins_report_mode_versions_and_the_ids_and_variables_used(
     client = make_client(stub, checkin_interval=0.3, instance_name="web-1").start()
     assert eventually(lambda: stub.checkins)
     client.prompt("welcome.message", name="Ada")
-    client.prompt("welcome.message", {"name": "Bob", "extra": 1})
+    client.prompt("welcome.message", {"name": "Bob", "extra": 1, "not-a-name": 2, 3: 4})
     assert eventually(lambda: stub.checkins[-1]["usage"] == {"welcome.message": ["extra", "name"]}, 2)
     checkin = stub.checkins[-1]
     assert checkin["name"] == "web-1"
@@ -322,10 +322,12 @@ def test_reconnects_back_off_exponentially_with_jitter_up_to_the_cap(make_client
         thread.join()
         server.close()
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
-    # Delay n is in [d/2, d] for d = 0.1, 0.2, 0.4, 0.4...: growing, then capped.
-    assert 0.04 <= gaps[0] <= 0.2
-    assert 0.09 <= gaps[1] <= 0.3
-    assert all(0.19 <= gap <= 0.6 for gap in gaps[2:5])
+    # Delay n is in [d/2, d] for d = 0.1, 0.2, 0.4, 0.4...: growing, then capped. Lower bounds are exact;
+    # upper bounds leave room for a loaded machine.
+    assert gaps[0] >= 0.045
+    assert gaps[1] >= 0.095
+    assert all(gap >= 0.195 for gap in gaps[2:5])
+    assert sorted(gaps[2:5])[1] <= 0.8, gaps  # capped at 0.4 (+ scheduling noise), not still doubling
 
 
 def test_manual_sync_without_a_forge_is_a_clear_error(make_client: MakeClient) -> None:
