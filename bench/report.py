@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     _, tail = rest.split(END, 1)
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(head + START + "\n" + render() + END + tail)
-    print(f"updated {doc.relative_to(ROOT)}", file=sys.stderr)
+    print(f"updated {doc}", file=sys.stderr)
     return 0
 
 

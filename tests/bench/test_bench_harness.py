@@ -207,3 +207,25 @@ def test_load_generator_counts_requests_and_statuses_and_stops_at_its_bound():
     assert result["rps"] > 0 and result["seconds"] < 5.0
     assert result["latency_ms"]["n"] == 200
     assert missing["statuses"] == {"404": 20}
+
+
+def test_report_rewrites_only_the_generated_block_and_says_what_is_missing(tmp_path, monkeypatch):
+    from bench import report
+
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(
+        f"# Benchmarks\n\nhand-written intro\n\n{report.START}\nold tables\n{report.END}\n\nhand-written end\n"
+    )
+    monkeypatch.setattr(report, "DOC", doc)
+    common.write_result(
+        "startup",
+        {"median_ms": 42.0, "network_calls": 0, "network_calls_after": 1, "runs": 3,
+         "launch_to_first_prompt_ms": common.summarize([40.0, 42.0, 50.0])},
+    )
+    report.main([])
+    text = doc.read_text()
+    assert "hand-written intro" in text and "hand-written end" in text
+    assert "old tables" not in text
+    assert "| launch → first prompt (headline) | 42.0 | 50.0 | < 100 ms |" in text
+    assert "_Not measured: `bench/results/api.json` is missing._" in text
