@@ -69,6 +69,7 @@ __all__ = [
     "prompt_set_create",
     "prompt_set_reopen",
     "prompt_set_submit",
+    "prompt_set_update",
     "prompt_update",
     "user_create",
     "version_approve",
@@ -240,6 +241,39 @@ def prompt_set_create(*, actor: Any, project: Project, slug: str, name: str = ""
         )
         audit_record(
             actor=actor, action="prompt_set.create", obj=prompt_set, organisation=organisation, project=project
+        )
+    return prompt_set
+
+
+def prompt_set_update(
+    *, actor: Any, prompt_set: PromptSet, name: str | None = None, description: str | None = None
+) -> PromptSet:
+    """Change a set's display name or description (any status: they are not part of its versions)."""
+    project = prompt_set.project
+    require(actor, project.organisation, Capability.EDIT, what=f"prompt set {prompt_set}")
+    with transaction.atomic():
+        prompt_set = _lock_set(prompt_set)
+        changes: dict[str, Any] = {}
+        if name is not None:
+            changes["name"] = validate_name(name, what="prompt set name")
+        if description is not None:
+            if not isinstance(description, str) or len(description) > MAX_COMMENT_CHARS:
+                raise ApplicationError(f"The description must be text of at most {MAX_COMMENT_CHARS} characters.")
+            changes["description"] = description
+        changes = {k: v for k, v in changes.items() if getattr(prompt_set, k) != v}
+        if not changes:
+            return prompt_set
+        old = {k: getattr(prompt_set, k) for k in changes}
+        for key, value in changes.items():
+            setattr(prompt_set, key, value)
+        prompt_set.save(update_fields=[*changes, "updated_at"])
+        audit_record(
+            actor=actor,
+            action="prompt_set.update",
+            obj=prompt_set,
+            organisation=project.organisation,
+            project=project,
+            data={"from": old, "to": changes},
         )
     return prompt_set
 

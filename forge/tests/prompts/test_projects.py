@@ -81,3 +81,16 @@ def test_prompt_set_slug_rules(team, project):
         services.prompt_set_create(actor=team.editor, project=project, slug="core")
     with pytest.raises(PermissionDenied):
         services.prompt_set_create(actor=team.viewer, project=project, slug="other")
+
+
+def test_prompt_set_update_renames_and_describes_and_is_audited(team, prompt_set):
+    services.prompt_set_submit(actor=team.editor, prompt_set=prompt_set)  # allowed in any status
+
+    updated = services.prompt_set_update(actor=team.editor, prompt_set=prompt_set, name="Core", description="Main")
+
+    assert (updated.name, updated.description) == ("Core", "Main")
+    assert AuditEvent.objects.get(action="prompt_set.update").data["to"] == {"name": "Core", "description": "Main"}
+    with pytest.raises(PermissionDenied):
+        services.prompt_set_update(actor=team.reviewer, prompt_set=prompt_set, name="X")
+    with pytest.raises(ApplicationError, match="must not be empty"):
+        services.prompt_set_update(actor=team.editor, prompt_set=prompt_set, name="  ")
