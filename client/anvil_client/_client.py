@@ -41,7 +41,7 @@ class Client:
     waiting at most ``config.startup_timeout`` for the FORGE.
     """
 
-    def __init__(self, config: Config | None = None, /, **options: Any) -> None:
+    def __init__(self, config: Config | None = None, **options: Any) -> None:
         if config is None:
             config = Config(**options) if options else Config.from_env()
         elif options:

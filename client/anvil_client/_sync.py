@@ -94,6 +94,7 @@ class SyncThread:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._checkin_due = True
+        self._reconcile_due = False
         self._last_checkin = 0.0
         self._last_poll = 0.0
         self._last_event_id: str | None = None
@@ -117,6 +118,8 @@ class SyncThread:
             self._thread.join(timeout)
 
     def wake(self) -> None:
+        """The host state changed in this process: re-decide every set now."""
+        self._reconcile_due = True
         self._wake.set()
 
     def request_checkin(self) -> None:
@@ -220,8 +223,8 @@ class SyncThread:
         client = self.client
         try:
             with client._lock:
-                changed = client._refresh_host_state() or self._wake.is_set()
-                self._wake.clear()
+                changed = client._refresh_host_state() or self._reconcile_due
+                self._reconcile_due = False
                 if changed:
                     client._reconcile(self.forge)
                     self._checkin_due = True

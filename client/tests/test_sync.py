@@ -387,3 +387,17 @@ def test_sse_stream_parsing_handles_crlf_cr_multiline_and_split_chunks() -> None
     assert json.loads(events[0].data.replace("\n", "")) == {"a": 1}
     assert stream.retry_ms == 250
     assert stream.last_event_id == "7"
+
+
+def test_mode_change_while_disconnected_is_applied_at_once(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub, poll_interval=100, mode="frozen")
+    assert text(client) == "Hello Ada (v1)"
+    assert eventually(lambda: stub.open_streams() == 1)
+    stub.publish("core", 2)
+    assert eventually(lambda: client.status()["available"] == {"core": 2})
+    stub.stream_enabled = False  # the stream goes away (404); polling is far off
+    stub.drop_streams()
+    assert eventually(lambda: not client.status()["connected"])
+    client.set_mode("accepting")
+    assert eventually(lambda: text(client) == "Hello Ada (v2)", 3)
