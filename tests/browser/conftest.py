@@ -1,0 +1,63 @@
+"""Playwright driving Debian's Chromium (never a downloaded browser): see docs in /work/shared/browser-tests.md.
+
+The browser tests skip, saying why, when Chromium is not installed (``.ci/run`` installs it with apt-get).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop in the main thread
+
+CHROMIUM = os.environ.get("ANVIL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    # keep the browser on loopback: without this Chromium looks up Google hosts at start
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+    "--disable-quic",
+    "--disable-domain-reliability",
+    "--no-pings",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+SCREENSHOTS = Path(os.environ.get("ANVIL_SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "docs" / "screenshots"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if Path(CHROMIUM).exists():
+        return
+    skip = pytest.mark.skip(
+        reason=f"Chromium not found at {CHROMIUM}: install Debian's with "
+        "`apt-get install -y chromium fonts-liberation` (or set ANVIL_CHROMIUM); never `playwright install`"
+    )
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict) -> dict:
+    return {**browser_context_args, "viewport": {"width": 1360, "height": 860}, "locale": "en-GB"}
+
+
+@pytest.fixture
+def screenshot():
+    """``screenshot(page, "name")`` saves docs/screenshots/name.png (the README shows them)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str) -> None:
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, animations="disabled")
+
+    return take
