@@ -137,6 +137,8 @@ def run_connect(args: argparse.Namespace) -> int:
     config = Config.from_env(start=config_path.parent, forge_url=url, token=token, sync=False)
     if find_config_file(os.environ, config_path.parent) != config_path:
         _say(f"Note: ANVIL_CONFIG names another file; this application's settings are in {config_path}.")
+    identity = (releases["organisation"], releases["project"], releases["environment"])
+    _set_aside_foreign_bundles(config, identity)
     _pull_into_cache(config, args.timeout)
     return OK
 
@@ -233,6 +235,29 @@ def _tracked_problem(path: Path) -> str | None:
     if git("check-ignore", "-q", path.name) != 0:
         return f"git does not ignore {path}"
     return None
+
+
+def _set_aside_foreign_bundles(config: Config, identity: tuple[str, str, str]) -> None:
+    """Move away cached bundles of another project or environment (a previous connection), so they are not served.
+
+    Without this, a cached version of the old project could win over the new one's (a client never takes an
+    older version over a newer one).
+    """
+    import time
+
+    from anvil_client._cache import bundles_dir, read_disk_bundles
+
+    cache_dir = Path(str(config.cache_dir))
+    for bundle in read_disk_bundles(cache_dir):
+        if (bundle.organisation, bundle.project, bundle.environment) == identity:
+            continue
+        path = bundles_dir(cache_dir) / f"{bundle.set}.json"
+        target = path.with_name(f"{path.name}.replaced-{int(time.time())}")
+        os.replace(path, target)
+        _say(
+            f"The cache held set {bundle.set} of {bundle.organisation}/{bundle.project} ({bundle.environment}) "
+            f"from an earlier connection: moved aside to {target.name}."
+        )
 
 
 def _pull_into_cache(config: Config, timeout: float) -> None:

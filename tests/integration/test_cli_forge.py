@@ -114,6 +114,20 @@ def test_connect_twice_changes_nothing_the_second_time(connected, forge):
     assert {p: p.read_bytes() for p in app.iterdir() if p.is_file()} == before
 
 
+def test_connecting_to_another_environment_sets_the_old_prompts_aside(connected, forge):
+    app, _ = connected
+    staging = forge.cli("token", "create", "acme/support-bot", "--environment", "staging", "--kind", "live",
+                        "--name", "staging").split()[0]
+
+    result = anvil(app, "connect", forge.url, "--token", staging)
+
+    assert result.returncode == 0, result.stderr
+    assert "acme/support-bot (staging)" in result.stdout and "moved aside" in result.stdout
+    assert not (app / ".anvil" / "bundles" / "core.json").exists()
+    assert list((app / ".anvil" / "bundles").glob("core.json.replaced-*"))
+    assert json.loads(anvil(app, "status", "--json").stdout)["versions"] == {}
+
+
 def test_status_shows_what_the_forge_has_that_the_host_does_not(connected, forge):
     app, _ = connected
     publish_v2(forge)
