@@ -45,16 +45,20 @@ class HostApp:
     def start(self) -> HostApp:
         assert self.stderr_path is not None
         self.events = []
-        stderr = self.stderr_path.open("a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.reliability.host_app", json.dumps(self.options)],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
-            stderr=stderr,
+            stderr=subprocess.PIPE,  # a pipe, not a file: a process with a file size limit can still log
             text=True,
         )
-        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
+        self._threads = [
+            threading.Thread(target=self._read, args=(self.process,), daemon=True),
+            threading.Thread(target=self._copy_stderr, args=(self.process,), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def _read(self, process: subprocess.Popen[str]) -> None:
@@ -64,6 +68,13 @@ class HostApp:
                 self.events.append(json.loads(line))
             except ValueError:
                 self.events.append({"event": "garbage", "line": line})
+
+    def _copy_stderr(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None and self.stderr_path is not None
+        with self.stderr_path.open("a") as log:
+            for line in process.stderr:
+                log.write(line)
+                log.flush()
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict[str, Any]:
         """The first event (old or new) for which ``predicate`` is true; fails after ``timeout`` seconds."""
@@ -107,6 +118,8 @@ class HostApp:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        for thread in getattr(self, "_threads", []):
+            thread.join(timeout=5)  # everything it printed is read
         self.process = None
 
 
@@ -141,6 +154,16 @@ def host_app(tmp_path: Path) -> Iterator[Callable[..., HostApp]]:
     yield make
     for app in made:
         app.stop()
+
+
+@pytest.fixture
+def fake() -> Iterator[Any]:
+    """A misbehaving FORGE on loopback (tests/reliability/fake_forge.py), stopped after the test."""
+    from tests.reliability.fake_forge import FakeForge
+
+    forge = FakeForge().start()
+    yield forge
+    forge.stop()
 
 
 def make_token(forge: Any, environment: str = "production", name: str = "reliability") -> str:

@@ -64,7 +64,11 @@ def main(argv: list[str]) -> int:
     if options.get("max_file_bytes") is not None:
         _limit_file_size(int(options["max_file_bytes"]))
 
+    import logging
+
     import anvil_client
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
     prompt_id = options.get("prompt", "greeting.welcome")
     variables = options.get("variables", {"customer_name": "Ada"})
