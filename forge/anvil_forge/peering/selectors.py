@@ -156,6 +156,14 @@ def reference_get(*, actor: Any, organisation: Organisation, reference_id: int) 
     return reference
 
 
+def set_sources_for(*, actor: Any, organisation: Organisation) -> QuerySet[SetSource]:
+    """The organisation's prompt sets that were copied from peers, with where from."""
+    require(actor, organisation, Capability.VIEW, what=f"organisation {organisation.slug}")
+    return SetSource.objects.filter(prompt_set__project__organisation=organisation).select_related(
+        "prompt_set__project"
+    )
+
+
 def set_source_for(*, actor: Any, prompt_set: PromptSet) -> SetSource | None:
     """Where ``prompt_set`` was copied from (``None`` when it was not copied from a peer)."""
     require(actor, prompt_set.project.organisation, Capability.VIEW, what=f"prompt set {prompt_set}")

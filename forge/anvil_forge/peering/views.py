@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from anvil_forge.accounts.models import Membership, Organisation
@@ -56,17 +57,17 @@ def _peer(request: HttpRequest, organisation: Organisation, name: str) -> Peer:
 @require_GET
 def peer_list(request: HttpRequest, org: str | None = None) -> HttpResponse:
     organisation = _current_organisation(request, org)
-    peers = list(selectors.peers_for(actor=request.user, organisation=organisation))
-    references = list(selectors.references_for(actor=request.user, organisation=organisation))
-    copies = list(
-        SetSource.objects.filter(prompt_set__project__organisation=organisation).select_related(
-            "prompt_set__project"
-        )
-    )
-    return render(
+    return render(request, "peering/peer_list.html", _list_context(request, organisation))
+
+
+def _list_context(request: HttpRequest, organisation: Organisation, **extra: Any) -> dict[str, Any]:
+    return _base(
         request,
-        "peering/peer_list.html",
-        _base(request, organisation, peers=peers, references=references, copies=copies),
+        organisation,
+        peers=list(selectors.peers_for(actor=request.user, organisation=organisation)),
+        references=list(selectors.references_for(actor=request.user, organisation=organisation)),
+        copies=list(selectors.set_sources_for(actor=request.user, organisation=organisation)),
+        **extra,
     )
 
 
@@ -83,10 +84,8 @@ def peer_add(request: HttpRequest, org: str) -> HttpResponse:
             token=request.POST.get("token", ""),
         )
     except ApplicationError as exc:
-        peers = list(selectors.peers_for(actor=request.user, organisation=organisation))
-        references = list(selectors.references_for(actor=request.user, organisation=organisation))
-        context = _base(
-            request, organisation, peers=peers, references=references, copies=[], add_error=exc.message,
+        context = _list_context(
+            request, organisation, add_error=exc.message,
             add_form={"name": request.POST.get("name", ""), "url": request.POST.get("url", "")},
         )
         return render(request, "peering/peer_list.html", context, status=exc.status_code)
@@ -132,7 +131,10 @@ def peer_check(request: HttpRequest, org: str, peer: str) -> HttpResponse:
         messages.success(request, f"{found.name}: reachable, token accepted.")
     else:
         messages.error(request, f"{found.name}: {found.last_error}")
-    return redirect(request.POST.get("next") or reverse("peering:peer_list_org", args=[organisation.slug]))
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        back = reverse("peering:peer_list_org", args=[organisation.slug])
+    return redirect(back)
 
 
 @login_required

@@ -141,3 +141,9 @@ def test_text_from_a_peer_is_escaped_never_run(team, peer_server):
     for page in pages:
         assert "<script>alert" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(3)" in pages[0] and "&lt;script&gt;alert(1)" in pages[1]
+
+
+def test_connection_test_never_redirects_off_site(team, peer):
+    response = signed_in(team.viewer).post(f"/forges/{team.organisation.slug}/peers/b/check",
+                                           {"next": "https://evil.example.com/"})
+    assert response.status_code == 302 and response["Location"] == f"/forges/{team.organisation.slug}/"
