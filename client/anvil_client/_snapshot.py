@@ -67,7 +67,7 @@ def compile_bundle(bundle: Any) -> dict[str, CompiledPrompt]:
     for spec in bundle.prompts:
         try:
             compiled[spec.id] = CompiledPrompt(spec, set_slug=bundle.set, version=bundle.version)
-        except TemplateError as exc:
+        except (TemplateError, RecursionError, MemoryError, ValueError, SyntaxError) as exc:
             raise BundleError(
                 f"set {bundle.set!r} version {bundle.version}: prompt {spec.id!r} does not compile: {exc}"
             ) from exc

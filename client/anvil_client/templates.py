@@ -46,9 +46,11 @@ def check_template(source: str) -> TemplateInfo:
     """Parse ``source`` in the sandbox; raise :class:`TemplateError` (with its line) if it is not valid."""
     try:
         tree = _ENVIRONMENT.parse(source)
+        variables = frozenset(meta.find_undeclared_variables(tree))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(exc.message or "syntax error", line=exc.lineno) from exc
-    variables = frozenset(meta.find_undeclared_variables(tree))
+    except (RecursionError, MemoryError, ValueError) as exc:  # e.g. absurdly deep nesting
+        raise TemplateError(f"template is too deeply nested to check: {type(exc).__name__}") from exc
     return TemplateInfo(variables=variables, is_substitution_only=_is_substitution_only(tree))
 
 
@@ -85,9 +87,11 @@ def compile_template(source: str, *, prompt_id: str = "?") -> CompiledTemplate:
     try:
         tree = _ENVIRONMENT.parse(source)
         template = _ENVIRONMENT.from_string(tree)
+        variables = frozenset(meta.find_undeclared_variables(tree))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(exc.message or "syntax error", line=exc.lineno) from exc
-    variables = frozenset(meta.find_undeclared_variables(tree))
+    except (RecursionError, MemoryError, ValueError) as exc:  # e.g. absurdly deep nesting
+        raise TemplateError(f"template cannot be compiled: {type(exc).__name__}") from exc
     root = template.root_render_func
     new_context = template.new_context
 

@@ -168,3 +168,16 @@ def test_nan_and_infinity_render_like_jinja2() -> None:
     prompt = compiled("{{ x }} {{ name }}")
     context = {"x": math.nan, "name": -math.inf}
     assert prompt.render(context) == jinja_render("{{ x }} {{ name }}", context) == "nan -inf"
+
+
+@pytest.mark.parametrize(
+    "source", ["{{" + "(" * 3000 + "x" + ")" * 3000 + "}}", "{% if x %}" * 600 + "{% endif %}" * 600]
+)
+def test_absurdly_nested_templates_are_a_template_error_not_a_crash(source: str) -> None:
+    from anvil_client import TemplateError
+    from anvil_client.templates import check_template
+
+    with pytest.raises(TemplateError):
+        compile_template(source)
+    with pytest.raises(TemplateError):
+        check_template(source)

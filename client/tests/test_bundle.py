@@ -1,0 +1,58 @@
+"""load_bundle accepts a valid bundle or refuses with a BundleError, never anything else."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from typing import Any
+
+import pytest
+from forge_stub import make_bundle
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from anvil_client import BundleDigestError, BundleError
+from anvil_client.bundle import load_bundle
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+PATHS = [
+    ("version",), ("set",), ("format",), ("prompts",), ("digest",), ("prompts", 0), ("prompts", 0, "id"),
+    ("prompts", 0, "template"), ("prompts", 0, "parameters"), ("prompts", 0, "parameters", 0),
+    ("prompts", 0, "parameters", 0, "type"), ("prompts", 0, "parameters", 0, "default"),
+    ("prompts", 0, "metadata"), ("approval",), ("published_at",),
+]
+
+
+def _set(document: Any, path: tuple[Any, ...], value: Any) -> None:
+    for key in path[:-1]:
+        document = document[key]
+    document[path[-1]] = value
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=st.sampled_from(PATHS), value=json_values, as_bytes=st.booleans())
+def test_a_mutated_bundle_is_refused_with_a_bundle_error(path: tuple[Any, ...], value: Any, as_bytes: bool) -> None:
+    bundle = copy.deepcopy(make_bundle("core", 1))
+    _set(bundle, path, value)
+    data: Any = json.dumps(bundle).encode() if as_bytes else bundle
+    with contextlib.suppress(BundleError):  # accepted is fine too; anything else fails the test
+        load_bundle(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_are_refused_with_a_bundle_error(data: bytes) -> None:
+    with pytest.raises(BundleError):
+        load_bundle(data)
+
+
+def test_a_changed_template_breaks_the_digest() -> None:
+    bundle = make_bundle("core", 1)
+    bundle["prompts"][0]["template"] = "changed"
+    with pytest.raises(BundleDigestError):
+        load_bundle(bundle)
