@@ -39,7 +39,7 @@ SAMPLES: dict[str, Any] = {
     "shipped": True,
     "eta_hours": 36,
     "tracking_url": "https://track.example/A-1042",
-    "items": ["USB-C cable", "Laptop stand"],
+    "items": [{"name": "USB-C cable", "quantity": 2}, {"name": "Laptop stand", "quantity": 1}],
     "days_since_purchase": 12,
     "ticket_id": "T-5531",
     "priority": "high",
@@ -63,8 +63,10 @@ def sample_values(details: dict[str, Any]) -> dict[str, Any]:
             values[name] = SAMPLES[name]
         elif parameter["required"]:
             values[name] = _BY_TYPE.get(parameter["type"], "sample")
+    declared = {parameter["name"] for parameter in details["parameters"]}
     for name in details.get("variables", []):
-        values.setdefault(name, SAMPLES.get(name, "sample"))
+        if name not in declared:  # read by the template without a declaration: it still needs a value
+            values.setdefault(name, SAMPLES.get(name, "sample"))
     return values
 
 

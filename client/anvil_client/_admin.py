@@ -195,7 +195,8 @@ class AdminPage:
             state = {"last_error": f"status() failed: {exc}"}
         versions = dict(state.get("versions") or {})
         pins = dict(state.get("pins") or {})
-        sets = sorted(set(versions) | set(pins))
+        available = dict(state.get("available") or {})
+        sets = sorted(set(versions) | set(pins) | set(available))
         html = _render(
             "page",
             title=self.title,
@@ -203,7 +204,7 @@ class AdminPage:
             csrf=self._csrf(session) if session else "",
             state=state,
             mode=str(state.get("mode") or "?"),
-            sets=[(s, versions.get(s), pins.get(s)) for s in sets],
+            sets=[(s, versions.get(s), pins.get(s), available.get(s)) for s in sets],
             done=done,
             error=error,
             details=json.dumps(state, indent=2, sort_keys=True, default=str),
@@ -537,10 +538,11 @@ _PAGE = """{% extends "base" %}{% block main %}
 takes the newest). The mode and pins are this host's, shared by all its processes and kept across restarts.</p>
 <h2>Prompt sets</h2>
 <table>
-<tr><th scope="col">Set</th><th scope="col">Running</th><th scope="col">Pinned to</th><th scope="col">Pin</th></tr>
-{% for set, version, pin in sets %}
+<tr><th scope="col">Set</th><th scope="col">Running</th><th scope="col">Newer on the FORGE</th>
+<th scope="col">Pinned to</th><th scope="col">Pin</th></tr>
+{% for set, version, pin, newer in sets %}
 <tr><td>{{ set }}</td><td>{{ version if version is not none else "-" }}</td>
-<td>{{ pin if pin is not none else "-" }}</td>
+<td>{{ newer if newer is not none else "-" }}</td><td>{{ pin if pin is not none else "-" }}</td>
 <td>
 <form method="post" action="{{ base }}/pin" class="inline">
 <input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="set" value="{{ set }}">
@@ -553,7 +555,7 @@ takes the newest). The mode and pins are this host's, shared by all its processe
 <button type="submit">Unpin</button>
 </form>{% endif %}
 </td></tr>
-{% else %}<tr><td colspan="4">No prompt set yet.</td></tr>{% endfor %}
+{% else %}<tr><td colspan="5">No prompt set yet.</td></tr>{% endfor %}
 </table>
 <form method="post" action="{{ base }}/logout"><input type="hidden" name="csrf" value="{{ csrf }}">
 <p><button type="submit">Sign out</button></p></form>

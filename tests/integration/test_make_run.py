@@ -119,6 +119,8 @@ def test_make_run_serves_the_forge_and_a_demo_app_that_shows_a_publish_arriving(
         assert "Hi Grace!" in page  # greeting.welcome (version 1) rendered with the sample values
         prompts = json.loads(get(run.demo_url + "/api/prompts")[1])
         assert prompts["status"]["versions"] == {"core": 1}
+        assert len(prompts["prompts"]) == 7
+        assert [p["id"] for p in prompts["prompts"] if p["error"]] == []  # every sample value fits its prompt
         assert prompts["status"]["forge_url"] == run.forge_url
 
         subprocess.run(
