@@ -34,7 +34,7 @@ run: install
 ## Set up and run every test (SQLite always; PostgreSQL too when ANVIL_TEST_DATABASE_URL is set).
 test: install-test
 	$(BIN)/ruff check .
-	$(BIN)/anvil-forge manage makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=anvil_forge.settings_test $(BIN)/anvil-forge manage makemigrations --check --dry-run
 	$(BIN)/pytest
 	@if [ -n "$$ANVIL_TEST_DATABASE_URL" ]; then \
 	  echo "== again on PostgreSQL: $$ANVIL_TEST_DATABASE_URL"; \
