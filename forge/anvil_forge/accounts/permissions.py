@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeAlias
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from anvil_forge.accounts.models import Membership, Organisation, Role
 from anvil_forge.core.exceptions import NotFound, PermissionDenied
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 
 class Capability(StrEnum):
@@ -74,6 +73,10 @@ class SystemActor:
         return self.label
 
 
+# Who acts: a signed-in user, an anonymous visitor (refused everywhere), or the console.
+Actor: TypeAlias = AbstractBaseUser | AnonymousUser | SystemActor
+
+
 def role_of(user: Any, organisation: Organisation) -> str | None:
     """The user's role in ``organisation``, or ``None`` when they are not a member (or not signed in)."""
     if user is None or isinstance(user, SystemActor) or not getattr(user, "is_authenticated", False):
@@ -81,7 +84,7 @@ def role_of(user: Any, organisation: Organisation) -> str | None:
     return Membership.objects.filter(user=user, organisation=organisation).values_list("role", flat=True).first()
 
 
-def capabilities(user: AbstractBaseUser | AnonymousUser | SystemActor | None, organisation: Organisation) -> frozenset:
+def capabilities(user: Actor | None, organisation: Organisation) -> frozenset:
     """Everything ``user`` may do in ``organisation`` (empty when not a member)."""
     if isinstance(user, SystemActor):
         return _EVERYTHING
@@ -89,15 +92,13 @@ def capabilities(user: AbstractBaseUser | AnonymousUser | SystemActor | None, or
     return ROLE_CAPABILITIES.get(role, frozenset()) if role else frozenset()
 
 
-def can(
-    user: AbstractBaseUser | AnonymousUser | SystemActor | None, organisation: Organisation, capability: Capability
-) -> bool:
+def can(user: Actor | None, organisation: Organisation, capability: Capability) -> bool:
     """Whether ``user`` may take ``capability`` in ``organisation``. For hiding actions in the UI."""
     return Capability(capability) in capabilities(user, organisation)
 
 
 def require(
-    user: AbstractBaseUser | AnonymousUser | SystemActor | None,
+    user: Actor | None,
     organisation: Organisation,
     capability: Capability,
     *,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
@@ -11,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from anvil_forge.accounts.models import Membership, Organisation, Role
-from anvil_forge.accounts.permissions import Capability, SystemActor, require, role_of
+from anvil_forge.accounts.permissions import Actor, Capability, SystemActor, require, role_of
 from anvil_forge.audit.services import audit_record
 from anvil_forge.core.exceptions import ApplicationError, Conflict, PermissionDenied
 from anvil_forge.core.validation import validate_name, validate_slug
@@ -47,7 +45,7 @@ def user_create(
     return user
 
 
-def organisation_create(*, actor: Any, slug: str, name: str = "") -> Organisation:
+def organisation_create(*, actor: Actor, slug: str, name: str = "") -> Organisation:
     """Create an organisation. A user who creates one becomes its owner."""
     if not getattr(actor, "is_authenticated", False):
         raise PermissionDenied("Sign in to create an organisation.")
@@ -70,7 +68,7 @@ def organisation_create(*, actor: Any, slug: str, name: str = "") -> Organisatio
     return organisation
 
 
-def membership_add(*, actor: Any, organisation: Organisation, user: AbstractBaseUser, role: str) -> Membership:
+def membership_add(*, actor: Actor, organisation: Organisation, user: AbstractBaseUser, role: str) -> Membership:
     """Make ``user`` a member of ``organisation`` with ``role``. Only an owner may make another owner."""
     role = _valid_role(role)
     require(actor, organisation, Capability.MANAGE_MEMBERS, what=f"organisation {organisation.slug}")
@@ -90,7 +88,7 @@ def membership_add(*, actor: Any, organisation: Organisation, user: AbstractBase
     return membership
 
 
-def membership_set_role(*, actor: Any, membership: Membership, role: str) -> Membership:
+def membership_set_role(*, actor: Actor, membership: Membership, role: str) -> Membership:
     """Change a member's role. Only an owner changes owners; the last owner cannot be demoted."""
     role = _valid_role(role)
     organisation = membership.organisation
@@ -115,7 +113,7 @@ def membership_set_role(*, actor: Any, membership: Membership, role: str) -> Mem
     return membership
 
 
-def membership_remove(*, actor: Any, membership: Membership) -> None:
+def membership_remove(*, actor: Actor, membership: Membership) -> None:
     """Remove a member from an organisation. The last owner cannot be removed."""
     organisation = membership.organisation
     require(actor, organisation, Capability.MANAGE_MEMBERS, what=f"organisation {organisation.slug}")
@@ -140,7 +138,7 @@ def _valid_role(role: str) -> str:
     return role
 
 
-def _require_owner_for_owner_changes(actor: Any, organisation: Organisation, role: str) -> None:
+def _require_owner_for_owner_changes(actor: Actor, organisation: Organisation, role: str) -> None:
     if role == Role.OWNER and not isinstance(actor, SystemActor) and role_of(actor, organisation) != Role.OWNER:
         raise PermissionDenied(f"Only an owner of {organisation.slug} may grant or remove the owner role.")
 

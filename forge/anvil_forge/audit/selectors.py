@@ -8,12 +8,13 @@ from typing import Any
 from django.db.models import QuerySet
 
 from anvil_forge.accounts.models import Membership, Role
+from anvil_forge.accounts.permissions import Actor
 from anvil_forge.audit.models import AuditEvent
 
 
 def audit_events_for(
     *,
-    actor: Any,
+    actor: Actor | None,
     project: Any = None,
     actor_username: str | None = None,
     action: str | None = None,

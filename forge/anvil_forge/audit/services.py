@@ -7,12 +7,13 @@ from typing import Any
 from django.db import models, transaction
 
 from anvil_forge.accounts.models import Organisation
+from anvil_forge.accounts.permissions import Actor
 from anvil_forge.audit.models import AuditEvent
 
 
 def audit_record(
     *,
-    actor: Any = None,
+    actor: Actor | None = None,
     actor_label: str | None = None,
     action: str,
     obj: models.Model | None,

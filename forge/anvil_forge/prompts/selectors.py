@@ -5,18 +5,16 @@ Views call these instead of querying models, so no page can forget to scope by o
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import Max, Q, QuerySet
 
 from anvil_forge.accounts.models import Membership, Organisation
-from anvil_forge.accounts.permissions import Capability, SystemActor, require
+from anvil_forge.accounts.permissions import Actor, Capability, SystemActor, require
 from anvil_forge.core.exceptions import NotFound
 from anvil_forge.distribution.models import Release
 from anvil_forge.prompts.models import Environment, Project, Prompt, PromptSet, PromptSetVersion
 
 
-def organisations_for(user: Any) -> QuerySet[Organisation]:
+def organisations_for(user: Actor | None) -> QuerySet[Organisation]:
     """The organisations ``user`` is a member of, by slug."""
     if isinstance(user, SystemActor):
         return Organisation.objects.all()
@@ -25,7 +23,7 @@ def organisations_for(user: Any) -> QuerySet[Organisation]:
     return Organisation.objects.filter(memberships__user=user).order_by("slug")
 
 
-def organisation_get(*, actor: Any, slug: str) -> Organisation:
+def organisation_get(*, actor: Actor, slug: str) -> Organisation:
     organisation = Organisation.objects.filter(slug=slug).first()
     if organisation is None:
         raise NotFound(f"No organisation {slug} was found.")
@@ -33,17 +31,17 @@ def organisation_get(*, actor: Any, slug: str) -> Organisation:
     return organisation
 
 
-def members_for(*, actor: Any, organisation: Organisation) -> QuerySet[Membership]:
+def members_for(*, actor: Actor, organisation: Organisation) -> QuerySet[Membership]:
     require(actor, organisation, Capability.VIEW, what=f"organisation {organisation.slug}")
     return Membership.objects.filter(organisation=organisation).select_related("user").order_by("user__username")
 
 
-def projects_for(*, actor: Any, organisation: Organisation) -> QuerySet[Project]:
+def projects_for(*, actor: Actor, organisation: Organisation) -> QuerySet[Project]:
     require(actor, organisation, Capability.VIEW, what=f"organisation {organisation.slug}")
     return Project.objects.filter(organisation=organisation).select_related("organisation").order_by("slug")
 
 
-def project_get(*, actor: Any, organisation_slug: str, project_slug: str) -> Project:
+def project_get(*, actor: Actor, organisation_slug: str, project_slug: str) -> Project:
     """One project by its slugs; :class:`NotFound` when it does not exist or is not the actor's to see."""
     what = f"project {organisation_slug}/{project_slug}"
     project = (
@@ -57,12 +55,12 @@ def project_get(*, actor: Any, organisation_slug: str, project_slug: str) -> Pro
     return project
 
 
-def environments_for(*, actor: Any, project: Project) -> QuerySet[Environment]:
+def environments_for(*, actor: Actor, project: Project) -> QuerySet[Environment]:
     require(actor, project.organisation, Capability.VIEW, what=f"project {project}")
     return Environment.objects.filter(project=project).order_by("id")
 
 
-def environment_get(*, actor: Any, project: Project, slug: str) -> Environment:
+def environment_get(*, actor: Actor, project: Project, slug: str) -> Environment:
     require(actor, project.organisation, Capability.VIEW, what=f"project {project}")
     environment = Environment.objects.filter(project=project, slug=slug).select_related("project__organisation").first()
     if environment is None:
@@ -70,12 +68,12 @@ def environment_get(*, actor: Any, project: Project, slug: str) -> Environment:
     return environment
 
 
-def prompt_sets_for(*, actor: Any, project: Project) -> QuerySet[PromptSet]:
+def prompt_sets_for(*, actor: Actor, project: Project) -> QuerySet[PromptSet]:
     require(actor, project.organisation, Capability.VIEW, what=f"project {project}")
     return PromptSet.objects.filter(project=project).select_related("project__organisation").order_by("slug")
 
 
-def prompt_set_get(*, actor: Any, project: Project, slug: str) -> PromptSet:
+def prompt_set_get(*, actor: Actor, project: Project, slug: str) -> PromptSet:
     require(actor, project.organisation, Capability.VIEW, what=f"project {project}")
     prompt_set = (
         PromptSet.objects.filter(project=project, slug=slug)
@@ -87,7 +85,7 @@ def prompt_set_get(*, actor: Any, project: Project, slug: str) -> PromptSet:
     return prompt_set
 
 
-def prompts_for(*, actor: Any, prompt_set: PromptSet, search: str = "") -> QuerySet[Prompt]:
+def prompts_for(*, actor: Actor, prompt_set: PromptSet, search: str = "") -> QuerySet[Prompt]:
     """The prompts of a set by id; ``search`` matches ids, templates and descriptions (case-insensitive)."""
     require(actor, prompt_set.project.organisation, Capability.VIEW, what=f"prompt set {prompt_set}")
     prompts = Prompt.objects.filter(prompt_set=prompt_set).select_related("updated_by", "prompt_set__project")
@@ -98,7 +96,7 @@ def prompts_for(*, actor: Any, prompt_set: PromptSet, search: str = "") -> Query
     return prompts.order_by("key")
 
 
-def prompt_get(*, actor: Any, prompt_set: PromptSet, key: str) -> Prompt:
+def prompt_get(*, actor: Actor, prompt_set: PromptSet, key: str) -> Prompt:
     require(actor, prompt_set.project.organisation, Capability.VIEW, what=f"prompt set {prompt_set}")
     prompt = (
         Prompt.objects.filter(prompt_set=prompt_set, key=key)
@@ -110,7 +108,7 @@ def prompt_get(*, actor: Any, prompt_set: PromptSet, key: str) -> Prompt:
     return prompt
 
 
-def versions_for(*, actor: Any, prompt_set: PromptSet) -> QuerySet[PromptSetVersion]:
+def versions_for(*, actor: Actor, prompt_set: PromptSet) -> QuerySet[PromptSetVersion]:
     """The versions of a set, newest first, with their author, reviewer and releases at hand."""
     require(actor, prompt_set.project.organisation, Capability.VIEW, what=f"prompt set {prompt_set}")
     return (
@@ -120,7 +118,7 @@ def versions_for(*, actor: Any, prompt_set: PromptSet) -> QuerySet[PromptSetVers
     )
 
 
-def version_get(*, actor: Any, prompt_set: PromptSet, number: int) -> PromptSetVersion:
+def version_get(*, actor: Actor, prompt_set: PromptSet, number: int) -> PromptSetVersion:
     require(actor, prompt_set.project.organisation, Capability.VIEW, what=f"prompt set {prompt_set}")
     version = (
         PromptSetVersion.objects.filter(prompt_set=prompt_set, number=number)

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from anvil_client.bundle import content_digest, normalise_prompt
 from anvil_forge.accounts.models import Organisation
-from anvil_forge.accounts.permissions import Capability, require
+from anvil_forge.accounts.permissions import Actor, Capability, require
 from anvil_forge.accounts.services import (
     membership_add,
     membership_remove,
@@ -87,7 +87,7 @@ _UNCHANGED: Any = object()
 
 def project_create(
     *,
-    actor: Any,
+    actor: Actor,
     organisation: Organisation,
     slug: str,
     name: str = "",
@@ -127,7 +127,7 @@ def project_create(
 
 def project_update(
     *,
-    actor: Any,
+    actor: Actor,
     project: Project,
     name: str | None = None,
     description: str | None = None,
@@ -164,7 +164,7 @@ def project_update(
 
 
 def environment_create(
-    *, actor: Any, project: Project, slug: str, name: str = "", accepts_review_versions: bool = False
+    *, actor: Actor, project: Project, slug: str, name: str = "", accepts_review_versions: bool = False
 ) -> Environment:
     """Add an environment to a project. ``production`` exists already and never accepts review versions."""
     organisation = project.organisation
@@ -191,7 +191,7 @@ def environment_create(
 
 
 def environment_update(
-    *, actor: Any, environment: Environment, name: str | None = None, accepts_review_versions: bool | None = None
+    *, actor: Actor, environment: Environment, name: str | None = None, accepts_review_versions: bool | None = None
 ) -> Environment:
     """Rename an environment or change whether it accepts versions in review (never for production)."""
     project = environment.project
@@ -227,7 +227,7 @@ def environment_update(
 # Prompt sets and prompts -----------------------------------------------------------------------------------
 
 
-def prompt_set_create(*, actor: Any, project: Project, slug: str, name: str = "", description: str = "") -> PromptSet:
+def prompt_set_create(*, actor: Actor, project: Project, slug: str, name: str = "", description: str = "") -> PromptSet:
     """Create an empty prompt set, LIVE (open for editing)."""
     organisation = project.organisation
     require(actor, organisation, Capability.EDIT, what=f"project {project}")
@@ -246,7 +246,7 @@ def prompt_set_create(*, actor: Any, project: Project, slug: str, name: str = ""
 
 
 def prompt_set_update(
-    *, actor: Any, prompt_set: PromptSet, name: str | None = None, description: str | None = None
+    *, actor: Actor, prompt_set: PromptSet, name: str | None = None, description: str | None = None
 ) -> PromptSet:
     """Change a set's display name or description (any status: they are not part of its versions)."""
     project = prompt_set.project
@@ -280,7 +280,7 @@ def prompt_set_update(
 
 def prompt_create(
     *,
-    actor: Any,
+    actor: Actor,
     prompt_set: PromptSet,
     key: str,
     template: str,
@@ -324,7 +324,7 @@ def prompt_create(
 
 def prompt_update(
     *,
-    actor: Any,
+    actor: Actor,
     prompt: Prompt,
     base_revision: int,
     template: str = _UNCHANGED,
@@ -374,7 +374,7 @@ def prompt_update(
     return current
 
 
-def prompt_rename(*, actor: Any, prompt: Prompt, new_key: str, base_revision: int | None = None) -> Prompt:
+def prompt_rename(*, actor: Actor, prompt: Prompt, new_key: str, base_revision: int | None = None) -> Prompt:
     """Give a prompt a new id (unique in its set). ``base_revision``, when given, refuses a stale rename."""
     prompt_set = prompt.prompt_set
     project = prompt_set.project
@@ -407,7 +407,7 @@ def prompt_rename(*, actor: Any, prompt: Prompt, new_key: str, base_revision: in
     return current
 
 
-def prompt_delete(*, actor: Any, prompt: Prompt, base_revision: int | None = None) -> None:
+def prompt_delete(*, actor: Actor, prompt: Prompt, base_revision: int | None = None) -> None:
     """Remove a prompt from a LIVE set (versions already made keep it)."""
     prompt_set = prompt.prompt_set
     project = prompt_set.project
@@ -433,7 +433,7 @@ def prompt_delete(*, actor: Any, prompt: Prompt, base_revision: int | None = Non
 # Review workflow -------------------------------------------------------------------------------------------
 
 
-def prompt_set_submit(*, actor: Any, prompt_set: PromptSet, base_revision: int | None = None) -> PromptSetVersion:
+def prompt_set_submit(*, actor: Actor, prompt_set: PromptSet, base_revision: int | None = None) -> PromptSetVersion:
     """Submit a LIVE set for review: make the next numbered, immutable version and move the set to REVIEW.
 
     ``base_revision`` (the set revision the actor was looking at) refuses a submit of content the actor
@@ -502,7 +502,7 @@ def prompt_set_submit(*, actor: Any, prompt_set: PromptSet, base_revision: int |
     return version
 
 
-def version_approve(*, actor: Any, version: PromptSetVersion, comment: str = "") -> PromptSetVersion:
+def version_approve(*, actor: Actor, version: PromptSetVersion, comment: str = "") -> PromptSetVersion:
     """Approve a version in review: the version becomes approved and its set LOCKED.
 
     With the project's four-eyes rule (the default) the version's author may not approve it. Two racing
@@ -541,7 +541,7 @@ def version_approve(*, actor: Any, version: PromptSetVersion, comment: str = "")
     return version
 
 
-def version_request_changes(*, actor: Any, version: PromptSetVersion, comment: str) -> PromptSetVersion:
+def version_request_changes(*, actor: Actor, version: PromptSetVersion, comment: str) -> PromptSetVersion:
     """Send a version in review back: the version is rejected (with the comment) and its set LIVE again."""
     prompt_set = version.prompt_set
     project = prompt_set.project
@@ -569,7 +569,7 @@ def version_request_changes(*, actor: Any, version: PromptSetVersion, comment: s
     return version
 
 
-def prompt_set_reopen(*, actor: Any, prompt_set: PromptSet) -> PromptSet:
+def prompt_set_reopen(*, actor: Actor, prompt_set: PromptSet) -> PromptSet:
     """Reopen a LOCKED set for editing; its prompts are the content that was approved."""
     project = prompt_set.project
     require(actor, project.organisation, Capability.REOPEN, what=f"prompt set {prompt_set}")
@@ -593,7 +593,7 @@ def prompt_set_reopen(*, actor: Any, prompt_set: PromptSet) -> PromptSet:
 # Publishing ------------------------------------------------------------------------------------------------
 
 
-def version_publish(*, actor: Any, version: PromptSetVersion, environment: Environment) -> Release:
+def version_publish(*, actor: Actor, version: PromptSetVersion, environment: Environment) -> Release:
     """Publish a version to an environment: append a release and announce it to the LIVE streams.
 
     Only approved versions, except that a version in review may go to a non-production environment that
@@ -662,7 +662,7 @@ def version_publish(*, actor: Any, version: PromptSetVersion, environment: Envir
     return release
 
 
-def version_rollback(*, actor: Any, version: PromptSetVersion) -> PromptSetVersion:
+def version_rollback(*, actor: Actor, version: PromptSetVersion) -> PromptSetVersion:
     """Roll forward to older content: a new version with ``version``'s prompts, approved because they were.
 
     The new version records ``rollback_of`` and the original approval, and is ready to publish. The set's
@@ -719,12 +719,12 @@ def version_rollback(*, actor: Any, version: PromptSetVersion) -> PromptSetVersi
 # Helpers ---------------------------------------------------------------------------------------------------
 
 
-def _user(actor: Any) -> Any:
+def _user(actor: Actor) -> Any:
     """The user to store in a foreign key: ``None`` for the console's SystemActor."""
     return actor if getattr(actor, "pk", None) is not None else None
 
 
-def _user_id(actor: Any) -> int | None:
+def _user_id(actor: Actor) -> int | None:
     return getattr(actor, "pk", None)
 
 
@@ -776,7 +776,7 @@ def _require_revision(current: Prompt, base_revision: int) -> None:
         )
 
 
-def _touch_set(prompt_set: PromptSet, actor: Any, fields: list[str] | None = None) -> None:
+def _touch_set(prompt_set: PromptSet, actor: Actor, fields: list[str] | None = None) -> None:
     """Bump the set's revision (every change to a set or its prompts moves it on)."""
     prompt_set.revision += 1
     prompt_set.updated_by = _user(actor)
