@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -105,6 +106,7 @@ class SyncThread:
     # -------------------------------------------------------------------------------------------- control
 
     def start(self) -> None:
+        _warn_if_threads_cannot_run()
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -308,6 +310,17 @@ class SyncThread:
             logger.warning("anvil: %s (serving the last good prompts; retrying)", message)
         else:
             logger.info("anvil: %s (attempt %d)", message, self._failures)
+
+
+def _warn_if_threads_cannot_run() -> None:
+    """uWSGI without --enable-threads (or --threads) never runs Python threads: say so instead of going stale."""
+    uwsgi = sys.modules.get("uwsgi")
+    options = getattr(uwsgi, "opt", None)
+    if isinstance(options, dict) and not (options.get("enable-threads") or options.get("threads")):
+        logger.error(
+            "anvil: uWSGI runs without --enable-threads, so the sync thread cannot run and this worker will "
+            "not receive updates; start uWSGI with --enable-threads (and --lazy-apps or the default fork hooks)"
+        )
 
 
 class _Revoked(Exception):

@@ -401,3 +401,19 @@ def test_mode_change_while_disconnected_is_applied_at_once(stub: StubForge, make
     assert eventually(lambda: not client.status()["connected"])
     client.set_mode("accepting")
     assert eventually(lambda: text(client) == "Hello Ada (v2)", 3)
+
+
+def test_uwsgi_without_threads_is_reported(
+    stub: StubForge, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    import logging
+    import sys
+    import types
+
+    fake = types.ModuleType("uwsgi")
+    fake.opt = {"master": True}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "uwsgi", fake)
+    stub.publish("core", 1)
+    with caplog.at_level(logging.ERROR, logger="anvil_client"):
+        make_client(stub).start()
+    assert "--enable-threads" in caplog.text

@@ -1,5 +1,8 @@
 """gunicorn with 4 pre-fork workers and --preload: every worker serves a new version within a second of publish.
 
+"Within a second of publish": the four workers apply it within a second of each other (the first one
+hears it as soon as the FORGE pushes), and no later than a second after the publish command returns.
+
 The WSGI app uses the module-level client (configured from ANVIL_* variables) and renders a prompt at
 import time, so the master process starts the client before forking; each worker must restart its own
 sync thread after fork. Each worker records when it applied an update (``on_update``), so the test sees
@@ -108,9 +111,15 @@ def test_four_preforked_workers_all_serve_a_new_version_within_a_second(
                 break
             time.sleep(0.05)
         assert sorted(applied) == sorted(workers), (tmp_path / "gunicorn.log").read_text()[-3000:]
-        lags = {pid: at - published for pid, at in applied.items()}
-        # The publish command returns after its commit; the FORGE notices within 0.2 s and pushes.
-        assert max(lags.values()) < 1.0, lags
+        # The publish command commits, then takes a while to exit; the FORGE notices within 0.2 s and pushes.
+        # So: every worker within a second of the first one that heard it, and none later than a second
+        # after the command returned (in practice they are all done before it returns).
+        spread = max(applied.values()) - min(applied.values())
+        after_return = max(applied.values()) - published
+        print(f"gunicorn: 4 workers applied version 2 within {spread:.3f} s of each other, "
+              f"{after_return:+.3f} s relative to the publish command's return")
+        assert spread < 1.0, applied
+        assert after_return < 1.0, applied
         served: set[int] = set()
         deadline = time.monotonic() + 10
         while served != set(workers) and time.monotonic() < deadline:
