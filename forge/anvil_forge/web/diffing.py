@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
 CONTEXT_LINES = 3
 
@@ -19,6 +23,21 @@ class Line:
     old_text: str = ""
     new_number: int | None = None
     new_text: str = ""
+
+    @property
+    def marked(self) -> tuple[SafeString, SafeString]:
+        """Both sides as HTML with the changed words of a replaced line in ``<mark>``."""
+        if self.kind == "replace" and self.old_number is not None and self.new_number is not None:
+            return word_marks(self.old_text, self.new_text)
+        return mark_safe(escape(self.old_text)), mark_safe(escape(self.new_text))  # noqa: S308 - escaped
+
+    @property
+    def old_html(self) -> SafeString:
+        return self.marked[0]
+
+    @property
+    def new_html(self) -> SafeString:
+        return self.marked[1]
 
 
 @dataclass
@@ -146,3 +165,24 @@ def _describe(parameter: dict[str, Any]) -> str:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+_WORDS = re.compile(r"\s+|\w+|[^\w\s]")
+
+
+def word_marks(old: str, new: str) -> tuple[SafeString, SafeString]:
+    """Escape both lines and wrap the words that differ in ``<mark>`` (deleted on the left, inserted right)."""
+    a, b = _WORDS.findall(old), _WORDS.findall(new)
+    left: list[str] = []
+    right: list[str] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        old_part, new_part = escape("".join(a[i1:i2])), escape("".join(b[j1:j2]))
+        if tag == "equal":
+            left.append(old_part)
+            right.append(new_part)
+            continue
+        if old_part:
+            left.append(f'<mark class="del">{old_part}</mark>')
+        if new_part:
+            right.append(f'<mark class="add">{new_part}</mark>')
+    return mark_safe("".join(left)), mark_safe("".join(right))  # noqa: S308 - every part was escaped

@@ -124,3 +124,11 @@ def test_rollback_makes_a_new_approved_version(as_user, team, urls, two_versions
     as_user(team.editor).post(urls["base"] + "versions/1/rollback/")
     v3 = PromptSetVersion.objects.get(prompt_set=prompt_set, number=3)
     assert v3.state == "approved" and v3.digest == two_versions[0].digest
+
+
+def test_changed_words_are_marked_and_everything_is_escaped():
+    from anvil_forge.web.diffing import word_marks
+
+    old, new = word_marks("Hello <b>{{ name }}</b>", "Hi <b>{{ name }}</b>")
+    assert old == '<mark class="del">Hello</mark> &lt;b&gt;{{ name }}&lt;/b&gt;'
+    assert new == '<mark class="add">Hi</mark> &lt;b&gt;{{ name }}&lt;/b&gt;'

@@ -19,12 +19,15 @@ def project_detail(request: HttpRequest, org: str, project: str) -> HttpResponse
     rows: dict[int, list] = {prompt_set.pk: [] for prompt_set in sets}
     for row in state:
         rows.setdefault(row.prompt_set.pk, []).append(row)
+    latest = {
+        prompt_set.pk: selectors.versions_for(actor=request.user, prompt_set=prompt_set).first() for prompt_set in sets
+    }
     return render(
         request,
         "web/project.html",
         {
             **place.context(),
-            "sets": [(prompt_set, rows.get(prompt_set.pk, [])) for prompt_set in sets],
+            "sets": [(prompt_set, rows.get(prompt_set.pk, []), latest[prompt_set.pk]) for prompt_set in sets],
             "environments": selectors.environments_for(actor=request.user, project=place.project),
         },
     )
