@@ -131,4 +131,5 @@ def _health_words(peer: object) -> str:
         return "reachable, token accepted."
     error = peer.last_error  # type: ignore[attr-defined]
     print(f"warning: {error}", file=sys.stderr)
-    return {"unreachable": "unreachable", "token_refused": "token refused"}.get(health, health) + f" ({error})"
+    words = {"unreachable": "unreachable", "token_refused": "token refused", "error": "answers wrongly"}
+    return words.get(health, health) + f" ({error})"

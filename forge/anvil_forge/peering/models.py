@@ -56,14 +56,15 @@ class Peer(models.Model):
 
     @property
     def health(self) -> str:
-        """``unknown``, ``ok``, ``unreachable`` or ``token_refused``: what the badge shows."""
+        """``unknown``, ``ok``, ``unreachable``, ``token_refused`` or ``error`` (it answers, but not as a peer
+        FORGE should: garbage, too large, a server error): what the badge shows."""
         if self.last_checked_at is None:
             return "unknown"
         if not self.reachable:
             return "unreachable"
-        if not self.token_valid:
+        if self.token_valid is False:
             return "token_refused"
-        return "ok"
+        return "error" if self.last_error else "ok"
 
     def __str__(self) -> str:
         return self.name

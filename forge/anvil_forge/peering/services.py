@@ -151,23 +151,34 @@ class _RecordingClient(PeerClient):
         super().__init__(peer.url, token, name=peer.name)
         self.peer = peer
 
-    def _get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
+    def projects(self, **kwargs: Any) -> Page:
+        return self._recorded(super().projects, **kwargs)
+
+    def sets(self, *args: Any, **kwargs: Any) -> Page:
+        return self._recorded(super().sets, *args, **kwargs)
+
+    def versions(self, *args: Any, **kwargs: Any) -> Page:
+        return self._recorded(super().versions, *args, **kwargs)
+
+    def bundle(self, *args: Any, **kwargs: Any) -> Bundle:
+        return self._recorded(super().bundle, *args, **kwargs)
+
+    def _recorded(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one read of the peer, recording its outcome (after parsing: garbage counts as a failure)."""
         try:
-            body = super()._get(path, params)
+            result = call(*args, **kwargs)
         except PeerError as exc:
             _record_health(self.peer, exc)
             logger.info("peer %s: %s", self.peer.name, exc.message)
             raise
         _record_health(self.peer, None)
-        return body
+        return result
 
 
 def _record_health(peer: Peer, error: PeerError | None) -> None:
     now = timezone.now()
-    if error is None:
+    if error is None or error.kind == "not_found":  # a 404 is a healthy answer: only the object was missing
         fields = {"reachable": True, "token_valid": True, "last_error": ""}
-    elif error.kind == "not_found":  # the peer answered and took the token; only the object was missing
-        fields = {"reachable": True, "token_valid": True}
     else:
         fields = {
             "reachable": error.reachable,

@@ -252,3 +252,13 @@ def test_connecting_is_bounded_in_total_time_not_only_per_request(team, peer_ser
         services.remote_project_connect(actor=team.editor, organisation=team.organisation, peer=peer,
                                         remote_organisation="acme", remote_project="support-bot")
     assert time.monotonic() - started < 3
+
+
+def test_peer_answering_garbage_is_not_shown_healthy(team, peer_server):
+    from forge.tests.peering.stub_peer import reply
+
+    peer_server.routes["/api/v1/peer/projects"] = reply(b"<html>maintenance</html>", content_type="text/html")
+    odd = services.peer_create(actor=team.admin, organisation=team.organisation, name="odd", url=peer_server.url,
+                               token=TOKEN)
+    checked = services.peer_check(actor=team.admin, peer=odd, organisation=team.organisation)
+    assert checked.health == "error" and "not JSON" in checked.last_error
