@@ -308,6 +308,10 @@ def run_status(args: argparse.Namespace) -> int:
                 releases={r["set"]: r["version"] for r in releases["releases"]},
             )
     status["forge"] = forge
+    # This command's own client never streams: report the FORGE as reachable now or not, and leave out
+    # what only describes a running process (its sync thread). Running instances check in to the FORGE.
+    status["connected"] = bool(forge.get("reachable"))
+    status.pop("started", None)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True, default=str))
         return OK

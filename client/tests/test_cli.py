@@ -190,6 +190,7 @@ def test_status_json_reports_mode_versions_pins_and_no_forge(app, capsys):
     assert status["pins"] == {"core": 2}
     assert status["source"] == "bootstrap"
     assert status["forge"] == {"url": None}
+    assert status["connected"] is False
 
 
 def test_status_text_says_how_to_connect(app, capsys):

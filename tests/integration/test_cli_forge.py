@@ -139,6 +139,7 @@ def test_status_shows_what_the_forge_has_that_the_host_does_not(connected, forge
     assert "Set core: v1, FORGE has v2" in text.stdout
     assert data["versions"] == {"core": 1}
     assert data["forge"]["reachable"] is True and data["forge"]["releases"] == {"core": 2}
+    assert data["connected"] is True and "started" not in data
 
 
 def test_status_with_the_forge_down_still_shows_the_cache(connected, forge):
