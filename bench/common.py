@@ -15,16 +15,19 @@ import math
 import os
 import platform
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -233,6 +236,94 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+SQLITE_TEMPLATE_ENV = "ANVIL_BENCH_SQLITE_TEMPLATE"
+POSTGRES_TEMPLATE_ENV = "ANVIL_BENCH_POSTGRES_TEMPLATE"
+DEADLINE_ENV = "ANVIL_BENCH_DEADLINE"
+
+
+def seconds_left(default: float = 3600.0) -> float:
+    """Seconds until the wall-clock limit ``python -m bench`` gave this benchmark (``default`` when run alone)."""
+    try:
+        return float(os.environ[DEADLINE_ENV]) - time.time()
+    except (KeyError, ValueError):
+        return default
+
+
+def _harness() -> Any:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests import forge_process
+
+    return forge_process
+
+
+def _pg_admin(url: str, sql: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    with psycopg.connect(urlunsplit((parts.scheme, parts.netloc, "/postgres", "", "")), autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _pg_database_url(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def prepare_templates(workdir: Path, postgres_url: str | None) -> dict[str, str]:
+    """Migrate and seed the demo database once for a whole ``python -m bench`` run.
+
+    Returns the environment that tells :func:`running_forge` (in every benchmark process) to copy these
+    instead of migrating again: a SQLite file, and a PostgreSQL database used as ``TEMPLATE``.
+    """
+    harness = _harness()
+    saved = os.environ.pop("DATABASE_URL", None)
+    env: dict[str, str] = {}
+    try:
+        sqlite_dir = workdir / "sqlite"
+        sqlite_dir.mkdir(parents=True, exist_ok=True)
+        harness.new_database(sqlite_dir, seed_demo=True)
+        env[SQLITE_TEMPLATE_ENV] = str(sqlite_dir / "forge.sqlite3")
+        harness.drop_templates()
+        if postgres_url:
+            os.environ["DATABASE_URL"] = postgres_url
+            pg_dir = workdir / "pg"
+            pg_dir.mkdir(parents=True, exist_ok=True)
+            env[POSTGRES_TEMPLATE_ENV] = harness.new_database(pg_dir, seed_demo=True)
+            harness.drop_templates()
+    finally:
+        harness.drop_templates()
+        if saved is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = saved
+    return env
+
+
+def drop_template(env: dict[str, str]) -> None:
+    url = env.get(POSTGRES_TEMPLATE_ENV)
+    if url:
+        name = urlsplit(url).path.lstrip("/")
+        with contextlib.suppress(Exception):
+            _pg_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _copy_database(data_dir: Path, postgres_url: str | None) -> str | None:
+    """A fresh database copied from the run's prepared template, or None when there is none."""
+    if postgres_url:
+        template = os.environ.get(POSTGRES_TEMPLATE_ENV)
+        if not template:
+            return None
+        name = f"anvil_bench_{uuid.uuid4().hex[:10]}"
+        _pg_admin(postgres_url, f'CREATE DATABASE "{name}" TEMPLATE "{urlsplit(template).path.lstrip("/")}"')
+        return _pg_database_url(postgres_url, name)
+    template = os.environ.get(SQLITE_TEMPLATE_ENV)
+    if not template or not Path(template).exists():
+        return None
+    shutil.copyfile(template, data_dir / "forge.sqlite3")
+    return f"sqlite:///{data_dir / 'forge.sqlite3'}"
+
+
 @contextlib.contextmanager
 def running_forge(
     *, env: dict[str, str] | None = None, postgres_url: str | None = None, seed_demo: bool = True
@@ -241,11 +332,10 @@ def running_forge(
 
     Reuses the test harness (``tests/forge_process.py``): a copy of a migrated, demo-seeded database,
     SQLite under a temp data dir, or a fresh PostgreSQL database (dropped afterwards) when
-    ``postgres_url`` is given.
+    ``postgres_url`` is given. Under ``python -m bench`` the migrated database is prepared once for the
+    whole run (:func:`prepare_templates`) and copied here.
     """
-    sys.path.insert(0, str(ROOT))
-    from tests import forge_process
-
+    forge_process = _harness()
     saved = os.environ.get("DATABASE_URL")
     if postgres_url:
         os.environ["DATABASE_URL"] = postgres_url
@@ -255,7 +345,9 @@ def running_forge(
     try:
         with tempfile.TemporaryDirectory(prefix="anvil-bench-") as tmp:
             data_dir = Path(tmp)
-            database_url = forge_process.new_database(data_dir, seed_demo=seed_demo)
+            database_url = (_copy_database(data_dir, postgres_url) if seed_demo else None) or (
+                forge_process.new_database(data_dir, seed_demo=seed_demo)
+            )
             forge = forge_process.ForgeProcess(data_dir=data_dir, database_url=database_url, extra_env=env or {})
             try:
                 forge.start(timeout=60)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from anvil_client.bundle import build_bundle, canonical_json, load_bundle
-from bench.common import log, summarize, write_result
+from bench.common import log, seconds_left, summarize, write_result
 
 SIZES = (10, 1_000, 10_000)
 # Repeats per size: enough samples for a p99 on small bundles, bounded time on large ones.
@@ -32,6 +32,7 @@ REPEATS = {10: 300, 1_000: 30, 10_000: 7}
 # Compiling every template is ~1,000x slower than verifying it: fewer repeats keep the run bounded.
 SNAPSHOT_REPEATS = {10: 30, 1_000: 3, 10_000: 1}
 SNAPSHOT_BUDGET_MS = 30_000.0
+SERIES_BUDGET_S = 6.0  # per timed series; a loaded machine gets fewer samples rather than an overrun
 
 _PLAIN = (
     "You are the support assistant of {{ company }}. Greet {{ name }} warmly and help with their question "
@@ -87,13 +88,19 @@ def make_bundle_bytes(count: int, *, set_slug: str = "core") -> bytes:
     return canonical_json(bundle)
 
 
-def _time_ms(call: Callable[[], Any], repeats: int, *, warm: bool = True) -> list[float]:
+def _time_ms(
+    call: Callable[[], Any], repeats: int, *, warm: bool = True, budget_s: float = SERIES_BUDGET_S
+) -> list[float]:
+    """``repeats`` timings in ms (fewer, but at least 3, when the series would pass ``budget_s``)."""
     samples = []
     gc.collect()  # once per series, not per sample: a collection per sample would flush the CPU caches
-    for _ in range(repeats + (1 if warm else 0)):  # a warm-up run is dropped
-        start = time.perf_counter()
+    started = time.perf_counter()
+    for index in range(repeats + (1 if warm else 0)):  # a warm-up run is dropped
+        begin = time.perf_counter()
         call()
-        samples.append((time.perf_counter() - start) * 1000)
+        samples.append((time.perf_counter() - begin) * 1000)
+        if index >= 3 and time.perf_counter() - started > budget_s:
+            break
     return samples[1:] if warm else samples
 
 
@@ -133,10 +140,11 @@ def measure(count: int, previous_snapshot_ms_per_prompt: float | None = None) ->
     }
     build = _snapshot_builder()
     estimate = previous_snapshot_ms_per_prompt * count if previous_snapshot_ms_per_prompt else 0.0
-    if build is not None and estimate > SNAPSHOT_BUDGET_MS:
+    budget_ms = min(SNAPSHOT_BUDGET_MS, (seconds_left() - 20) * 1000)
+    if build is not None and estimate > budget_ms:
         result["snapshot_build_skipped"] = (
-            f"estimated {estimate / 1000:.0f} s from the smaller bundle, over the {SNAPSHOT_BUDGET_MS / 1000:.0f} s "
-            "budget of this benchmark"
+            f"estimated {estimate / 1000:.0f} s from the smaller bundle, over the {budget_ms / 1000:.0f} s "
+            "left in the budget of this benchmark"
         )
         result["snapshot_build_ms_estimated"] = round(estimate, 1)
     elif build is not None:

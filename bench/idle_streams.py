@@ -22,7 +22,17 @@ import time
 import urllib.request
 from typing import Any
 
-from bench.common import ROOT, cpu_seconds, log, raise_fd_limit, rss_mb, running_forge, summarize, write_result
+from bench.common import (
+    ROOT,
+    cpu_seconds,
+    log,
+    raise_fd_limit,
+    rss_mb,
+    running_forge,
+    seconds_left,
+    summarize,
+    write_result,
+)
 
 STEPS = (1_000, 10_000)
 WORKERS = 4
@@ -133,7 +143,9 @@ def main() -> int:
                 share = [more // WORKERS + (1 if i < more % WORKERS else 0) for i in range(WORKERS)]
                 started = time.monotonic()
                 cpu_connect_before = cpu_seconds(pid)
-                answers = workers.ask([f"open {n} {CONNECT_BUDGET_S[target]}" for n in share])
+                # Leave time for this step's settle and heartbeat window, and to shut down, before the limit.
+                budget = max(5.0, min(CONNECT_BUDGET_S[target], seconds_left() - SETTLE_SECONDS - WINDOW_SECONDS - 20))
+                answers = workers.ask([f"open {n} {budget:.1f}" for n in share])
                 connect_s = time.monotonic() - started
                 connect_cpu_s = cpu_seconds(pid) - cpu_connect_before
                 opened = target
