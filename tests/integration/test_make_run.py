@@ -76,6 +76,22 @@ def get(url: str) -> tuple[int, str]:
         return response.status, response.read().decode()
 
 
+def post(url: str, form: dict[str, str], headers: dict[str, str]) -> int:
+    from urllib.parse import urlencode
+
+    request = urllib.request.Request(url, data=urlencode(form).encode(), headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status
+
+
+def publish(env: dict[str, str], version: int) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "anvil_forge.cli", "publish", "acme/support-bot/core", "--version", str(version),
+         "--environment", "production", "--as", "editor"],
+        env=env, check=True, capture_output=True, timeout=60,
+    )
+
+
 def port_is_free(port: int) -> bool:
     """Nothing listens on the port any more."""
     try:
@@ -123,11 +139,7 @@ def test_make_run_serves_the_forge_and_a_demo_app_that_shows_a_publish_arriving(
         assert [p["id"] for p in prompts["prompts"] if p["error"]] == []  # every sample value fits its prompt
         assert prompts["status"]["forge_url"] == run.forge_url
 
-        subprocess.run(
-            [sys.executable, "-m", "anvil_forge.cli", "publish", "acme/support-bot/core", "--version", "2",
-             "--environment", "production", "--as", "editor"],
-            env=env, check=True, capture_output=True, timeout=60,
-        )
+        publish(env, 2)
 
         def arrived():
             data = json.loads(get(run.demo_url + "/api/prompts")[1])
@@ -151,7 +163,7 @@ def test_make_run_serves_the_forge_and_a_demo_app_that_shows_a_publish_arriving(
     assert until(lambda: port_is_free(forge_port) and port_is_free(demo_port), 10)
 
 
-def test_make_run_twice_reuses_the_token_and_works_again(devrun_env):
+def test_make_run_twice_reuses_the_token_and_the_admin_page_runs_the_host(devrun_env):
     env, data_dir, forge_port, demo_port = devrun_env
     credentials = data_dir / "demo-app" / "anvil.credentials"
     first = DevRunProcess(env, forge_port, demo_port)
@@ -169,6 +181,20 @@ def test_make_run_twice_reuses_the_token_and_works_again(devrun_env):
         assert credentials.read_text() == token
         assert (data_dir / "demo-app" / "admin_secret").read_text() == secret
         assert "Hi Grace!" in get(second.demo_url + "/")[1]
+
+        # The demo's admin page runs the host: FROZEN keeps version 1 through a publish, Sync now takes 2.
+        admin = {"Authorization": f"Bearer {secret.strip()}"}
+        assert post(second.demo_url + "/anvil/mode", {"mode": "frozen"}, admin) == 200
+        publish(env, 2)
+
+        def waiting():
+            status = json.loads(get(second.demo_url + "/api/prompts")[1])["status"]
+            return status["available"] == {"core": 2} and status
+
+        status = until(waiting)
+        assert status and status["versions"] == {"core": 1} and status["mode"] == "frozen"
+        assert post(second.demo_url + "/anvil/sync", {}, admin) == 200
+        assert json.loads(get(second.demo_url + "/api/prompts")[1])["status"]["versions"] == {"core": 2}
     finally:
         assert second.interrupt() == 0, "".join(second.output)
 
