@@ -265,10 +265,14 @@ def measure(steps: list[int], rounds: int, workers: int) -> dict[str, Any]:
                 latencies: list[float] = []
                 for _ in range(rounds):
                     published = publisher.ask("publish")
-                    time.sleep(max(0.5, step / 1000))
-                    for client in clients:
-                        times = client.ask(f"times {published['release_id']}")["times"]
-                        latencies += [(at - published["committed_at"]) * 1000 for at in times]
+                    deadline = time.monotonic() + 10
+                    while True:  # until every open stream has the event, or 10 s
+                        time.sleep(0.25)
+                        times = [t for c in clients for t in c.ask(f"times {published['release_id']}")["times"]]
+                        if len(times) >= opened or time.monotonic() > deadline:
+                            break
+                    latencies += [(at - published["committed_at"]) * 1000 for at in times]
+                    time.sleep(0.25)
                 missing = opened * rounds - len(latencies)
                 summary = summarize(latencies, digits=2)
                 results["streams"][str(step)] = {
@@ -279,6 +283,7 @@ def measure(steps: list[int], rounds: int, workers: int) -> dict[str, Any]:
                     "samples": len(latencies),
                     "missing": missing,
                     "rss_idle_mb": round(rss_idle, 1),
+                    "kb_per_idle_stream": round((rss_idle - rss_before) * 1024 / max(opened, 1), 1),
                 }
                 log(f"{step} streams: {results['streams'][str(step)]}")
             rss_after = rss_idle

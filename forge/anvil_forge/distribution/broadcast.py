@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -30,7 +31,7 @@ from django import db
 from django.conf import settings
 from django.utils import timezone
 
-from anvil_forge.distribution.events import CHANNEL, RELEASE, REVOKE
+from anvil_forge.distribution.events import CHANNEL, RELEASE, REVOKE, parse_notify_payload
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ _db_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="anvil.strea
 def _db_call(fn: Callable[..., T], *args: Any) -> T:
     try:
         return fn(*args)
-    except db.DatabaseError:
+    except db.Error:  # DatabaseError, and InterfaceError for a connection that is already gone
         db.connection.close()  # reconnect on the next call rather than reuse a broken connection
         raise
 
@@ -150,7 +151,8 @@ class Broadcaster:
         self.by_token: dict[int, set[Subscriber]] = {}
         self.count = 0
         self._announced: dict[int, float] = {}  # release id -> when (monotonic); for de-duplication
-        self._deliveries: asyncio.Queue[int] | None = None
+        # (release id, prebuilt (environment id, event data) or None to load it)
+        self._deliveries: asyncio.Queue[tuple[int, tuple[int, bytes] | None]] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._started: asyncio.Event | None = None
         self._poke: asyncio.Event | None = None
@@ -231,22 +233,23 @@ class Broadcaster:
 
     # -- announcements ---------------------------------------------------------------------------------
 
-    def announce_threadsafe(self, kind: str, ident: int) -> None:
+    def announce_threadsafe(self, kind: str, ident: int, prebuilt: tuple[int, bytes] | None = None) -> None:
         """Called from any thread (a publish's ``on_commit``): hand the news to the loop."""
         loop = self.loop
         if loop is None or loop.is_closed():
             return  # no streams in this process (the command line, a test): nothing to tell
         with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
-            loop.call_soon_threadsafe(self.announce, kind, ident)
+            loop.call_soon_threadsafe(self.announce, kind, ident, prebuilt)
 
-    def announce(self, kind: str, ident: int) -> None:
-        """On the loop: a release to deliver, or a token whose streams must close."""
+    def announce(self, kind: str, ident: int, prebuilt: tuple[int, bytes] | None = None) -> None:
+        """On the loop: a release to deliver (with its event data when the publisher built it), or a token
+        whose streams must close."""
         if kind == RELEASE:
             if ident in self._announced:
                 return
             self._announced[ident] = time.monotonic()
             if self._deliveries is not None:
-                self._deliveries.put_nowait(ident)
+                self._deliveries.put_nowait((ident, prebuilt))
         elif kind == REVOKE:
             self.close_token(ident)
 
@@ -268,24 +271,30 @@ class Broadcaster:
     async def _delivery_loop(self) -> None:
         assert self._deliveries is not None
         while True:
-            release_id = await self._deliveries.get()
+            release_id, prebuilt = await self._deliveries.get()
             started = time.perf_counter()
-            try:
-                loaded = await run_in_db_thread(self.load_release, release_id)
-            except Exception:
-                logger.exception("could not load release %s; the safety net will retry", release_id)
-                self._announced.pop(release_id, None)
-                continue
+            if prebuilt is not None and not _built_for_this_forge(prebuilt[1]):
+                prebuilt = None  # published from a process with another ANVIL_PUBLIC_URL: build our own
+            if prebuilt is not None:
+                loaded: tuple[int, bytes] | None = (prebuilt[0], release_frame(release_id, prebuilt[1]))
+            else:
+                try:
+                    loaded = await run_in_db_thread(self.load_release, release_id)
+                except Exception:
+                    logger.exception("could not load release %s; the safety net will retry", release_id)
+                    self._announced.pop(release_id, None)
+                    continue
             if loaded is None:  # rolled back after all, or deleted
                 continue
             environment_id, frame = loaded
             loaded_at = time.perf_counter()
             reached = self.deliver(environment_id, release_id, frame)
             logger.info(
-                "release %s handed to %d stream(s): %.1f ms to load, %.1f ms to hand out",
+                "release %s handed to %d stream(s): %.1f ms to %s, %.1f ms to hand out",
                 release_id,
                 reached,
                 (loaded_at - started) * 1000,
+                "frame" if prebuilt is not None else "load",
                 (time.perf_counter() - loaded_at) * 1000,
             )
 
@@ -339,15 +348,23 @@ class Broadcaster:
                     assert self._poke is not None
                     self._poke.set()  # anything published while not listening is found by a check now
                     async for notify in conn.notifies():
-                        kind, _, ident = notify.payload.partition(":")
-                        if ident.isdigit():
-                            self.announce(kind, int(ident))
+                        parsed = parse_notify_payload(notify.payload)
+                        if parsed is not None:
+                            self.announce(*parsed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.warning("PostgreSQL LISTEN connection lost (%s); reconnecting in %.0f s", exc, backoff)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, 30.0)
+
+
+def _built_for_this_forge(data: bytes) -> bool:
+    """Whether an event built by the publishing process names this FORGE's public URL in its bundle."""
+    if b'"bundle":' not in data:
+        return True  # a reference only: nothing in it depends on the URL
+    expected = b'"forge":' + json.dumps(settings.ANVIL_PUBLIC_URL, ensure_ascii=False).encode("utf-8")
+    return expected in data
 
 
 def _reconnect_ms() -> int:

@@ -252,3 +252,26 @@ def _reopened(live):
     services.prompt_set_reopen(actor=live.team.editor, prompt_set=live.prompt_set)
     live.prompt_set.refresh_from_db()
     return live.prompt_set
+
+
+def test_a_publish_is_announced_only_after_commit_with_its_stream_event_built(
+    live, monkeypatch, django_capture_on_commit_callbacks
+):
+    from anvil_forge.distribution import broadcast
+
+    announced = []
+    monkeypatch.setattr(
+        broadcast.broadcaster, "announce_threadsafe", lambda *args: announced.append(args)
+    )
+    version = factories.make_approved_version(live.prompt_set, author=live.team.editor, reviewer=live.team.reviewer)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        release = factories.make_release(version, actor=live.team.editor)
+    assert announced == []
+
+    for callback in callbacks:
+        callback()
+
+    [(kind, ident, (environment_id, data))] = announced
+    assert (kind, ident, environment_id) == ("release", release.pk, release.environment_id)
+    event = json.loads(data)
+    assert event["release_id"] == release.pk and load_bundle(event["bundle"]).version == 2

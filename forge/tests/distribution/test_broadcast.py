@@ -224,3 +224,50 @@ def test_direct_writes_are_used_when_nothing_is_queued_and_order_is_kept_when_so
 
     assert written == [b"one"]
     assert [frame for _, frame in subscriber.pending] == [b"two", b"three"]
+
+
+def test_a_prebuilt_event_is_delivered_without_loading_the_release():
+    async def scenario():
+        broadcaster = make_broadcaster({})
+        await broadcaster.start(listen=False)
+        try:
+            subscriber = broadcaster.subscribe(environment_id=3, token_id=1)
+            broadcaster.announce("release", 12, (3, b'{"release_id":12}'))
+            [frame] = await drain(subscriber, 1)
+            assert frame == b'id: 12\nevent: release\ndata: {"release_id":12}\n\n'
+            assert broadcaster.loads == []
+        finally:
+            await broadcaster.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_prebuilt_event_naming_another_forge_url_is_rebuilt_here(settings):
+    settings.ANVIL_PUBLIC_URL = "https://forge.example.com"
+
+    async def scenario():
+        broadcaster = make_broadcaster({12: 3})
+        await broadcaster.start(listen=False)
+        try:
+            subscriber = broadcaster.subscribe(environment_id=3, token_id=1)
+            broadcaster.announce("release", 12, (3, b'{"bundle":{"forge":"http://127.0.0.1:8000"}}'))
+            [frame] = await drain(subscriber, 1)
+            assert frame == release_frame(12, b'{"release_id":12}')
+            assert broadcaster.loads == [12]
+        finally:
+            await broadcaster.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("size", [10, 20_000])
+def test_notify_payloads_round_trip_and_big_events_travel_as_ids(size):
+    from anvil_forge.distribution.events import MAX_NOTIFY_PAYLOAD, notify_payload, parse_notify_payload
+
+    data = ('{"x":"' + "é" * size + '"}').encode()
+    payload = notify_payload("release", 5, (2, data))
+    assert len(payload.encode()) <= MAX_NOTIFY_PAYLOAD
+    expected = (2, data) if size == 10 else None
+    assert parse_notify_payload(payload) == ("release", 5, expected)
+    assert parse_notify_payload("revoke:9") == ("revoke", 9, None)
+    assert parse_notify_payload("garbage") is None

@@ -87,7 +87,7 @@ def test_revocation_is_announced_to_the_streams_only_after_commit(
     token, _ = _create(team, project)
     announced = []
     monkeypatch.setattr(
-        broadcast.broadcaster, "announce_threadsafe", lambda kind, ident: announced.append((kind, ident))
+        broadcast.broadcaster, "announce_threadsafe", lambda kind, ident, prebuilt=None: announced.append((kind, ident))
     )
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
