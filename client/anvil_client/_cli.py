@@ -482,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Wire the Anvil LIVE client into an application and manage this host's prompts.",
         epilog="Exit codes: 0 done, 1 failed, 2 wrong usage.",
     )
+    from anvil_client import __version__
+
+    parser.add_argument("--version", action="version", version=f"anvil {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     install = sub.add_parser(
@@ -506,7 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(handler=run_status)
 
-    sync = sub.add_parser("sync", parents=[common, network], help="take the current releases now (even FROZEN)")
+    sync = sub.add_parser(
+        "sync", parents=[common, network], help="fetch the current releases into this host's cache now (even FROZEN)"
+    )
     sync.set_defaults(handler=run_sync)
 
     mode = sub.add_parser("mode", parents=[common], help="ACCEPTING applies releases; FROZEN keeps what runs")
