@@ -48,7 +48,7 @@ _SKIP_DIRS = frozenset(
 _MAX_FILES = 5000
 _MAX_DEPTH = 6
 _MAX_FILE_BYTES = 1_000_000
-_SETTINGS_MODULE = re.compile(r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']""")
+_SETTINGS_MODULE = re.compile(r"""DJANGO_SETTINGS_MODULE["']\s*(?:,|\]\s*=)\s*["']([\w.]+)["']""")
 _FLASK = re.compile(r"^[ \t]*(\w+)[ \t]*(?::[^=\n]*)?=[ \t]*(?:flask\.)?Flask\(", re.MULTILINE)
 _FASTAPI = re.compile(r"^[ \t]*(\w+)[ \t]*(?::[^=\n]*)?=[ \t]*(?:fastapi\.)?FastAPI\(", re.MULTILINE)
 

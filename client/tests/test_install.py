@@ -112,6 +112,14 @@ def test_django_settings_without_a_plain_list_get_an_extension_statement(tmp_pat
     assert namespace["INSTALLED_APPS"] == ["a", "b", DJANGO_ENTRY]
 
 
+def test_manage_py_that_assigns_the_settings_module_is_understood(tmp_path):
+    write(tmp_path, "manage.py", 'import os\nos.environ["DJANGO_SETTINGS_MODULE"] = "conf.prod"\n')
+    write(tmp_path, "conf/prod.py", "INSTALLED_APPS = []\n")
+    write(tmp_path, "other/settings.py", "INSTALLED_APPS = []\n")
+
+    assert detect(tmp_path).target == tmp_path / "conf" / "prod.py"
+
+
 def test_one_line_installed_apps_stays_on_one_line(tmp_path):
     write(tmp_path, "manage.py", 'os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")\n')
     settings = write(tmp_path, "proj/settings.py", 'INSTALLED_APPS = ("a", "b")\n')
