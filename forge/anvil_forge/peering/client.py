@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from django.conf import settings
 
 from anvil_client._exceptions import BundleError
-from anvil_client.bundle import Bundle, load_bundle
+from anvil_client.bundle import SLUG_PATTERN, Bundle, load_bundle
 from anvil_forge.core.exceptions import ApplicationError
 
 USER_AGENT = "anvil-forge-peer/1"
@@ -88,14 +88,15 @@ class PeerClient:
     # The peer API, one method per endpoint.
 
     def projects(self, *, page: int = 1, per_page: int = 50) -> Page:
-        return self._page("/api/v1/peer/projects", page, per_page)
+        return self._page("/api/v1/peer/projects", page, per_page, slugs=("organisation", "project"))
 
     def sets(self, organisation: str, project: str, *, page: int = 1, per_page: int = 50) -> Page:
-        return self._page(f"/api/v1/peer/projects/{_seg(organisation)}/{_seg(project)}/sets", page, per_page)
+        path = f"/api/v1/peer/projects/{_seg(organisation)}/{_seg(project)}/sets"
+        return self._page(path, page, per_page, slugs=("set",), numbers=("latest_version",))
 
     def versions(self, organisation: str, project: str, set_slug: str, *, page: int = 1, per_page: int = 50) -> Page:
         path = f"/api/v1/peer/projects/{_seg(organisation)}/{_seg(project)}/sets/{_seg(set_slug)}/versions"
-        return self._page(path, page, per_page)
+        return self._page(path, page, per_page, numbers=("version",))
 
     def all_versions(self, organisation: str, project: str, set_slug: str, *, limit: int = 500) -> list[dict]:
         """Every approved version (newest first), following pages up to ``limit`` items."""
@@ -132,7 +133,9 @@ class PeerClient:
 
     # Transport.
 
-    def _page(self, path: str, page: int, per_page: int) -> Page:
+    def _page(
+        self, path: str, page: int, per_page: int, *, slugs: tuple[str, ...] = (), numbers: tuple[str, ...] = ()
+    ) -> Page:
         data = self._get_json(path, {"page": page, "per_page": per_page})
         if not isinstance(data, dict):
             raise PeerError(f"Peer {self.name} answered {path} with something that is not a page.", kind="garbage")
@@ -151,6 +154,14 @@ class PeerClient:
                 "(expected items, page, per_page, total, next_page).",
                 kind="garbage",
             )
+        for item in items:  # what pages link to must be what links can carry
+            bad = next((key for key in slugs if not _slug(item.get(key))), None)
+            bad = bad or next((key for key in numbers if not _whole(item.get(key)) or item[key] < 1), None)
+            if bad:
+                raise PeerError(
+                    f"Peer {self.name} answered {path} with an item whose {bad} is missing or malformed.",
+                    kind="garbage",
+                )
         return Page(items=items, page=number, per_page=size, total=total, next_page=next_page)
 
     def _get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
@@ -251,6 +262,10 @@ class PeerClient:
 
 def _seg(value: str) -> str:
     return quote(str(value), safe="")
+
+
+def _slug(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 64 and SLUG_PATTERN.match(value) is not None
 
 
 def _whole(value: Any) -> bool:

@@ -155,3 +155,15 @@ def test_token_never_appears_in_errors_logs_or_repr(peer_server, caplog):
             client(url).projects()
         messages += [caught.value.message, str(caught.value.extra)]
     assert not any(TOKEN in text for text in [*messages, caplog.text])
+
+
+@pytest.mark.parametrize(
+    "item",
+    [{"set": "core", "latest_version": "2"}, {"set": "../../x", "latest_version": 2}, {"latest_version": 2},
+     {"set": "core", "latest_version": 0}, {"set": "core", "latest_version": True}],
+)
+def test_set_items_that_links_cannot_carry_are_refused(peer_server, item):
+    peer_server.json("/api/v1/peer/projects/acme/support-bot/sets", page([item]))
+    with pytest.raises(PeerError, match="malformed") as caught:
+        client(peer_server.url).sets("acme", "support-bot")
+    assert caught.value.kind == "garbage"
