@@ -57,3 +57,22 @@ def test_switcher_lists_only_my_organisations_and_refuses_others(as_user, team, 
     assert client.get(f"/switch/?org={other_team.organisation.slug}")["Location"] == target
     assert client.get("/")["Location"] == target  # the session remembers the choice
     assert as_user(other_team.editor).get(f"/switch/?org={team.organisation.slug}").status_code == 404
+
+
+@pytest.fixture
+def clean_login_failures():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()  # failures are also counted per address: never leave 127.0.0.1 paused for later tests
+
+
+def test_sign_in_says_when_failures_paused_it(client, team, settings, clean_login_failures):
+    settings.ANVIL_LOGIN_MAX_FAILURES = 2
+    username = team.editor.get_username()
+    for _ in range(3):
+        response = client.post("/login/", {"username": username, "password": "wrong"})
+    assert "Too many failed sign-ins" in response.content.decode()
+    response = client.post("/login/", {"username": username, "password": PASSWORD})
+    assert response.status_code == 200  # still paused, even with the right password

@@ -132,3 +132,15 @@ def test_changed_words_are_marked_and_everything_is_escaped():
     old, new = word_marks("Hello <b>{{ name }}</b>", "Hi <b>{{ name }}</b>")
     assert old == '<mark class="del">Hello</mark> &lt;b&gt;{{ name }}&lt;/b&gt;'
     assert new == '<mark class="add">Hi</mark> &lt;b&gt;{{ name }}&lt;/b&gt;'
+
+
+def test_versions_page_says_how_many_instances_run_each_version(as_user, team, project, urls, two_versions):
+    production = factories.environment(project)
+    token, _ = distribution.token_create(
+        actor=team.owner, project=project, environment=production, kind="live", name="t"
+    )
+    slug = two_versions[0].prompt_set.slug
+    _checkin(token, "web-1", versions={slug: 1})
+    _checkin(token, "web-2", versions={slug: 1}, pins={slug: 1})
+    body = as_user(team.viewer).get(urls["versions"]).content.decode()
+    assert "runs on 2 instances in production" in body

@@ -7,11 +7,24 @@ from django.contrib.auth.views import LoginView, LogoutView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from anvil_forge.accounts.backends import login_is_limited
 from anvil_forge.accounts.models import Membership
 from anvil_forge.web.access import organisation_get
 from anvil_forge.web.context_processors import SESSION_ORGANISATION
 
-login_view = LoginView.as_view(template_name="web/login.html", redirect_authenticated_user=True)
+
+class SignInView(LoginView):
+    """Django's sign-in, saying so when sign-ins are paused after repeated failures (accounts.backends)."""
+
+    template_name = "web/login.html"
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form):  # type: ignore[no-untyped-def]
+        limited = login_is_limited(self.request, form.data.get("username"))
+        return self.render_to_response(self.get_context_data(form=form, rate_limited=limited))
+
+
+login_view = SignInView.as_view()
 logout_view = LogoutView.as_view()
 
 

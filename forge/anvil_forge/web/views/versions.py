@@ -10,7 +10,12 @@ from django.views.decorators.http import require_POST
 
 from anvil_forge.core.exceptions import ApplicationError, NotFound
 from anvil_forge.distribution.models import InstanceMode, Release
-from anvil_forge.distribution.selectors import acknowledgements_for, instances_for, publish_warnings
+from anvil_forge.distribution.selectors import (
+    acknowledgements_for,
+    distribution_state,
+    instances_for,
+    publish_warnings,
+)
 from anvil_forge.prompts import selectors, services
 from anvil_forge.prompts.models import VersionState
 from anvil_forge.web.access import Place, place_get
@@ -31,6 +36,11 @@ def _version_page(request: HttpRequest, place: Place, *, status: int = 200, erro
         release = selectors.current_release(environment=environment, prompt_set=place.prompt_set)
         if release is not None:
             live.setdefault(release.version.number, []).append(environment)
+    running: dict[int, list[tuple[str, int]]] = {}
+    for state in distribution_state(actor=request.user, project=place.project):
+        if state.prompt_set.pk == place.prompt_set.pk:
+            for number, count in sorted(state.versions.items()):
+                running.setdefault(number, []).append((state.environment.slug, count))
     newest = versions[0].number if versions else 0
     live_numbers = {env.pk: n for n, envs in live.items() for env in envs}
     rows = []
@@ -48,6 +58,7 @@ def _version_page(request: HttpRequest, place: Place, *, status: int = 200, erro
             {
                 "version": version,
                 "live_in": live.get(version.number, []),
+                "running": running.get(version.number, []),
                 "publish_to": targets,
                 "can_rollback": version.state == VersionState.APPROVED and version.number != newest,
             }
