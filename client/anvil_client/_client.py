@@ -486,6 +486,12 @@ class Client:
             return None
         self._note_release(release)
         current = self._snapshot.sets.get(set_slug)
+        if current is not None and self._identity is not None and self._identity != (
+            current.bundle.organisation,
+            current.bundle.project,
+            current.bundle.environment,
+        ):
+            current = None  # a cache left by another project or environment: the FORGE's release replaces it
         pin = self._host.pins.get(set_slug)
         if pin is not None:
             if current is not None and current.bundle.version == pin:

@@ -417,3 +417,14 @@ def test_uwsgi_without_threads_is_reported(
     with caplog.at_level(logging.ERROR, logger="anvil_client"):
         make_client(stub).start()
     assert "--enable-threads" in caplog.text
+
+
+def test_a_cache_left_by_another_project_is_replaced_even_by_a_lower_version(
+    stub: StubForge, make_client: MakeClient, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    write_disk_bundle(cache, load_bundle(make_bundle("core", 9, project="other-app")))
+    stub.publish("core", 2)
+    client = make_client(stub, cache_dir=cache)
+    assert text(client) == "Hello Ada (v2)"
+    assert client.get("welcome.message")["version"] == 2
