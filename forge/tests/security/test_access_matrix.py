@@ -1,0 +1,302 @@
+"""Every URL of the FORGE, tried by every role, by another organisation's owner and by an anonymous visitor.
+
+Nobody reads or changes what is not theirs:
+
+* anonymous: every page sends to sign-in, every POST changes nothing;
+* another organisation's owner: 404 everywhere (never 403, which would say the object exists), also when
+  putting our object ids under their own organisation's address, and nothing changes;
+* a member whose role lacks the capability: 403 on POST and nothing changes; pages they may read answer 200.
+
+The URL table below must name every route the FORGE has (a test compares it with Django's resolver), so a
+new page cannot slip in untried. Each role's requests run in savepoints rolled back after each URL, so
+every request meets the same world.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from anvil_forge.accounts.permissions import ROLE_CAPABILITIES, Capability
+from anvil_forge.audit.models import AuditEvent
+from anvil_forge.distribution import services as distribution_services
+from anvil_forge.distribution.models import AccessToken, LiveInstance, Release
+from anvil_forge.peering import services as peering_services
+from anvil_forge.peering.models import Peer, RemoteProjectReference
+from anvil_forge.prompts import services
+from anvil_forge.prompts.models import Prompt, PromptSet, PromptSetVersion
+from forge.tests import factories
+
+pytestmark = pytest.mark.django_db
+
+VIEW, EDIT, SUBMIT, REVIEW, REOPEN, PUBLISH = (
+    Capability.VIEW, Capability.EDIT, Capability.SUBMIT, Capability.REVIEW, Capability.REOPEN, Capability.PUBLISH
+)
+TOKENS, PEERS = Capability.MANAGE_TOKENS, Capability.MANAGE_PEERS
+ANY = "any member"  # pages whose answer to a member depends on the object (200, 403 or 405): never 404/500
+POST_ONLY = "post only"  # GET answers 405
+PEER_TOKEN = "anvil_peer_" + "p" * 43
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # namespace:name as Django knows it
+    path: str  # with {placeholders} filled from the world
+    get: Any  # Capability needed to read (200; 403 for the rest), ANY, or POST_ONLY
+    post: Any = None  # Capability needed to POST, ANY (read-only POST such as a preview), or None (no POST)
+    data: dict[str, str] | None = None
+    ids: bool = False  # the path carries object ids: also tried under the outsider's own organisation
+    redirect_refusal: bool = False  # refuses a role with a message and a redirect (302) rather than a 403 page
+
+
+SET = "/o/{org}/p/{project}/s/core/"
+PROMPT = SET + "prompts/welcome.message/"
+REMOTE = "/forges/{org}/peers/hidden-peer/p/racme/rproject/"
+
+ROUTES = [
+    Route("web:projects", "/o/{org}/", VIEW),
+    Route("web:instances", "/o/{org}/instances/", VIEW),
+    Route("web:audit", "/o/{org}/audit/", VIEW),
+    Route("web:tokens", "/o/{org}/tokens/", VIEW, TOKENS,
+          {"target": "{project}/staging", "kind": "live", "name": "matrix"}),
+    Route("web:token_revoke", "/o/{org}/tokens/{token_id}/revoke/", TOKENS, TOKENS, {}, ids=True),
+    Route("web:project", "/o/{org}/p/{project}/", VIEW),
+    Route("web:set", SET, VIEW),
+    Route("web:prompt_add", SET + "add/", POST_ONLY, EDIT, {"key": "matrix.added", "template": "x"}),
+    Route("web:set_submit", SET + "submit/", POST_ONLY, SUBMIT, {"base_revision": "{core_revision}"}),
+    Route("web:set_review", "/o/{org}/p/{project}/s/review/review/", POST_ONLY, REVIEW,
+          {"version": "1", "decision": "approve", "comment": "ok"}),
+    Route("web:set_reopen", "/o/{org}/p/{project}/s/locked/reopen/", POST_ONLY, REOPEN, {}),
+    Route("web:versions", SET + "versions/", VIEW),
+    Route("web:diff", SET + "diff/?a=1&b=2", VIEW),
+    Route("web:rollback", SET + "versions/1/rollback/", POST_ONLY, PUBLISH, {}),
+    Route("web:publish", SET + "versions/2/publish/production/", ANY, PUBLISH, {}),
+    Route("web:release", SET + "releases/{release_id}/", VIEW, ids=True),
+    Route("web:release_acks", SET + "releases/{release_id}/acks/", VIEW, ids=True),
+    Route("web:prompt", PROMPT, VIEW, EDIT, {
+        "save": "1", "base_revision": "{prompt_revision}", "template": "Matrix {{ name }}",
+        "param-0-name": "name", "param-0-type": "string", "param-0-required": "1",
+    }),
+    Route("web:prompt_check", PROMPT + "check/", POST_ONLY, ANY, {"template": "{{ x }}"}),
+    Route("web:prompt_preview", PROMPT + "preview/", POST_ONLY, ANY, {"template": "{{ x }}", "sample-x": "1"}),
+    Route("web:prompt_rename", PROMPT + "rename/", POST_ONLY, EDIT,
+          {"new_key": "matrix.renamed", "base_revision": "{prompt_revision}"}),
+    Route("web:prompt_delete", PROMPT + "delete/", ANY, EDIT, {"base_revision": "{prompt_revision}"}),
+    Route("peering:peer_list_org", "/forges/{org}/", VIEW),
+    Route("peering:peer_add", "/forges/{org}/add", POST_ONLY, PEERS,
+          {"name": "matrix-peer", "url": "http://127.0.0.1:9", "token": PEER_TOKEN}),
+    Route("peering:peer_detail", "/forges/{org}/peers/hidden-peer/", VIEW),
+    Route("peering:peer_check", "/forges/{org}/peers/hidden-peer/check", POST_ONLY, ANY, {}),
+    Route("peering:peer_token", "/forges/{org}/peers/hidden-peer/token", POST_ONLY, PEERS, {"token": PEER_TOKEN}),
+    Route("peering:peer_remove", "/forges/{org}/peers/hidden-peer/remove", POST_ONLY, PEERS, {}),
+    Route("peering:remote_project", REMOTE, ANY),
+    Route("peering:remote_connect", REMOTE + "connect", POST_ONLY, EDIT, {}, redirect_refusal=True),
+    Route("peering:remote_set", REMOTE + "s/core/", ANY),
+    Route("peering:remote_version", REMOTE + "s/core/v/1/", ANY),
+    Route("peering:remote_copy", REMOTE + "s/core/v/1/copy", POST_ONLY, EDIT, {"project": "{project}"},
+          redirect_refusal=True),
+    Route("peering:reference_detail", "/forges/{org}/connected/{reference_id}/", VIEW, ids=True),
+    Route("peering:reference_disconnect", "/forges/{org}/connected/{reference_id}/disconnect", POST_ONLY, EDIT, {},
+          ids=True),
+]
+# Routes without an organisation in their address, tried separately below.
+UNSCOPED = {
+    "healthz", "web:home", "web:login", "web:logout", "web:switch_organisation", "peering:peer_list",
+    "peering:set_upstream", "peering:set_upstream_diff", "distribution:openapi",
+}
+TOKEN_APIS = {
+    "distribution:live-releases", "distribution:live-bundle", "distribution:live-checkin", "peer_api:projects",
+    "peer_api:sets", "peer_api:versions", "peer_api:version",
+}
+ROLES = ["owner", "admin", "editor", "reviewer", "viewer", "outsider", "anonymous"]
+
+
+def _route_names(resolver: URLResolver | None = None, namespace: str = "") -> set[str]:
+    names: set[str] = set()
+    for entry in (resolver or get_resolver()).url_patterns:
+        if isinstance(entry, URLResolver):
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            names |= _route_names(entry, inner)
+        elif isinstance(entry, URLPattern) and entry.name:
+            names.add(namespace + entry.name)
+    return names
+
+
+def test_the_matrix_names_every_route_of_the_forge():
+    covered = {route.name for route in ROUTES} | UNSCOPED | TOKEN_APIS
+    assert _route_names() - covered == set(), "add the new routes to the access matrix"
+
+
+@dataclass
+class World:
+    team: factories.Team
+    outsider: Any
+    values: dict[str, Any]
+
+
+@pytest.fixture
+def world() -> World:
+    team = factories.make_org_with_members()
+    other = factories.make_org_with_members()
+    project = factories.make_project(team.organisation, actor=team.owner)
+    core = factories.make_prompt_set_with_prompts(project, actor=team.editor, slug="core")
+    v1 = factories.make_approved_version(core, author=team.editor, reviewer=team.reviewer)
+    release = factories.make_release(v1, actor=team.editor)
+    factories.make_approved_version(core, author=team.editor, reviewer=team.reviewer)
+    services.prompt_set_reopen(actor=team.editor, prompt_set=core)
+    review = factories.make_prompt_set_with_prompts(project, actor=team.editor, slug="review")
+    factories.make_submitted_version(review, author=team.editor)
+    locked = factories.make_prompt_set_with_prompts(project, actor=team.editor, slug="locked")
+    factories.make_approved_version(locked, author=team.editor, reviewer=team.reviewer)
+    token, _ = distribution_services.token_create(
+        actor=team.owner, project=project, environment=factories.environment(project), kind="live", name="web"
+    )
+    peer = peering_services.peer_create(
+        actor=team.owner, organisation=team.organisation, name="hidden-peer", url="http://127.0.0.1:9", token=PEER_TOKEN
+    )
+    reference = RemoteProjectReference.objects.create(
+        organisation=team.organisation, peer=peer, remote_organisation="racme", remote_project="rproject",
+        snapshot={"project": {}, "sets": []},
+    )
+    core.refresh_from_db()
+    values = {
+        "org": team.organisation.slug,
+        "project": project.slug,
+        "token_id": token.pk,
+        "release_id": release.pk,
+        "reference_id": reference.pk,
+        "set_id": core.pk,
+        "core_revision": core.revision,
+        "prompt_revision": Prompt.objects.get(prompt_set=core, key="welcome.message").revision,
+        "other_org": other.organisation.slug,
+    }
+    return World(team=team, outsider=other.owner, values=values)
+
+
+def fingerprint() -> tuple:
+    """Everything a refused request must leave as it was."""
+    return (
+        AuditEvent.objects.count(),
+        list(Prompt.objects.order_by("pk").values_list("pk", "key", "template", "revision")),
+        list(PromptSet.objects.order_by("pk").values_list("pk", "status", "revision")),
+        list(PromptSetVersion.objects.order_by("pk").values_list("pk", "state")),
+        Release.objects.count(),
+        list(AccessToken.objects.order_by("pk").values_list("pk", "revoked_at")),
+        list(Peer.objects.order_by("pk").values_list("pk", "name", "token_prefix")),
+        RemoteProjectReference.objects.count(),
+        LiveInstance.objects.count(),
+    )
+
+
+def _client(world: World, role: str) -> Client:
+    client = Client()
+    if role == "outsider":
+        client.force_login(world.outsider)
+    elif role != "anonymous":
+        client.force_login(world.team.member(role))
+    return client
+
+
+def _fill(template: str, values: dict[str, Any]) -> str:
+    return template.format(**values)
+
+
+def _may(role: str, capability: Any) -> bool:
+    return capability == ANY or Capability(capability) in ROLE_CAPABILITIES[role]
+
+
+def _check(role: str, route: Route, method: str, path: str, response: Any, changed: bool) -> str | None:
+    """What is wrong with one answer, or None."""
+    status = response.status_code
+    where = f"{role} {method} {path} -> {status}"
+    if status >= 500:
+        return f"{where}: server error"
+    rule = route.get if method == "GET" else route.post
+    if role == "anonymous":
+        if status != 302 or "/login/" not in response.get("Location", ""):
+            return f"{where}: not sent to sign in"
+        return f"{where}: changed something" if changed else None
+    if role == "outsider":
+        if status == 405 and ((method == "GET" and rule == POST_ONLY) or (method == "POST" and rule is None)):
+            return None  # the method is refused before anything is looked up: says nothing about the object
+        if status != 404:
+            return f"{where}: another organisation's member must get 404"
+        return f"{where}: changed something" if changed else None
+    if method == "GET":
+        if rule == POST_ONLY:
+            return None if status == 405 else f"{where}: expected 405"
+        if rule == ANY:
+            return None if status in (200, 302, 403, 405) else f"{where}: unexpected"
+        expected = 200 if _may(role, rule) else 403
+        return None if status == expected else f"{where}: expected {expected}"
+    if rule is None:  # a page that takes no POST: whatever it answers, nothing changes
+        return f"{where}: a POST to a read-only page changed something" if changed else None
+    if _may(role, rule):
+        return None if status not in (403, 404) else f"{where}: refused to a role that may"
+    if status != 403 and not (route.redirect_refusal and status == 302):
+        return f"{where}: expected 403"
+    return f"{where}: refused but changed something" if changed else None
+
+
+def test_every_url_answers_each_role_as_its_capabilities_say_and_refusals_change_nothing(world):
+    """One world for all roles (building it is the slow part); every problem is listed, not only the first."""
+    problems: list[str] = []
+    for role in ROLES:
+        client = _client(world, role)
+        for route in ROUTES:
+            paths = [_fill(route.path, world.values)]
+            if role == "outsider" and route.ids:  # our ids under the outsider's own organisation
+                paths.append(_fill(route.path, {**world.values, "org": world.values["other_org"]}))
+            methods = ["GET"] + (["POST"] if route.post is not None or role in ("anonymous", "outsider") else [])
+            for path in paths:
+                for method in methods:
+                    problem = _try(client, role, route, method, path, world.values)
+                    if problem:
+                        problems.append(problem)
+    assert not problems, "\n".join(problems)
+
+
+def _try(client: Client, role: str, route: Route, method: str, path: str, values: dict[str, Any]) -> str | None:
+    """One request inside a savepoint that is rolled back, so the next one meets the same world."""
+    data = {k: _fill(v, values) for k, v in (route.data or {}).items()}
+    before = fingerprint()
+    try:
+        with transaction.atomic():
+            response = client.get(path) if method == "GET" else client.post(path, data)
+            changed = fingerprint() != before
+            raise _Rollback
+    except _Rollback:
+        pass
+    return _check(role, route, method, path, response, changed)
+
+
+class _Rollback(Exception):
+    pass
+
+
+@pytest.mark.parametrize("role", ["outsider", "anonymous"])
+def test_unscoped_pages_leak_nothing_to_strangers(world, role):
+    client = _client(world, role)
+    set_id = world.values["set_id"]
+    for path in (f"/forges/sets/{set_id}/upstream", f"/forges/sets/{set_id}/upstream/diff"):
+        response = client.get(path)
+        expected = 404 if role == "outsider" else 302
+        assert response.status_code == expected, path
+    response = client.get(f"/switch/?org={world.values['org']}")
+    assert response.status_code == (404 if role == "outsider" else 302)
+    if role == "outsider":
+        page = client.get("/forges/").content.decode()
+        assert "hidden-peer" not in page and world.values["org"] not in page
+
+
+def test_logout_needs_a_post_and_sign_in_page_is_public(world):
+    client = _client(world, "viewer")
+    assert Client().get("/login/").status_code == 200
+    assert client.get("/logout/").status_code == 405
+    assert client.post("/logout/").status_code == 302
+    assert client.get("/o/" + world.values["org"] + "/").status_code == 302  # signed out: sent to sign in
