@@ -23,13 +23,14 @@ import urllib.request
 from typing import Any
 
 from bench import loadgen
-from bench.common import cpu_seconds, log, running_forge, write_result
+from bench.common import cpu_seconds, finish_profile, log, running_forge, start_profile, write_result
 from bench.idle_streams import create_token
 
 CONNECTIONS = 16
 DURATION_S = 5.0
 WARMUP_S = 1.0
 MAX_REQUESTS = 60_000
+PROFILE_S = 4.0
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/anvil_bench"
 FORGE_ENV = {"ANVIL_LOG_LEVEL": "WARNING"}
 
@@ -91,6 +92,13 @@ def measure_database(label: str, postgres_url: str | None) -> dict[str, Any]:
                 f"p99 {outcome['latency_ms']['p99']} ms, statuses {outcome['statuses']}"
             )
         results["bundle_bytes"] = size
+        # Where the FORGE's time goes on the conditional GET: a separate, sampled run (py-spy, 100 Hz).
+        profiler = start_profile(pid, PROFILE_S, f"api_{label}_bundle_304")
+        if profiler is not None:
+            path, headers = cases["bundle_304"]
+            loadgen.run("127.0.0.1", forge.port, path, headers=headers, connections=CONNECTIONS,
+                        duration_s=PROFILE_S, warmup_s=0.2, max_requests=MAX_REQUESTS)
+            results["profile_bundle_304"] = finish_profile(profiler, f"api_{label}_bundle_304")
     base = results["healthz"]["rps"] or 0
     for name in ("bundle_304", "bundle_200"):
         rps = results[name]["rps"]

@@ -363,6 +363,116 @@ def running_forge(
             os.environ["DATABASE_URL"] = saved
 
 
+PROFILES_DIR = RESULTS_DIR / "profiles"
+
+
+def pyspy_available() -> str | None:
+    """The py-spy executable beside this Python (``requirements/bench.txt``), or None."""
+    candidate = Path(sys.executable).with_name("py-spy")
+    return str(candidate) if candidate.exists() else shutil.which("py-spy")
+
+
+def start_profile(pid: int, seconds: float, name: str) -> subprocess.Popen[bytes] | None:
+    """Sample process ``pid`` with py-spy for ``seconds`` (GIL-holding stacks, 100 Hz, not pausing it).
+
+    Returns the py-spy process (pass it to :func:`finish_profile`), or None when py-spy is missing.
+    The collapsed stacks go to ``bench/results/profiles/<name>.txt``.
+    """
+    executable = pyspy_available()
+    if executable is None:
+        return None
+    PROFILES_DIR.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [executable, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--format", "raw",
+         "--gil", "--nonblocking", "--output", str(PROFILES_DIR / f"{name}.txt")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def finish_profile(process: subprocess.Popen[bytes] | None, name: str, *, top: int = 12) -> dict[str, Any] | None:
+    """Wait for py-spy and summarise ``profiles/<name>.txt``: the share of samples per function.
+
+    ``inclusive``: functions of Anvil, Django, Jinja2 and the standard library's json/hashlib by the share
+    of samples in which they are on the stack; ``self``: the functions the samples were in.
+    """
+    if process is None:
+        return None
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    path = PROFILES_DIR / f"{name}.txt"
+    if not path.exists():
+        return None
+    inclusive: dict[str, int] = {}
+    leaf: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [_frame_name(frame) for frame in stack.split(";") if frame]
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+        if frames:
+            leaf[frames[-1]] = leaf.get(frames[-1], 0) + count
+    if not total:
+        return {"samples": 0, "file": str(path.relative_to(ROOT))}
+    interesting = ("anvil_forge", "anvil_client", "django/db", "django/core", "jinja2", "json", "hashlib")
+    ranked = sorted(
+        ((name, n) for name, n in inclusive.items() if any(key in name for key in interesting)),
+        key=lambda item: -item[1],
+    )
+    return {
+        "samples": total,
+        "file": str(path.relative_to(ROOT)),
+        "inclusive_percent": {name: round(100 * n / total, 1) for name, n in ranked[:top]},
+        "self_percent": {
+            name: round(100 * n / total, 1) for name, n in sorted(leaf.items(), key=lambda item: -item[1])[:top]
+        },
+    }
+
+
+def cprofile_summary(call: Callable[[], Any], *, top: int = 12) -> dict[str, Any]:
+    """Run ``call`` once under cProfile; the functions with the largest cumulative share of its time."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        call()
+    finally:
+        profiler.disable()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = max((entry[3] for entry in stats.values()), default=0.0)  # cumulative time of the outermost call
+    ranked = sorted(stats.items(), key=lambda item: -item[1][3])
+    cumulative: dict[str, float] = {}
+    for (filename, line, function), (_, _, _, cum, _) in ranked:
+        name = _frame_name(f"{function} ({filename}:{line})")
+        if name in cumulative or not total:
+            continue
+        cumulative[name] = round(100 * cum / total, 1)
+        if len(cumulative) >= top:
+            break
+    return {"profiled_ms": round(total * 1000, 1), "cumulative_percent": cumulative}
+
+
+def _frame_name(frame: str) -> str:
+    """``function (path/to/file.py:123)`` -> ``function (package/file.py)``, shortened to the package."""
+    function, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/work/main/forge/", "/work/main/client/", "/lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{function} ({path})"
+
+
 def log(message: str) -> None:
     """Progress on stderr, stamped with the seconds since the benchmark started."""
     print(f"[{time.time() - _STARTED_AT:7.1f}s] {message}", file=sys.stderr, flush=True)

@@ -25,11 +25,13 @@ from typing import Any
 from bench.common import (
     ROOT,
     cpu_seconds,
+    finish_profile,
     log,
     raise_fd_limit,
     rss_mb,
     running_forge,
     seconds_left,
+    start_profile,
     summarize,
     write_result,
 )
@@ -145,9 +147,12 @@ def main() -> int:
                 cpu_connect_before = cpu_seconds(pid)
                 # Leave time for this step's settle and heartbeat window, and to shut down, before the limit.
                 budget = max(5.0, min(CONNECT_BUDGET_S[target], seconds_left() - SETTLE_SECONDS - WINDOW_SECONDS - 20))
+                profiled = target == STEPS[0]  # where the FORGE's time goes while it accepts streams
+                profiler = start_profile(pid, min(budget, 6.0), f"idle_streams_accept_{target}") if profiled else None
                 answers = workers.ask([f"open {n} {budget:.1f}" for n in share])
                 connect_s = time.monotonic() - started
                 connect_cpu_s = cpu_seconds(pid) - cpu_connect_before
+                accept_profile = finish_profile(profiler, f"idle_streams_accept_{target}")
                 opened = target
                 open_now = sum(a["open"] for a in answers)
                 failed = sum(a["failed"] for a in answers)
@@ -189,6 +194,8 @@ def main() -> int:
                     "forge_cpu_percent_idle": round(100 * cpu_used / WINDOW_SECONDS, 1),
                     "window_seconds": WINDOW_SECONDS,
                 }
+                if accept_profile:
+                    step["profile_accept"] = accept_profile
                 steps[str(target)] = step
                 log(f"idle_streams: {target}: {json.dumps({k: v for k, v in step.items() if k != 'statuses'})}")
         finally:

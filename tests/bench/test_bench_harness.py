@@ -229,3 +229,21 @@ def test_report_rewrites_only_the_generated_block_and_says_what_is_missing(tmp_p
     assert "old tables" not in text
     assert "| launch → first prompt (headline) | 42.0 | 50.0 | < 100 ms |" in text
     assert "_Not measured: `bench/results/api.json` is missing._" in text
+
+
+def test_profile_summary_ranks_functions_by_share_of_samples(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(common, "PROFILES_DIR", tmp_path)
+    monkeypatch.setattr(common, "ROOT", tmp_path)
+    (tmp_path / "demo.txt").write_text(
+        "main (app.py:1);handle (/x/site-packages/django/db/models/query.py:10);execute (db.py:5) 30\n"
+        "main (app.py:1);render (/x/site-packages/jinja2/environment.py:3) 10\n"
+    )
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    summary = common.finish_profile(done, "demo")
+    assert summary["samples"] == 40
+    assert summary["inclusive_percent"]["handle (django/db/models/query.py)"] == 75.0
+    assert summary["inclusive_percent"]["render (jinja2/environment.py)"] == 25.0
+    assert summary["self_percent"]["execute (db.py)"] == 75.0
