@@ -18,6 +18,7 @@ urlpatterns = [
     path("o/<slug:org>/tokens/", tokens.token_list, name="tokens"),
     path("o/<slug:org>/tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),
     path("o/<slug:org>/p/<slug:project>/", project.project_detail, name="project"),
+    path("o/<slug:org>/p/<slug:project>/sets/add/", project.prompt_set_add, name="prompt_set_add"),
     path(SET, sets.set_detail, name="set"),
     path(SET + "add/", sets.prompt_add, name="prompt_add"),
     path(SET + "submit/", sets.set_submit, name="set_submit"),

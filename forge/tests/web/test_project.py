@@ -44,3 +44,13 @@ def test_project_page_shows_status_live_version_and_instance_counts(as_user, tea
     assert ">v1</a>" in body  # live in production
     assert "Publish v2" in body  # the newest approved version is offered to publishers
     assert "Publish v2" not in as_user(team.reviewer).get(urls["project"]).content.decode()
+
+
+def test_writers_create_a_prompt_set_and_a_bad_name_keeps_the_form(as_user, team, project, urls):
+    client = as_user(team.editor)
+    response = client.post(urls["project"] + "sets/add/", {"slug": "onboarding", "name": "Onboarding"})
+    assert response.status_code == 302 and response["Location"].endswith("/s/onboarding/")
+    bad = client.post(urls["project"] + "sets/add/", {"slug": "Bad Slug!", "name": "Keep me"})
+    assert bad.status_code == 400 and 'value="Keep me"' in bad.content.decode()
+    assert as_user(team.reviewer).post(urls["project"] + "sets/add/", {"slug": "x"}).status_code == 403
+    assert "New prompt set" not in as_user(team.reviewer).get(urls["project"]).content.decode()
