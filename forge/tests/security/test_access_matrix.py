@@ -24,13 +24,10 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from anvil_forge.accounts.permissions import ROLE_CAPABILITIES, Capability
 from anvil_forge.audit.models import AuditEvent
-from anvil_forge.distribution import services as distribution_services
 from anvil_forge.distribution.models import AccessToken, LiveInstance, Release
-from anvil_forge.peering import services as peering_services
 from anvil_forge.peering.models import Peer, RemoteProjectReference
-from anvil_forge.prompts import services
 from anvil_forge.prompts.models import Prompt, PromptSet, PromptSetVersion
-from forge.tests import factories
+from forge.tests.security.world import PEER_TOKEN, World
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +37,6 @@ VIEW, EDIT, SUBMIT, REVIEW, REOPEN, PUBLISH = (
 TOKENS, PEERS = Capability.MANAGE_TOKENS, Capability.MANAGE_PEERS
 ANY = "any member"  # pages whose answer to a member depends on the object (200, 403 or 405): never 404/500
 POST_ONLY = "post only"  # GET answers 405
-PEER_TOKEN = "anvil_peer_" + "p" * 43
 
 
 @dataclass(frozen=True)
@@ -66,6 +62,7 @@ ROUTES = [
           {"target": "{project}/staging", "kind": "live", "name": "matrix"}),
     Route("web:token_revoke", "/o/{org}/tokens/{token_id}/revoke/", TOKENS, TOKENS, {}, ids=True),
     Route("web:project", "/o/{org}/p/{project}/", VIEW),
+    Route("web:prompt_set_add", "/o/{org}/p/{project}/sets/add/", POST_ONLY, EDIT, {"slug": "matrix-set", "name": "M"}),
     Route("web:set", SET, VIEW),
     Route("web:prompt_add", SET + "add/", POST_ONLY, EDIT, {"key": "matrix.added", "template": "x"}),
     Route("web:set_submit", SET + "submit/", POST_ONLY, SUBMIT, {"base_revision": "{core_revision}"}),
@@ -132,56 +129,11 @@ def test_the_matrix_names_every_route_of_the_forge():
     assert _route_names() - covered == set(), "add the new routes to the access matrix"
 
 
-@dataclass
-class World:
-    team: factories.Team
-    outsider: Any
-    values: dict[str, Any]
-
-
-@pytest.fixture
-def world() -> World:
-    team = factories.make_org_with_members()
-    other = factories.make_org_with_members()
-    project = factories.make_project(team.organisation, actor=team.owner)
-    core = factories.make_prompt_set_with_prompts(project, actor=team.editor, slug="core")
-    v1 = factories.make_approved_version(core, author=team.editor, reviewer=team.reviewer)
-    release = factories.make_release(v1, actor=team.editor)
-    factories.make_approved_version(core, author=team.editor, reviewer=team.reviewer)
-    services.prompt_set_reopen(actor=team.editor, prompt_set=core)
-    review = factories.make_prompt_set_with_prompts(project, actor=team.editor, slug="review")
-    factories.make_submitted_version(review, author=team.editor)
-    locked = factories.make_prompt_set_with_prompts(project, actor=team.editor, slug="locked")
-    factories.make_approved_version(locked, author=team.editor, reviewer=team.reviewer)
-    token, _ = distribution_services.token_create(
-        actor=team.owner, project=project, environment=factories.environment(project), kind="live", name="web"
-    )
-    peer = peering_services.peer_create(
-        actor=team.owner, organisation=team.organisation, name="hidden-peer", url="http://127.0.0.1:9", token=PEER_TOKEN
-    )
-    reference = RemoteProjectReference.objects.create(
-        organisation=team.organisation, peer=peer, remote_organisation="racme", remote_project="rproject",
-        snapshot={"project": {}, "sets": []},
-    )
-    core.refresh_from_db()
-    values = {
-        "org": team.organisation.slug,
-        "project": project.slug,
-        "token_id": token.pk,
-        "release_id": release.pk,
-        "reference_id": reference.pk,
-        "set_id": core.pk,
-        "core_revision": core.revision,
-        "prompt_revision": Prompt.objects.get(prompt_set=core, key="welcome.message").revision,
-        "other_org": other.organisation.slug,
-    }
-    return World(team=team, outsider=other.owner, values=values)
-
-
 def fingerprint() -> tuple:
     """Everything a refused request must leave as it was."""
     return (
         AuditEvent.objects.count(),
+        PromptSet.objects.count(),
         list(Prompt.objects.order_by("pk").values_list("pk", "key", "template", "revision")),
         list(PromptSet.objects.order_by("pk").values_list("pk", "status", "revision")),
         list(PromptSetVersion.objects.order_by("pk").values_list("pk", "state")),

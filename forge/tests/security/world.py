@@ -1,0 +1,62 @@
+"""One organisation with something of everything, and a stranger: what the security tests attack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from anvil_forge.distribution import services as distribution_services
+from anvil_forge.peering import services as peering_services
+from anvil_forge.peering.models import RemoteProjectReference
+from anvil_forge.prompts import services
+from anvil_forge.prompts.models import Prompt
+from forge.tests import factories
+
+PEER_TOKEN = "anvil_peer_" + "p" * 43
+
+
+@dataclass
+class World:
+    team: factories.Team
+    outsider: Any
+    values: dict[str, Any]
+
+
+def build_world() -> World:
+    """Sets ``core`` (LIVE; v1 live in production, v2 approved), ``review`` (v1 in review), ``locked``;
+    a live token, a peer (unreachable) with a connected project; and another organisation's owner."""
+    team = factories.make_org_with_members()
+    other = factories.make_org_with_members()
+    project = factories.make_project(team.organisation, actor=team.owner)
+    core = factories.make_prompt_set_with_prompts(project, actor=team.editor, slug="core")
+    v1 = factories.make_approved_version(core, author=team.editor, reviewer=team.reviewer)
+    release = factories.make_release(v1, actor=team.editor)
+    factories.make_approved_version(core, author=team.editor, reviewer=team.reviewer)
+    services.prompt_set_reopen(actor=team.editor, prompt_set=core)
+    review = factories.make_prompt_set_with_prompts(project, actor=team.editor, slug="review")
+    factories.make_submitted_version(review, author=team.editor)
+    locked = factories.make_prompt_set_with_prompts(project, actor=team.editor, slug="locked")
+    factories.make_approved_version(locked, author=team.editor, reviewer=team.reviewer)
+    token, _ = distribution_services.token_create(
+        actor=team.owner, project=project, environment=factories.environment(project), kind="live", name="web"
+    )
+    peer = peering_services.peer_create(
+        actor=team.owner, organisation=team.organisation, name="hidden-peer", url="http://127.0.0.1:9", token=PEER_TOKEN
+    )
+    reference = RemoteProjectReference.objects.create(
+        organisation=team.organisation, peer=peer, remote_organisation="racme", remote_project="rproject",
+        snapshot={"project": {}, "sets": []},
+    )
+    core.refresh_from_db()
+    values = {
+        "org": team.organisation.slug,
+        "project": project.slug,
+        "token_id": token.pk,
+        "release_id": release.pk,
+        "reference_id": reference.pk,
+        "set_id": core.pk,
+        "core_revision": core.revision,
+        "prompt_revision": Prompt.objects.get(prompt_set=core, key="welcome.message").revision,
+        "other_org": other.organisation.slug,
+    }
+    return World(team=team, outsider=other.owner, values=values)
