@@ -16,11 +16,13 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -51,6 +53,17 @@ PACKAGES = (
 
 _STARTED_AT = time.time()
 _LOAD_AT_START = os.getloadavg()
+RUN_ID_ENV = "ANVIL_BENCH_RUN_ID"
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # The runner stops an overrunning benchmark with SIGTERM: leave through the context managers, so the
+    # FORGE is stopped and its PostgreSQL database dropped, instead of dying where it stands.
+    raise SystemExit(128 + signum)
+
+
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 def machine() -> dict[str, Any]:
@@ -300,6 +313,29 @@ def prepare_templates(workdir: Path, postgres_url: str | None) -> dict[str, str]
     return env
 
 
+def drop_run_databases(postgres_url: str | None, run_id: str) -> list[str]:
+    """Drop the PostgreSQL databases this run's benchmarks made and could not drop (killed at their limit)."""
+    if not postgres_url:
+        return []
+    import psycopg
+
+    parts = urlsplit(postgres_url)
+    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"anvil\\_bench\\_{run_id}\\_%",)
+                )
+            ]
+            for name in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception:
+        return []
+    return names
+
+
 def drop_template(env: dict[str, str]) -> None:
     url = env.get(POSTGRES_TEMPLATE_ENV)
     if url:
@@ -314,7 +350,7 @@ def _copy_database(data_dir: Path, postgres_url: str | None) -> str | None:
         template = os.environ.get(POSTGRES_TEMPLATE_ENV)
         if not template:
             return None
-        name = f"anvil_bench_{uuid.uuid4().hex[:10]}"
+        name = f"anvil_bench_{os.environ.get(RUN_ID_ENV, 'x')}_{uuid.uuid4().hex[:8]}"
         _pg_admin(postgres_url, f'CREATE DATABASE "{name}" TEMPLATE "{urlsplit(template).path.lstrip("/")}"')
         return _pg_database_url(postgres_url, name)
     template = os.environ.get(SQLITE_TEMPLATE_ENV)
