@@ -394,7 +394,8 @@ class Client:
             if current.source != source and source == "forge":
                 self._publish(self._snapshot.with_source(bundle.set, source))
             return None
-        snapshot = self._snapshot.with_set(bundle, source)  # compiles; raises BundleError
+        # From the FORGE, changed templates are compiled before the swap: one that fails is refused here.
+        snapshot = self._snapshot.with_set(bundle, source, check=source == "forge")
         self._publish(snapshot)
         if write:
             from anvil_client._cache import write_disk_bundle

@@ -42,12 +42,18 @@ class Snapshot:
             return None
         return min((entry.source for entry in self.sets.values()), key=SOURCES.index)
 
-    def with_set(self, bundle: Any, source: str) -> Snapshot:
+    def with_set(self, bundle: Any, source: str, *, check: bool = False) -> Snapshot:
+        """A snapshot with ``bundle`` as its set's version.
+
+        ``check`` compiles, now, every prompt whose template or parameters changed from the version in
+        this snapshot, so a release with a template that cannot compile is refused (BundleError) and the
+        last good version kept; the others compile on first use.
+        """
         entry = self.sets.get(bundle.set)
         if entry is not None and entry.bundle.digest == bundle.digest:
             compiled = entry.prompts
         else:
-            compiled = compile_bundle(bundle)
+            compiled = compile_bundle(bundle, previous=entry.prompts if entry else None, check=check)
         sets = dict(self.sets)
         sets[bundle.set] = SetEntry(bundle=bundle, source=source, prompts=compiled)
         return build(sets)
@@ -59,18 +65,29 @@ class Snapshot:
         return Snapshot(sets=sets, prompts=self.prompts, ambiguous=self.ambiguous)
 
 
-def compile_bundle(bundle: Any) -> dict[str, CompiledPrompt]:
-    """Compile every prompt of a verified bundle; a template that fails makes the whole bundle fail."""
+def compile_bundle(
+    bundle: Any, *, previous: Mapping[str, CompiledPrompt] | None = None, check: bool = False
+) -> dict[str, CompiledPrompt]:
+    """The prompts of a verified bundle, sharing compiled templates with ``previous`` where unchanged.
+
+    With ``check`` and a previous version, new or changed templates are compiled now and one that fails
+    fails the whole bundle, so the previous version stays.
+    """
     from anvil_client._exceptions import BundleError, TemplateError
 
     compiled = {}
     for spec in bundle.prompts:
-        try:
-            compiled[spec.id] = CompiledPrompt(spec, set_slug=bundle.set, version=bundle.version)
-        except (TemplateError, RecursionError, MemoryError, ValueError, SyntaxError) as exc:
-            raise BundleError(
-                f"set {bundle.set!r} version {bundle.version}: prompt {spec.id!r} does not compile: {exc}"
-            ) from exc
+        old = previous.get(spec.id) if previous is not None else None
+        same = old is not None and old.same_template(spec)
+        prompt = CompiledPrompt(spec, set_slug=bundle.set, version=bundle.version, share=old if same else None)
+        if check and previous is not None and not same:  # with no previous version there is nothing to keep
+            try:
+                prompt.compile()
+            except (TemplateError, RecursionError, MemoryError, ValueError, SyntaxError) as exc:
+                raise BundleError(
+                    f"set {bundle.set!r} version {bundle.version}: prompt {spec.id!r} does not compile: {exc}"
+                ) from exc
+        compiled[spec.id] = prompt
     return compiled
 
 

@@ -74,6 +74,7 @@ class StubForge:
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _next_id: int = 0
+    _stopping: bool = False
 
     # ------------------------------------------------------------------------------------------- driving
 
@@ -83,6 +84,7 @@ class StubForge:
         class Handler(_Handler):
             forge = stub
 
+        self._stopping = False
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="stub-forge", daemon=True).start()
@@ -98,6 +100,7 @@ class StubForge:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        self._stopping = True  # streams opened while stopping end too
         self.drop_streams()
         if self._server is not None:
             self._server.shutdown()
@@ -253,13 +256,18 @@ class _Handler(BaseHTTPRequestHandler):
                 backlog = [r for r in forge.releases.values() if last is None or r["release_id"] > int(last)]
                 forge._queues.append(q)
             self._write_chunk(f"retry: {forge.retry_ms}\n\n")
+            last_write = time.monotonic()
             for release in backlog:
                 q.put(("release", release))
             while True:
                 try:
-                    kind, release = q.get(timeout=forge.heartbeat)
+                    kind, release = q.get(timeout=min(forge.heartbeat, 0.2))
                 except queue.Empty:
-                    self._write_chunk(": heartbeat\n\n")
+                    if forge._stopping:
+                        break
+                    if time.monotonic() - last_write >= forge.heartbeat:
+                        self._write_chunk(": heartbeat\n\n")
+                        last_write = time.monotonic()
                     continue
                 if kind == "close":
                     self.wfile.write(b"0\r\n\r\n")

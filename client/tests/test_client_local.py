@@ -335,3 +335,35 @@ def test_host_state_is_honoured_at_start(tmp_path: Path, make_client: MakeClient
     client = make_client(cache_dir=cache)
     status = client.status()
     assert (status["mode"], status["pins"]) == ("frozen", {"core": 1})
+
+
+def test_prompts_compile_on_first_use_only(tmp_path: Path, make_client: MakeClient) -> None:
+    many = [{"id": f"p{i:04d}", "template": f"{{{{ name }}}} #{i}", "parameters": []} for i in range(1000)]
+    client = make_client(cache_dir=cache_with(tmp_path, make_bundle("core", 1, many)))
+    client.start()
+    entries = [client._prompts[f"p{i:04d}"] for i in range(1000)]
+    assert all(entry._compiled is None for entry in entries)
+    assert client.prompt("p0007", name="x") == "x #7"
+    assert entries[7]._compiled is not None
+    assert sum(entry._compiled is not None for entry in entries) == 1
+    first = entries[7].render
+    assert client.prompt("p0007", name="y") == "y #7"
+    assert client._prompts["p0007"].render is first  # compiled once
+
+
+def test_an_unchanged_prompt_shares_its_compiled_template_with_the_next_version(
+    tmp_path: Path, make_client: MakeClient
+) -> None:
+    two = [
+        {"id": "a", "template": "A {{ x }}", "parameters": []},
+        {"id": "b", "template": "B {{ x }}", "parameters": []},
+    ]
+    client = make_client(cache_dir=cache_with(tmp_path, make_bundle("core", 1, two)))
+    assert client.prompt("a", x=1) == "A 1"
+    compiled_a = client._prompts["a"].render
+    changed = [two[0], {"id": "b", "template": "B2 {{ x }}", "parameters": []}]
+    with client._lock:
+        client._apply(load_bundle(make_bundle("core", 2, changed)), "forge", write=False)
+    assert client._prompts["a"].render is compiled_a
+    assert client.get("a")["version"] == 2
+    assert client.prompt("b", x=1) == "B2 1"

@@ -428,3 +428,14 @@ def test_a_cache_left_by_another_project_is_replaced_even_by_a_lower_version(
     client = make_client(stub, cache_dir=cache)
     assert text(client) == "Hello Ada (v2)"
     assert client.get("welcome.message")["version"] == 2
+
+
+def test_a_release_whose_changed_template_cannot_compile_is_refused(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub)
+    assert text(client) == "Hello Ada (v1)"
+    assert eventually(lambda: stub.open_streams() == 1)
+    stub.publish("core", 2, text="Hello {% if %}")  # a valid bundle whose template is not valid Jinja2
+    assert eventually(lambda: "does not compile" in (client.status()["last_error"] or ""))
+    assert text(client) == "Hello Ada (v1)"
+    assert client.status()["versions"] == {"core": 1}
