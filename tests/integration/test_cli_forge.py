@@ -195,6 +195,24 @@ def test_pin_fetches_the_version_and_a_running_client_follows(connected, forge):
         running.close()
 
 
+def test_mode_from_the_command_reaches_a_running_client_within_a_second(connected, forge):
+    app, _ = connected
+    running = Client(Config.from_env({}, start=app, state_check_interval=0.1)).start()
+    try:
+        assert _eventually(lambda: running.status()["connected"])
+
+        assert anvil(app, "mode", "frozen").returncode == 0
+        assert _eventually(lambda: running.mode == "frozen", 1.0)
+        publish_v2(forge)
+        assert _eventually(lambda: running.status()["available"] == {"core": 2})
+        assert running.status()["versions"] == {"core": 1}
+
+        assert anvil(app, "mode", "accepting").returncode == 0
+        assert _eventually(lambda: running.status()["versions"] == {"core": 2})
+    finally:
+        running.close()
+
+
 def test_pin_to_a_version_the_forge_does_not_have_pins_nothing(connected):
     app, _ = connected
 
