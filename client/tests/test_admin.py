@@ -358,3 +358,18 @@ def test_asgi_lifespan_is_answered():
     asyncio.run(page.asgi({"type": "lifespan"}, receive, send))
 
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def test_text_from_the_client_is_escaped_on_the_page(through, tmp_path):
+    hostile = Client(Config(cache_dir=tmp_path / "c", bootstrap=tmp_path / "<script>alert(1)</script>.json"))
+    hostile.start()
+    browser = through.http(through.app(AdminPage(hostile, secret=SECRET)))
+    try:
+        assert "<script>" in hostile.status()["last_error"]
+        sign_in(browser)
+        page = browser.get("/").text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        assert "<script>" not in page
+    finally:
+        browser.close()
+        hostile.close()
