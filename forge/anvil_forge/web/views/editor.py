@@ -74,8 +74,11 @@ def _live(state: dict[str, Any]) -> dict[str, Any]:
                 preview_note = f"Type a sample value for {missing} to see the preview."
             else:
                 preview_error = exc.message
+    lines = state["template"].splitlines()
+    error_text = lines[analysis.error_line - 1] if analysis.error_line and analysis.error_line <= len(lines) else ""
     return {
         "analysis": analysis,
+        "error_text": error_text,
         "sample_fields": fields,
         "preview": preview,
         "preview_error": preview_error,

@@ -92,8 +92,18 @@ def audit(request: HttpRequest, org: str) -> HttpResponse:
     if errors:
         events = events.none()
     page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    everything = audit_events_for(actor=request.user, organisation=place.organisation).order_by()
+    kinds = sorted({action.split(".")[0] for action in everything.values_list("action", flat=True).distinct()})
     return render(
         request,
         "web/audit.html",
-        {**place.context(), "page": page, "filters": filters, "errors": errors, "projects": projects},
+        {
+            **place.context(),
+            "page": page,
+            "filters": filters,
+            "errors": errors,
+            "projects": projects,
+            "action_kinds": kinds,
+            "actors": sorted(set(everything.values_list("actor_label", flat=True).distinct())),
+        },
     )
