@@ -7,6 +7,7 @@ with a temporary ANVIL_DATA_DIR.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import socket
@@ -210,3 +211,36 @@ def test_make_run_refuses_clearly_when_a_port_is_taken(devrun_env):
     assert result.returncode == 1
     assert f"port {forge_port} (FORGE_PORT) is in use" in result.stderr
     assert not (data_dir / "logs").exists()
+
+
+CHROMIUM = os.environ.get("ANVIL_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's Chromium is not at {CHROMIUM}")
+def test_demo_page_open_in_a_browser_shows_a_publish_without_a_reload(devrun_env):
+    from playwright.sync_api import sync_playwright
+
+    env, _, forge_port, demo_port = devrun_env
+    run = DevRunProcess(env, forge_port, demo_port)
+    try:
+        run.wait_for("Logs:")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking",
+                      "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"],
+            )
+            try:
+                page = browser.new_page()
+                page.goto(run.demo_url + "/")
+                assert page.locator("#greeting\\.welcome .rendered").inner_text().startswith("Hi Grace!")
+                page.evaluate("window.sameDocument = true")  # gone if the page were reloaded
+                publish(env, 2)
+                page.wait_for_selector("text=version 2 arrived", timeout=10_000)  # no reload: the page polls
+                assert page.locator("#greeting\\.welcome .rendered").inner_text().startswith("Hello Grace")
+                assert page.evaluate("window.sameDocument") is True
+            finally:
+                browser.close()
+    finally:
+        assert run.interrupt() == 0, "".join(run.output)
