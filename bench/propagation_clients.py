@@ -1,7 +1,7 @@
 """Propagation to real LIVE clients: publish to the moment each ``anvil_client.Client`` returns the new text.
 
 ``bench.propagation`` measures delivery over thousands of streams with raw-socket clients that stamp the
-arrival of the release event. This figure closes the loop with the real client library: ``CLIENTS``
+arrival of the release event. This figure closes the loop with the real client library: 4, then 16,
 processes, each running one ``anvil_client.Client`` connected to the FORGE (its own sync thread, SSE
 stream, bundle verification, template compilation, snapshot swap, disk-cache write), and a thread that
 calls ``client.prompt(...)`` every ``POLL_S`` seconds and stamps the wall-clock time the returned text
@@ -28,8 +28,8 @@ from typing import Any
 from bench.common import ROOT, log, percentile, running_forge, summarize, write_result
 from bench.idle_streams import create_token
 
-CLIENTS = 16
-ROUNDS = 6
+STEPS = (4, 16)  # client processes: few, then many sharing the machine's 2 cores
+ROUNDS = 5
 POLL_S = 0.002
 ROUND_WAIT_S = 1.5
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -51,7 +51,7 @@ def client_main(url: str, token: str) -> int:
     for name in details.get("variables", []):
         variables.setdefault(name, "x")
     seen: dict[str, float] = {}
-    updates: dict[int, float] = {}
+    updates: dict[str, float] = {}  # marker -> when on_update ran for the version that brought it
     stop = threading.Event()
     markers = [f"round {n}" for n in range(64)]
 
@@ -65,7 +65,14 @@ def client_main(url: str, token: str) -> int:
                     seen[marker] = now
             time.sleep(POLL_S)
 
-    client.on_update(lambda change: updates.setdefault(change["version"], time.time()))
+    def on_update(change: dict[str, Any]) -> None:
+        now = time.time()
+        text = client.prompt(prompt_id, variables).rstrip()
+        for marker in markers:
+            if text.endswith(marker):
+                updates.setdefault(marker, now)
+
+    client.on_update(on_update)
     threading.Thread(target=poll, name="bench.poll", daemon=True).start()
     sys.stdout.write(json.dumps({"ready": True, "prompt_id": prompt_id, "status": client.status()["source"]}) + "\n")
     sys.stdout.flush()
@@ -123,63 +130,85 @@ def postgres_url() -> str | None:
         return None
 
 
+def _step_figures(reports: list[dict[str, Any]], commits: list[tuple[int, float]]) -> dict[str, Any]:
+    latencies: list[float] = []
+    callbacks: list[float] = []
+    missing = 0
+    for report in reports:
+        for index, committed_at in commits:
+            at = report["seen"].get(f"round {index}")
+            if at is None:
+                missing += 1
+            else:
+                latencies.append((at - committed_at) * 1000)
+            callback_at = report["updates"].get(f"round {index}")
+            if callback_at is not None:
+                callbacks.append((callback_at - committed_at) * 1000)
+    return {
+        "clients": len(reports),
+        "rounds": len(commits),
+        "p50_ms": round(percentile(latencies, 50), 2) if latencies else None,
+        "p99_ms": round(percentile(latencies, 99), 2) if latencies else None,
+        "latency_ms": summarize(latencies, 2),
+        "on_update_callback_ms": summarize(callbacks, 2),
+        "missing": missing,
+        # The publisher stamps its commit after version_publish returns; when that process is descheduled a
+        # client can be faster than the stamp. Such samples stay in (as they are) and are counted here.
+        "before_commit_stamp": sum(1 for value in latencies if value < 0),
+    }
+
+
 def main() -> int:
     postgres = postgres_url()
     env = {"ANVIL_LOG_LEVEL": "WARNING"}
     if not postgres:
         env["ANVIL_RELEASE_POLL_SECONDS"] = "0.05"
     database = "PostgreSQL" if postgres else "SQLite"
-    log(f"propagation_clients: {CLIENTS} real client processes, {ROUNDS} publishes, {database}")
-    latencies: list[float] = []
-    callback_latencies: list[float] = []
-    missing = 0
+    log(f"propagation_clients: {STEPS} real client processes, {ROUNDS} publishes per step, {database}")
+    steps: dict[str, Any] = {}
     with running_forge(env=env, postgres_url=postgres) as forge:
         token = create_token(forge)
         child_env = {**forge.env, "PYTHONPATH": str(ROOT)}
-        publisher = Child(["bench.propagation", "publisher", str(ROUNDS)], child_env)
+        publisher = Child(["bench.propagation", "publisher", str(ROUNDS * len(STEPS))], child_env)
         client_env = {k: v for k, v in os.environ.items() if not k.startswith(("ANVIL_", "DJANGO_"))}
         client_env["PYTHONPATH"] = str(ROOT)
-        clients = [Child(["bench.propagation_clients", "client", forge.url, token], client_env) for _ in range(CLIENTS)]
+        clients: list[Child] = []
         try:
             log(f"publisher prepared {publisher.ask(None)['prepared']} versions")
-            ready = [c.ask(None) for c in clients]
-            log(f"clients ready: {sum(1 for r in ready if r.get('ready'))}, first prompt {ready[0]['prompt_id']}")
-            time.sleep(1.0)
-            commits: list[float] = []
-            for _ in range(ROUNDS):
-                published = publisher.ask("publish")
-                commits.append(published["committed_at"])
-                time.sleep(ROUND_WAIT_S)
-            reports = [c.ask("times") for c in clients]
+            round_index = 0
+            for step in STEPS:
+                added = [
+                    Child(["bench.propagation_clients", "client", forge.url, token], client_env)
+                    for _ in range(step - len(clients))
+                ]
+                ready = [c.ask(None) for c in added]
+                clients += added
+                log(f"{len(clients)} clients ready ({sum(1 for r in ready if r.get('ready'))} new)")
+                time.sleep(1.0)
+                commits: list[tuple[int, float]] = []
+                for _ in range(ROUNDS):
+                    published = publisher.ask("publish")
+                    commits.append((round_index, published["committed_at"]))
+                    round_index += 1
+                    time.sleep(ROUND_WAIT_S)
+                steps[str(step)] = _step_figures([c.ask("times") for c in clients], commits)
+                log(f"propagation_clients: {step} clients: {steps[str(step)]}")
         finally:
             for child in [publisher, *clients]:
                 child.close()
-    for report in reports:
-        updates = sorted(report["updates"].values())
-        for index, committed_at in enumerate(commits):
-            at = report["seen"].get(f"round {index}")
-            if at is None:
-                missing += 1
-            else:
-                latencies.append((at - committed_at) * 1000)
-        for at, committed_at in zip(updates[-len(commits) :], commits, strict=False):
-            callback_latencies.append((at - committed_at) * 1000)
+    largest = steps.get(str(max(STEPS)), {})
     figures = {
-        "method": f"{CLIENTS} processes, one anvil_client.Client each, following one FORGE "
-        f"({'PostgreSQL LISTEN/NOTIFY' if postgres else 'SQLite, periodic check 0.05 s'}); {ROUNDS} publishes "
-        f"{ROUND_WAIT_S} s apart by the real version_publish service; latency = first prompt() returning the new "
-        f"text (polled every {POLL_S * 1000:.0f} ms) - publisher commit time",
-        "clients": CLIENTS,
-        "rounds": ROUNDS,
-        "p50_ms": round(percentile(latencies, 50), 2) if latencies else None,
-        "p99_ms": round(percentile(latencies, 99), 2) if latencies else None,
-        "latency_ms": summarize(latencies, 2),
-        "on_update_callback_ms": summarize(callback_latencies, 2),
-        "missing": missing,
+        "method": f"processes with one anvil_client.Client each, on this machine, following one FORGE "
+        f"({'PostgreSQL LISTEN/NOTIFY' if postgres else 'SQLite, periodic check 0.05 s'}); {ROUNDS} publishes per "
+        f"step, {ROUND_WAIT_S} s apart, by the real version_publish service; latency = first prompt() returning "
+        f"the new text (polled every {POLL_S * 1000:.0f} ms) - publisher commit time",
+        "steps": steps,
+        "clients": max(STEPS),
+        "p50_ms": largest.get("p50_ms"),
+        "p99_ms": largest.get("p99_ms"),
         "target_p99_ms": 100,
     }
     path = write_result("propagation_clients", figures)
-    log(f"propagation_clients: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, missing {missing}")
     log(f"wrote {path}")
     return 0
 

@@ -108,15 +108,19 @@ def propagation(data: dict[str, Any]) -> list[str]:
 
 
 def propagation_clients(data: dict[str, Any]) -> list[str]:
-    latency = data.get("latency_ms") or {}
-    callback = data.get("on_update_callback_ms") or {}
-    rows = [
-        ["first `prompt()` with the new text", latency.get("n"), latency.get("median"), latency.get("p99"),
-         latency.get("max"), data.get("missing"), "p99 < 100 ms"],
-        ["`on_update` callback (after the disk-cache write)", callback.get("n"), callback.get("median"),
-         callback.get("p99"), callback.get("max"), None, ""],
-    ]
-    lines = _table(["moment", "samples", "p50 ms", "p99 ms", "max ms", "missing", "target"], rows)
+    rows = []
+    for count, step in sorted((data.get("steps") or {}).items(), key=lambda kv: int(kv[0])):
+        latency = step.get("latency_ms") or {}
+        callback = step.get("on_update_callback_ms") or {}
+        rows.append(
+            [int(count), latency.get("n"), latency.get("median"), latency.get("p99"), latency.get("max"),
+             callback.get("median"), callback.get("p99"), step.get("missing")]
+        )
+    lines = _table(
+        ["client processes", "samples", "new text p50 ms", "p99 ms", "max ms", "on_update p50 ms", "p99 ms",
+         "missing"],
+        rows,
+    )
     lines += ["", f"Method: {data.get('method')}."]
     return lines
 
