@@ -101,6 +101,14 @@ def propagation(data: dict[str, Any]) -> list[str]:
             ]
         )
     lines = _table(["streams", "open", "p50 ms", "p99 ms", "max ms", "deliveries", "missing", "target"], rows)
+    memory = data.get("idle_stream_memory")
+    if isinstance(memory, dict):
+        lines += [
+            "",
+            f"Memory per idle stream in this run: {_fmt(memory.get('kb_per_stream'))} KB "
+            f"({_fmt(memory.get('rss_before_mb'))} MB before any stream, {_fmt(memory.get('rss_after_mb'))} MB "
+            f"with {_fmt(memory.get('streams'))}).",
+        ]
     method = data.get("method")
     if isinstance(method, dict):
         lines += ["", "Method: " + "; ".join(f"{k}: {v}" for k, v in method.items()) + "."]
@@ -245,7 +253,7 @@ def api(data: dict[str, Any]) -> list[str]:
 
 SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("hot_path", "Hot path", hot_path),
-    ("propagation", "Propagation (publish → every client returns the new text)", propagation),
+    ("propagation", "Propagation (publish → the release event on every stream)", propagation),
     ("propagation_clients", "Propagation to real clients (publish → `prompt()` returns the new text)",
      propagation_clients),
     ("idle_streams", "Idle streams (one FORGE process)", idle_streams),
