@@ -29,4 +29,22 @@
       try { document.execCommand("copy"); done(); } catch (e) { /* the text stays selected to copy by hand */ }
     }
   });
+  // When an htmx request fails (the FORGE is restarting, the network dropped), say so; typed text stays put.
+  var showProblem = function (message) {
+    var box = document.getElementById("htmx-problem");
+    if (!box) { return; }
+    box.textContent = message;
+    box.hidden = false;
+  };
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr ? event.detail.xhr.status : "";
+    showProblem("The FORGE answered with an error (" + status + "). Your text is still here; reload the page if it persists.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    showProblem("The FORGE could not be reached. Your text is still here; the page will catch up when it answers.");
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var box = document.getElementById("htmx-problem");
+    if (box && event.detail.successful) { box.hidden = true; }
+  });
 })();
