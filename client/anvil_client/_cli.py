@@ -93,6 +93,7 @@ def _confirm(question: str) -> bool:
 def run_connect(args: argparse.Namespace) -> int:
     from anvil_client._http import HTTPFailure, request
 
+    config_path = _config_path_for(Path(args.path))
     token = (args.token or os.environ.get("ANVIL_TOKEN", "")).strip()
     if not token:
         raise CommandError("give the token with --token TOKEN (or in the ANVIL_TOKEN environment variable)", USAGE)
@@ -126,14 +127,13 @@ def run_connect(args: argparse.Namespace) -> int:
         raise CommandError(f"{url} does not answer like an Anvil FORGE: {exc}") from exc
     _say(f"Token accepted by {url}: {where}; current releases: {sets}.")
 
-    config_path = _config_path_for(Path(args.path))
-    created = not config_path.exists()
-    _write_forge_url(config_path, url)
-    _say(f"{'Created' if created else 'Updated'} {config_path} (forge_url = {url}).")
     if args.no_save_token:
         _say("The token was not saved: set ANVIL_TOKEN in the application's environment.")
     else:
-        _save_token(config_path, token)
+        _save_token(config_path, token)  # first: when it refuses, nothing is recorded
+    created = not config_path.exists()
+    _write_forge_url(config_path, url)
+    _say(f"{'Created' if created else 'Updated'} {config_path} (forge_url = {url}).")
     config = Config.from_env(start=config_path.parent, forge_url=url, token=token, sync=False)
     if find_config_file(os.environ, config_path.parent) != config_path:
         _say(f"Note: ANVIL_CONFIG names another file; this application's settings are in {config_path}.")

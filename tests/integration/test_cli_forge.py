@@ -94,6 +94,19 @@ def test_connect_to_a_server_that_is_not_a_forge_says_so(forge, app):
     assert "not an Anvil FORGE" in result.stderr
 
 
+def test_connect_refuses_to_save_the_token_where_git_tracks_it_and_records_nothing(forge, app):
+    subprocess.run(["git", "init", "-q"], cwd=app, check=True)
+    (app / "anvil.credentials").write_text("")
+    subprocess.run(["git", "add", "anvil.credentials"], cwd=app, check=True)
+
+    result = anvil(app, "connect", forge.url, "--token", live_token(forge))
+
+    assert result.returncode == 1
+    assert "tracked by git" in result.stderr and "ANVIL_TOKEN" in result.stderr
+    assert (app / "anvil.credentials").read_text() == ""
+    assert not (app / "anvil.toml").exists()
+
+
 def test_connect_takes_the_token_from_the_environment_and_may_leave_it_unsaved(forge, app):
     result = anvil(app, "connect", forge.url, "--no-save-token", token=live_token(forge))
 
