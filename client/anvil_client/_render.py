@@ -24,6 +24,15 @@ from typing import Any
 from anvil_client._exceptions import InvalidVariable, MissingVariables, TemplateError
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# ``{{ name }}`` with optional ``-`` white space control, as Jinja2's lexer reads it.
+_SIMPLE_VARIABLE = re.compile(r"\{\{(-?)\s*([A-Za-z_][A-Za-z0-9_]*)\s*(-?)\}\}")
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+# Names Jinja2 reads as something else (constants, operators, globals): such templates go to Jinja2.
+_NOT_PLAIN_NAMES = frozenset(
+    [*keyword.kwlist, "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if",
+     "else", "range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "self", "caller", "varargs",
+     "kwargs"]
+)
 _NUMBER_CLASSES = (int, float)
 
 Renderer = Callable[[Mapping[str, Any]], str]
@@ -66,6 +75,60 @@ _FAST_CLASS_TEST = {
     "number": "{v}.__class__ is not int and {v}.__class__ is not float",
     "boolean": "{v}.__class__ is not bool",
 }
+
+
+def simple_pieces(source: str) -> tuple[tuple[str, str], ...] | None:
+    """The pieces of a template made only of text and ``{{ name }}``, without importing Jinja2; else None.
+
+    Mirrors Jinja2's lexer for this subset: the first ``{{``, ``{%`` or ``{#`` starts a tag; ``{{-`` strips
+    white space before the tag and ``-}}`` after it; newlines in text become ``\\n``. Anything else (comments,
+    raw blocks, ``{{+``, filters...) returns None and Jinja2's own parser decides. The property test in
+    ``client/tests/test_render.py`` compares both with sandboxed Jinja2.
+    """
+    pieces: list[tuple[str, str]] = []
+    position = 0
+    strip_next = False
+    for match in _SIMPLE_VARIABLE.finditer(source):
+        text = source[position : match.start()]
+        if "{{" in text or "{%" in text or "{#" in text or text.endswith("{"):
+            return None
+        name = match.group(2)
+        if name in _NOT_PLAIN_NAMES:
+            return None
+        if strip_next:
+            text = text.lstrip()
+        if match.group(1):
+            text = text.rstrip()
+        if text:
+            pieces.append(("text", _NEWLINES.sub("\n", text)))
+        pieces.append(("var", name))
+        strip_next = bool(match.group(3))
+        position = match.end()
+    text = source[position:]
+    if "{{" in text or "{%" in text or "{#" in text:
+        return None
+    if strip_next:
+        text = text.lstrip()
+    if text:
+        pieces.append(("text", _NEWLINES.sub("\n", text)))
+    merged: list[tuple[str, str]] = []
+    for kind, value in pieces:
+        if kind == "text" and merged and merged[-1][0] == "text":
+            merged[-1] = ("text", merged[-1][1] + value)
+        else:
+            merged.append((kind, value))
+    return tuple(merged)
+
+
+class _Simple:
+    """What :func:`_build_renderer` needs of a compiled substitution-only template."""
+
+    __slots__ = ("pieces", "render", "variables")
+
+    def __init__(self, pieces: tuple[tuple[str, str], ...]) -> None:
+        self.pieces = pieces
+        self.variables = frozenset(value for kind, value in pieces if kind == "var")
+        self.render = None
 
 
 class CompiledPrompt:
@@ -114,9 +177,14 @@ class CompiledPrompt:
         """Compile now (idempotent). Raises :class:`TemplateError` when the template cannot be compiled."""
         if self._compiled is not None:
             return
-        from anvil_client import templates
+        pieces = simple_pieces(self.source)
+        compiled: Any
+        if pieces is not None:
+            compiled = _Simple(pieces)  # no Jinja2 needed: most prompts never import it
+        else:
+            from anvil_client import templates
 
-        compiled = templates.compile_template(self.source, prompt_id=self.id)
+            compiled = templates.compile_template(self.source, prompt_id=self.id)
         render = _build_renderer(self.spec, compiled)
         self._compiled = (compiled.variables, compiled.pieces is not None, render)
         self.render = render

@@ -184,9 +184,10 @@ def load_bundle(data: bytes | str | Mapping[str, Any]) -> Bundle:
         raise BundleFormatError(f"unknown bundle format {parsed.get('format')!r}; expected {FORMAT!r}")
     prompts = _check_schema(parsed)
     try:
-        expected_content = content_digest([dict(p) for p in parsed["prompts"]])
-        without_digest = {k: v for k, v in parsed.items() if k != "digest"}
-        expected_digest = sha256_digest(canonical_json(without_digest))
+        # The prompts are serialised once and reused in both digests (they are most of a bundle).
+        prompts_json = canonical_json(parsed["prompts"])
+        expected_content = sha256_digest(b'{"prompts":' + prompts_json + b"}")
+        expected_digest = sha256_digest(_canonical_with(parsed, skip="digest", prompts_json=prompts_json))
     except (TypeError, ValueError) as exc:  # values json cannot serialise canonically
         raise BundleSchemaError("prompts", f"cannot be serialised canonically: {exc}") from exc
     if parsed["content_digest"] != expected_content:
@@ -334,6 +335,17 @@ def _check_schema(bundle: Mapping[str, Any]) -> tuple[PromptSpec, ...]:
             )
         )
     return tuple(specs)
+
+
+def _canonical_with(bundle: Mapping[str, Any], *, skip: str, prompts_json: bytes) -> bytes:
+    """``canonical_json`` of ``bundle`` without key ``skip``, with the prompts' canonical JSON given."""
+    parts = []
+    for key in sorted(bundle):
+        if key == skip:
+            continue
+        value = prompts_json if key == "prompts" else canonical_json(bundle[key])
+        parts.append(canonical_json(key) + b":" + value)
+    return b"{" + b",".join(parts) + b"}"
 
 
 def _refuse_constant(name: str) -> Any:

@@ -16,7 +16,7 @@ from anvil_client import BundleDigestError, BundleError
 from anvil_client.bundle import load_bundle
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
     max_leaves=8,
 )
@@ -56,3 +56,17 @@ def test_a_changed_template_breaks_the_digest() -> None:
     bundle["prompts"][0]["template"] = "changed"
     with pytest.raises(BundleDigestError):
         load_bundle(bundle)
+
+
+@settings(max_examples=100, deadline=None)
+@given(metadata=st.dictionaries(st.text(max_size=6), json_values, max_size=4), template=st.text(max_size=30))
+def test_digests_are_computed_over_canonical_json_exactly(metadata: dict, template: str) -> None:
+    from anvil_client.bundle import canonical_json, content_digest, sha256_digest
+
+    prompts = [{"id": "a.b", "template": template, "parameters": [], "metadata": metadata}]
+    bundle = make_bundle("core", 1, prompts)
+    without = {k: v for k, v in bundle.items() if k != "digest"}
+    assert bundle["digest"] == sha256_digest(canonical_json(without))
+    assert bundle["content_digest"] == content_digest(bundle["prompts"])
+    loaded = load_bundle(json.dumps(bundle, ensure_ascii=True).encode())  # escapes must not matter
+    assert loaded.digest == bundle["digest"]

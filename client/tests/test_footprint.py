@@ -24,6 +24,7 @@ from forge_stub import make_bundle
 path = write_bootstrap(sys.argv[1] + "/b.json", [make_bundle("core", 1)])
 client = anvil_client.Client(bootstrap=path, cache_dir=sys.argv[1] + "/cache")
 assert client.prompt("welcome.message", name="A") == "Hello A (v1)"
+assert "jinja2" not in sys.modules, "a substitution-only prompt needs no Jinja2"
 client.status(); client.ids(); client.get("welcome.message")
 print(json.dumps(sorted(m for m in sys.modules if m == "django" or m.startswith("django."))))
 """
@@ -49,7 +50,7 @@ def test_import_takes_under_50_ms_and_loads_nothing_heavy(tmp_path: Path) -> Non
     assert min(runs) < 50, runs
 
 
-def test_using_the_client_never_imports_django(tmp_path: Path) -> None:
+def test_using_the_client_never_imports_django_nor_jinja2_for_simple_prompts(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-c", USE, str(tmp_path), str(Path(__file__).parent)],
         env=_env(tmp_path),

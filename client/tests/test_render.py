@@ -49,11 +49,13 @@ text_pieces = st.lists(
     max_size=12,
 ).map("".join)
 variable_pieces = st.tuples(
-    st.sampled_from(["{{", "{{-", "{{ ", "{{- "]),
+    st.sampled_from(["{{", "{{-", "{{ ", "{{- ", "{{\n", "{{+ ", "{{{ "]),
     st.sampled_from(NAMES),
-    st.sampled_from(["}}", "-}}", " }}", " -}}"]),
+    st.sampled_from(["}}", "-}}", " }}", " -}}", "\t}}", "}}}", " -}} "]),
 ).map("".join)
+odd_variables = st.sampled_from(["{{ true }}", "{{ range }}", "{{ none }}", "{{ loop }}", "{{ x|e }}", "{{ - x }}"])
 templates = st.lists(st.one_of(text_pieces, variable_pieces), max_size=8).map("".join)
+any_templates = st.lists(st.one_of(text_pieces, variable_pieces, odd_variables), max_size=8).map("".join)
 
 values = st.one_of(
     st.text(max_size=10),
@@ -181,3 +183,19 @@ def test_absurdly_nested_templates_are_a_template_error_not_a_crash(source: str)
         compile_template(source)
     with pytest.raises(TemplateError):
         check_template(source)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(source=any_templates)
+@example(source="{ {{- x }}")
+@example(source="{{{ x }}")
+@example(source="a {{- x -}} \n\r\n b {{y}}}")
+@example(source="\u2028{{- x -}}\u00a0\x1c")
+def test_jinja_free_tokenizer_agrees_with_jinja2s_parse_tree(source: str) -> None:
+    from anvil_client._render import simple_pieces
+    from anvil_client.templates import _fast_pieces
+
+    pieces = simple_pieces(source)
+    if pieces is None:
+        return  # Jinja2 decides
+    assert _fast_pieces(ENV.parse(source)) == pieces, source  # parses, and to the same pieces
