@@ -26,6 +26,7 @@ urlpatterns = [
     path(SET + "reopen/", sets.set_reopen, name="set_reopen"),
     path(SET + "versions/", versions.version_list, name="versions"),
     path(SET + "diff/", versions.version_diff, name="diff"),
+    path(SET + "versions/<int:number>/", versions.version_detail, name="version"),
     path(SET + "versions/<int:number>/rollback/", versions.version_rollback, name="rollback"),
     path(SET + "versions/<int:number>/publish/<slug:environment>/", versions.version_publish, name="publish"),
     path(SET + "releases/<int:release_id>/", versions.release_detail, name="release"),

@@ -144,3 +144,10 @@ def test_versions_page_says_how_many_instances_run_each_version(as_user, team, p
     _checkin(token, "web-2", versions={slug: 1}, pins={slug: 1})
     body = as_user(team.viewer).get(urls["versions"]).content.decode()
     assert "runs on 2 instances in production" in body
+
+
+def test_version_page_shows_the_snapshot(as_user, team, urls, two_versions):
+    body = as_user(team.viewer).get(urls["base"] + "versions/2/").content.decode()
+    assert "Second line." in body and two_versions[1].digest in body and "welcome.message" in body
+    assert '<li aria-current="page">Version 2</li>' in body
+    assert as_user(team.viewer).get(urls["base"] + "versions/9/").status_code == 404

@@ -72,6 +72,23 @@ def _version_page(request: HttpRequest, place: Place, *, status: int = 200, erro
 
 
 @login_required
+def version_detail(request: HttpRequest, org: str, project: str, prompt_set: str, number: int) -> HttpResponse:
+    """One version's prompts as they were snapshotted (templates, parameters, metadata)."""
+    place = place_get(request, org, project, prompt_set)
+    version = selectors.version_get(actor=request.user, prompt_set=place.prompt_set, number=number)
+    return render(
+        request,
+        "web/version.html",
+        {
+            **place.context(),
+            "version": version,
+            "prompts": version.snapshot.get("prompts", []),
+            "crumb": f"Version {version.number}",
+        },
+    )
+
+
+@login_required
 def version_diff(request: HttpRequest, org: str, project: str, prompt_set: str) -> HttpResponse:
     place = place_get(request, org, project, prompt_set)
     versions = list(selectors.versions_for(actor=request.user, prompt_set=place.prompt_set))
