@@ -34,6 +34,7 @@ PARAMETER_TYPES = ("string", "number", "boolean", "list", "object")
 APPROVAL_STATES = ("approved", "in_review")
 MAX_PROMPT_ID_LENGTH = 200
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+_MAPPINGS = (dict, Mapping)  # dict first: an exact type check is much cheaper than the ABC's
 
 _TOP_LEVEL_STRINGS = ("forge", "organisation", "project", "environment", "set", "created_at")
 _OPTIONAL_STRINGS = ("created_by", "approved_at", "approved_by", "published_at", "published_by")
@@ -223,7 +224,7 @@ def parameter_problems(parameters: Any, path: str = "parameters") -> list[tuple[
     seen: set[str] = set()
     for index, parameter in enumerate(parameters):
         where = f"{path}[{index}]"
-        if not isinstance(parameter, Mapping):
+        if not isinstance(parameter, _MAPPINGS):
             problems.append((where, f"must be an object, not {_json_type(parameter)}"))
             continue
         name = parameter.get("name")
@@ -259,7 +260,7 @@ def value_matches_type(value: Any, kind: str) -> bool:
     if kind == "list":
         return isinstance(value, list | tuple)
     if kind == "object":
-        return isinstance(value, Mapping)
+        return isinstance(value, _MAPPINGS)
     return False
 
 
@@ -292,7 +293,7 @@ def _check_schema(bundle: Mapping[str, Any]) -> tuple[PromptSpec, ...]:
     previous_id = ""
     for index, prompt in enumerate(prompts):
         where = f"prompts[{index}]"
-        if not isinstance(prompt, Mapping):
+        if not isinstance(prompt, _MAPPINGS):
             raise BundleSchemaError(where, f"must be an object, not {_json_type(prompt)}")
         extra = sorted(set(prompt) - {"id", "template", "description", "parameters", "metadata"})
         if extra:
@@ -311,7 +312,7 @@ def _check_schema(bundle: Mapping[str, Any]) -> tuple[PromptSpec, ...]:
             raise BundleSchemaError(f"{where}.template", "must be a string")
         if not isinstance(prompt.get("description"), str):
             raise BundleSchemaError(f"{where}.description", "must be a string")
-        if not isinstance(prompt.get("metadata"), Mapping):
+        if not isinstance(prompt.get("metadata"), _MAPPINGS):
             raise BundleSchemaError(f"{where}.metadata", "must be an object")
         problems = parameter_problems(prompt.get("parameters"), f"{where}.parameters")
         if problems:
