@@ -220,8 +220,10 @@ def test_hot_path_opens_no_socket_no_file_and_reads_no_clock(
     import time
 
     client = make_client(cache_dir=cache_with(tmp_path, make_bundle("core", 1, PROMPTS)))
-    client.prompt("welcome.message", name="warm")  # first use starts the client (that may do I/O)
-    client.prompt("nope", fallback="x")  # the first fallback is logged once
+    # First uses may do I/O: starting the client, compiling a prompt (importing Jinja2), logging a fallback.
+    client.prompt("welcome.message", name="warm")
+    client.prompt("orders.summary", items=[])
+    client.prompt("nope", fallback="x")
 
     def forbidden(*args: Any, **kwargs: Any) -> Any:
         raise _Forbidden(f"I/O on the hot path: {args!r:.80}")
