@@ -41,6 +41,8 @@ HEARTBEAT_FRAME = b": heartbeat\n\n"
 REVOKED_FRAME = b'event: revoked\ndata: {"reason":"token revoked"}\n\n'
 MAX_PENDING_FRAMES = 64
 LOOK_BACK = timedelta(minutes=5)
+MAX_CACHED_ENVIRONMENTS = 1000
+CURRENT_FRAMES_MAX_AGE = 30.0
 
 # Database work off the event loop: a few threads, each with its own (kept) Django connection.
 _db_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="anvil.stream-db")
@@ -156,10 +158,16 @@ class Broadcaster:
         self._tasks: list[asyncio.Task[Any]] = []
         self._started: asyncio.Event | None = None
         self._poke: asyncio.Event | None = None
+        # The frames a new stream of an environment is sent on connect (its current releases), kept until a
+        # release for that environment is delivered; the generation guards against storing a stale read.
+        self._current: dict[int, list[tuple[int, bytes]]] = {}
+        self._generation: dict[int, int] = {}
+        self._current_read_at = time.monotonic()
         # Loaders are attributes so tests can drive the broadcaster without a database.
         self.load_release: Callable[[int], tuple[int, bytes] | None] = _load_release_frame
         self.load_recent: Callable[[], list[tuple[int, int]]] = _load_recent_release_ids
         self.load_inactive_tokens: Callable[[list[int]], set[int]] = _load_inactive_tokens
+        self.load_current: Callable[[int], list[tuple[int, bytes]]] = _load_current_frames
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -257,8 +265,23 @@ class Broadcaster:
         for subscriber in list(self.by_token.get(token_id, ())):
             subscriber.close(REVOKED_FRAME)
 
+    async def current_frames(self, environment_id: int) -> list[tuple[int, bytes]]:
+        """``(release id, frame)`` of the environment's current releases, oldest first, read once and kept."""
+        cached = self._current.get(environment_id)
+        if cached is not None:
+            return cached
+        generation = self._generation.get(environment_id, 0)
+        frames = await run_in_db_thread(self.load_current, environment_id)
+        if self._generation.get(environment_id, 0) == generation:
+            if len(self._current) >= MAX_CACHED_ENVIRONMENTS:
+                self._current.clear()
+            self._current[environment_id] = frames
+        return frames
+
     def deliver(self, environment_id: int, release_id: int, frame: bytes) -> int:
         """Append ``frame`` to every stream of the environment; returns how many streams it was given to."""
+        self._generation[environment_id] = self._generation.get(environment_id, 0) + 1
+        self._current.pop(environment_id, None)
         subscribers = self.by_environment.get(environment_id)
         if not subscribers:
             return 0
@@ -323,6 +346,11 @@ class Broadcaster:
                 logger.exception("the stream's periodic release check failed; retrying")
 
     async def _check_once(self) -> None:
+        if time.monotonic() - self._current_read_at > CURRENT_FRAMES_MAX_AGE:
+            # Re-read now and then: a version approved after its release to a review environment changes
+            # its bundle without a new release.
+            self._current.clear()
+            self._current_read_at = time.monotonic()
         recent = await run_in_db_thread(self.load_recent)
         for release_id, _environment_id in recent:
             if release_id not in self._announced:
@@ -379,6 +407,18 @@ def _load_release_frame(release_id: int) -> tuple[int, bytes] | None:
         return None
     environment_id, _, data = loaded
     return environment_id, release_frame(release_id, data)
+
+
+def _load_current_frames(environment_id: int) -> list[tuple[int, bytes]]:
+    from anvil_forge.distribution.bundles import release_frame_data
+    from anvil_forge.distribution.selectors import current_release_ids
+
+    frames = []
+    for release_id in current_release_ids(environment_id=environment_id):
+        loaded = release_frame_data(release_id, inline_limit=settings.ANVIL_STREAM_INLINE_BUNDLE_BYTES)
+        if loaded is not None:
+            frames.append((release_id, release_frame(release_id, loaded[2])))
+    return frames
 
 
 def _load_recent_release_ids() -> list[tuple[int, int]]:

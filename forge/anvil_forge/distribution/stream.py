@@ -17,12 +17,9 @@ import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from django.conf import settings
-
 from anvil_forge.distribution.broadcast import (
     Subscriber,
     broadcaster,
-    release_frame,
     retry_frame,
     run_in_db_thread,
 )
@@ -47,22 +44,6 @@ def _authenticate(raw: str | None) -> AccessToken | None:
     from anvil_forge.distribution.services import token_authenticate
 
     return token_authenticate(raw, kind=TokenKind.LIVE)
-
-
-def _replay(environment_id: int, after: int) -> list[tuple[int, bytes]]:
-    """Frames for the environment's current releases newer than ``after`` (``Last-Event-ID``), oldest first."""
-    from anvil_forge.distribution.bundles import release_frame_data
-    from anvil_forge.distribution.selectors import current_release_ids
-
-    limit = settings.ANVIL_STREAM_INLINE_BUNDLE_BYTES
-    frames = []
-    for release_id in current_release_ids(environment_id=environment_id):
-        if release_id <= after:
-            continue
-        loaded = release_frame_data(release_id, inline_limit=limit)
-        if loaded is not None:
-            frames.append((release_id, release_frame(release_id, loaded[2])))
-    return frames
 
 
 async def _respond_json(send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
@@ -140,7 +121,9 @@ class LiveStream:
         watcher = asyncio.create_task(_watch_disconnect(receive, subscriber))
         try:
             try:
-                replay = await run_in_db_thread(_replay, subscriber.environment_id, _last_event_id(scope))
+                after = _last_event_id(scope)
+                current = await broadcaster.current_frames(subscriber.environment_id)
+                replay = [(release_id, frame) for release_id, frame in current if release_id > after]
             except Exception:
                 logger.exception("stream: could not read the current releases")
                 await _respond_json(send, 503, DATABASE_DOWN, [(b"retry-after", b"5")])

@@ -271,3 +271,28 @@ def test_notify_payloads_round_trip_and_big_events_travel_as_ids(size):
     assert parse_notify_payload(payload) == ("release", 5, expected)
     assert parse_notify_payload("revoke:9") == ("revoke", 9, None)
     assert parse_notify_payload("garbage") is None
+
+
+def test_the_frames_sent_on_connect_are_read_once_and_reread_after_a_release_of_that_environment():
+    async def scenario():
+        broadcaster = make_broadcaster({7: 1})
+        reads = []
+        current = {1: [(5, b"five")], 2: [(6, b"six")]}
+
+        def load_current(environment_id):
+            reads.append(environment_id)
+            return list(current[environment_id])
+
+        broadcaster.load_current = load_current
+        assert await broadcaster.current_frames(1) == [(5, b"five")]
+        assert await broadcaster.current_frames(1) == [(5, b"five")]
+        assert await broadcaster.current_frames(2) == [(6, b"six")]
+        assert reads == [1, 2]
+
+        current[1] = [(7, b"seven")]
+        broadcaster.deliver(1, 7, b"seven")  # a release of environment 1 went out
+        assert await broadcaster.current_frames(1) == [(7, b"seven")]
+        assert await broadcaster.current_frames(2) == [(6, b"six")]
+        assert reads == [1, 2, 1]
+
+    asyncio.run(scenario())
