@@ -369,3 +369,33 @@ def test_an_unchanged_prompt_shares_its_compiled_template_with_the_next_version(
     assert client._prompts["a"].render is compiled_a
     assert client.get("a")["version"] == 2
     assert client.prompt("b", x=1) == "B2 1"
+
+
+def test_many_threads_render_while_versions_are_swapped(tmp_path: Path, make_client: MakeClient) -> None:
+    client = make_client(cache_dir=cache_with(tmp_path, make_bundle("core", 1)))
+    assert client.prompt("welcome.message", name="T") == "Hello T (v1)"
+    bundles = [load_bundle(make_bundle("core", n)) for n in range(2, 30)]
+    valid = {f"Hello T (v{n})" for n in range(1, 30)}
+    errors: list[BaseException] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                seen.add(client.prompt("welcome.message", {"name": "T"}))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for bundle in bundles:
+        with client._lock:
+            client._apply(bundle, "forge", write=False)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert seen <= valid
+    assert client.prompt("welcome.message", name="T") == "Hello T (v29)"
