@@ -282,15 +282,15 @@ class SyncThread:
             self._last_event_id = str(releases["last_event_id"])
         self._checkin_due = True
 
-    def _checkin(self) -> None:
-        self._checkin_due = False
-        self._last_checkin = time.monotonic()
+    def checkin_body(self) -> dict[str, Any]:
+        """What this process reports to the FORGE (``docs/protocol.md``, Check-in)."""
         client = self.client
         snapshot = client._snapshot
-        body = {
+        host = _printable(socket.gethostname())[:255]
+        return {
             "instance_id": self.instance_id,
-            "name": self.config.instance_name or socket.gethostname(),
-            "host": socket.gethostname(),
+            "name": _printable(self.config.instance_name or host)[:200] or self.instance_id,
+            "host": host,
             "process_count": 1,
             "client_version": _version(),
             "mode": client.mode.upper(),
@@ -298,8 +298,12 @@ class SyncThread:
             "versions": snapshot.versions,
             "usage": client._usage_report(),
         }
+
+    def _checkin(self) -> None:
+        self._checkin_due = False
+        self._last_checkin = time.monotonic()
         try:
-            self.forge.checkin(body)
+            self.forge.checkin(self.checkin_body())
         except (AnvilError, OSError) as exc:
             logger.info("anvil: check-in failed: %s", exc)
 
@@ -310,6 +314,10 @@ class SyncThread:
             logger.warning("anvil: %s (serving the last good prompts; retrying)", message)
         else:
             logger.info("anvil: %s (attempt %d)", message, self._failures)
+
+
+def _printable(text: str) -> str:
+    return "".join(c for c in text if c.isprintable())
 
 
 def _warn_if_threads_cannot_run() -> None:

@@ -175,3 +175,17 @@ def test_a_pin_holds_a_version_until_unpinned(fast_forge: ForgeProcess, clients:
     assert eventually(lambda: greeting(client) == V2, 10), client.status()
     client.pin("core", 1)  # an older version, taken only because it is pinned
     assert eventually(lambda: greeting(client) == V1, 10), client.status()
+
+
+def test_the_forge_accepts_the_clients_check_in(fast_forge: ForgeProcess, clients: Any) -> None:
+    from anvil_client._sync import Forge
+
+    client = clients(instance_name="web-1\x07")
+    assert greeting(client) == V1
+    client.prompt("errors.not_found", {"thing": "x", "not-a-name": 1})
+    client.set_mode("frozen")
+    client.pin("core", 1)
+    body = client._sync.checkin_body()
+    assert body["usage"] == {"errors.not_found": ["thing"], "greeting.welcome": ["customer_name"]}
+    assert (body["mode"], body["pins"], body["versions"], body["name"]) == ("FROZEN", {"core": 1}, {"core": 1}, "web-1")
+    Forge(client.config).checkin(body)  # raises unless the FORGE answers 200
