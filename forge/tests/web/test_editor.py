@@ -113,3 +113,10 @@ def test_search_returns_only_matching_rows_to_htmx(as_user, team, urls):
     body = response.content.decode()
     assert body.lstrip().startswith('<tbody id="prompt-rows">')
     assert "errors.not_found" in body and "welcome.message" not in body
+
+
+def test_a_page_rerendered_from_an_unsaved_post_guards_against_leaving(as_user, team, urls, prompt_set):
+    client = as_user(team.editor)
+    assert "data-unsaved" not in client.get(urls["prompt"]).content.decode()
+    data = {"template": "Hi {{ name }} {{ city }}", "base_revision": 1, "declare": "city", **PARAMS}
+    assert "data-guard-unsaved data-unsaved" in client.post(urls["prompt"], data).content.decode()

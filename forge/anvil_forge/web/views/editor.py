@@ -102,6 +102,7 @@ def _editor(
         "editable": editable,
         "types": PARAMETER_TYPES,
         "new_key": prompt.key,
+        "unsaved": request.method == "POST" and request.resolver_match.url_name == "prompt",
         **_live(state),
         **extra,
     }

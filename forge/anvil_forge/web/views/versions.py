@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from anvil_forge.core.exceptions import ApplicationError, NotFound
 from anvil_forge.distribution.models import InstanceMode, Release
 from anvil_forge.distribution.selectors import (
+    CHECKIN_INTERVAL_SECONDS,
+    QUIET_AFTER_INTERVALS,
     acknowledgements_for,
     distribution_state,
     instances_for,
@@ -145,12 +150,15 @@ def version_publish(
         else:
             return redirect("web:release", org, project, prompt_set, release.pk)
     current = selectors.current_release(environment=target, prompt_set=place.prompt_set)
-    takers, refusers = [], []
+    takers, refusers, quiet = [], [], []
+    quiet_before = timezone.now() - timedelta(seconds=CHECKIN_INTERVAL_SECONDS * QUIET_AFTER_INTERVALS)
     for instance in instances_for(actor=request.user, project=place.project).filter(environment=target):
         follows = place.prompt_set.slug in instance.versions or place.prompt_set.slug in instance.pins
         if not follows:
             continue
-        if place.prompt_set.slug in instance.pins:
+        if instance.last_seen_at < quiet_before:
+            quiet.append(instance)
+        elif place.prompt_set.slug in instance.pins:
             refusers.append((instance, f"pinned to v{instance.pins[place.prompt_set.slug]}"))
         elif instance.mode == InstanceMode.FROZEN:
             refusers.append((instance, "FROZEN"))
@@ -167,6 +175,7 @@ def version_publish(
             "diff": snapshot_diff(current.version.snapshot if current else None, version.snapshot),
             "takers": takers,
             "refusers": refusers,
+            "quiet": quiet,
             "warnings": publish_warnings(version=version, environment=target),
             "error": error,
         },

@@ -29,6 +29,19 @@
       try { document.execCommand("copy"); done(); } catch (e) { /* the text stays selected to copy by hand */ }
     }
   });
+  // Leaving the editor with unsaved changes asks first (the browser's own dialog).
+  // A page re-rendered from a refused or partial post (data-unsaved) starts dirty. Sample values are not content.
+  var dirty = document.querySelector("form[data-guard-unsaved][data-unsaved]") !== null;
+  document.addEventListener("input", function (event) {
+    var form = event.target.form;
+    var name = event.target.name || "";
+    if (form && form.hasAttribute("data-guard-unsaved") && name.indexOf("sample-") !== 0) { dirty = true; }
+  });
+  document.addEventListener("submit", function () { dirty = false; });
+  window.addEventListener("beforeunload", function (event) {
+    if (dirty) { event.preventDefault(); event.returnValue = ""; }
+  });
+
   // When an htmx request fails (the FORGE is restarting, the network dropped), say so; typed text stays put.
   var showProblem = function (message) {
     var box = document.getElementById("htmx-problem");
