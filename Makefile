@@ -35,7 +35,10 @@ run: install
 test: install-test
 	$(BIN)/ruff check .
 	DJANGO_SETTINGS_MODULE=anvil_forge.settings_test $(BIN)/anvil-forge manage makemigrations --check --dry-run
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not browser"
+	@# Browser tests run in their own session: Playwright's sync API keeps an event loop running in the
+	@# main thread for the rest of a session, which would break every later test that calls asyncio.run().
+	$(BIN)/pytest -m browser tests/browser
 	@if [ -n "$$ANVIL_TEST_DATABASE_URL" ]; then \
 	  echo "== again on PostgreSQL: $$ANVIL_TEST_DATABASE_URL"; \
 	  DATABASE_URL="$$ANVIL_TEST_DATABASE_URL" $(BIN)/pytest forge/tests tests -m "not browser"; \
