@@ -181,6 +181,9 @@ def startup(data: dict[str, Any]) -> list[str]:
          _get(data, "first_prompt_ms", "p99"), ""],
         ["interpreter alone (`python -c pass`, baseline)", _get(data, "interpreter_only_ms", "median"),
          _get(data, "interpreter_only_ms", "p99"), ""],
+        ["launch → first prompt, FORGE accepts and never answers", _get(data, "forge_hangs",
+         "launch_to_first_prompt_ms", "median"), _get(data, "forge_hangs", "launch_to_first_prompt_ms", "p99"),
+         "< 100 ms"],
     ]
     lines = _table(["step", "median ms", "p99 ms", "target"], rows)
     lines.append("")

@@ -15,15 +15,21 @@ module-level default client configured from the environment. Measured per run:
   interpreter doing nothing (the same-run baseline);
 * ``network_calls``: connection attempts and name look-ups made before the first prompt returned
   (on any thread), and ``network_calls_after``: those within 0.3 s after it (the background sync).
+
+A second, shorter series (``forge_hangs``) points the client at a port that accepts connections and
+never answers, the FORGE that is down without refusing: the first use then waits for the FORGE up to the
+client's bounded start-up timeout.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +40,8 @@ from bench.content_scale import make_bundle_bytes
 
 RUNS = 21
 MIN_RUNS = 3
-RUNS_BUDGET_S = 30.0  # stop early (after MIN_RUNS) when start-up is slow, so the benchmark stays bounded
+HANGING_RUNS = 3
+RUNS_BUDGET_S = 25.0  # stop early (after MIN_RUNS) when start-up is slow, so the benchmark stays bounded
 PROMPTS = 1_000
 FIRST_PROMPT_ID = "area004.topic00400.message"
 
@@ -148,6 +155,36 @@ def profile_first_prompt(cache_dir: Path, dead_port: int) -> dict[str, Any]:
         client.close()
 
 
+class SilentForge:
+    """A loopback port that accepts connections and never answers: a FORGE that hangs (or a black hole)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, name="bench.silent-forge", daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stopping.is_set():
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.held.append(connection)  # kept open, never read, never answered
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=2)
+        for connection in self.held:
+            connection.close()
+        self.sock.close()
+
+
 def interpreter_only_ms(env: dict[str, str], cwd: Path) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], env=env, cwd=cwd, check=True)
@@ -164,13 +201,21 @@ def main() -> int:
         log(f"startup: {RUNS} fresh processes, {PROMPTS}-prompt disk cache, FORGE down (port {dead_port})")
         baseline = [interpreter_only_ms(env, root) for _ in range(5)]
         runs: list[dict[str, Any]] = []
-        budget_end = time.monotonic() + min(RUNS_BUDGET_S, seconds_left() - 20)  # the profile needs a few s
+        # Leave time for the profile and the hanging-FORGE runs (each waits the client's start-up timeout).
+        budget_end = time.monotonic() + min(RUNS_BUDGET_S, seconds_left() - 30)
         slowest = 0.0
         while len(runs) < RUNS and (len(runs) < MIN_RUNS or time.monotonic() + slowest < budget_end):
             began = time.monotonic()
             runs.append(run_child(env, root))
             slowest = max(slowest, time.monotonic() - began)
         profile = profile_first_prompt(cache_dir, dead_port)
+        silent = SilentForge()
+        try:
+            log(f"startup: {HANGING_RUNS} more with a FORGE that accepts and never answers (port {silent.port})")
+            hanging = [run_child(child_env(cache_dir, silent.port), root) for _ in range(HANGING_RUNS)]
+        finally:
+            silent.close()
+    hanging_launch = [r["launch_to_first_prompt_ms"] for r in hanging]
     launch = [r["launch_to_first_prompt_ms"] for r in runs]
     calls_before = [len(r["calls_before"]) for r in runs]
     calls_after = [len(r["calls_after"]) for r in runs]
@@ -192,6 +237,13 @@ def main() -> int:
         "example_calls_after": runs[-1]["calls_after"],
         "client_status": runs[-1]["status"],
         "profile_first_prompt": profile,
+        "forge_hangs": {
+            "what": "the FORGE URL accepts connections and never answers (a hung FORGE or a black hole)",
+            "runs": len(hanging),
+            "launch_to_first_prompt_ms": summarize(hanging_launch),
+            "first_prompt_ms": summarize([r["first_prompt_ms"] for r in hanging]),
+            "client_status": hanging[-1]["status"],
+        },
         "target_ms": 100,
     }
     path = write_result("startup", figures)
