@@ -8,27 +8,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpRequest
 
 from anvil_forge.accounts.models import Membership, Organisation
-from anvil_forge.accounts.permissions import capabilities
+from anvil_forge.accounts.permissions import ROLE_CAPABILITIES
 from anvil_forge.prompts import selectors
 from anvil_forge.prompts.models import Project, PromptSet
-from anvil_forge.web.context_processors import SESSION_ORGANISATION
+from anvil_forge.web.context_processors import SESSION_ORGANISATION, memberships_of
 
 
 def organisation_get(request: HttpRequest, slug: str) -> Organisation:
     """The organisation ``slug`` if the signed-in user is a member of it (remembered as the current one)."""
-    membership = _membership(request.user, slug)
+    return _membership(request, slug).organisation
+
+
+def _membership(request: HttpRequest, slug: str) -> Membership:
+    membership = next((m for m in memberships_of(request) if m.organisation.slug == slug), None)
     if membership is None:
         raise Http404("No such organisation.")
-    request.session[SESSION_ORGANISATION] = slug
-    return membership.organisation
-
-
-def _membership(user: AbstractBaseUser, slug: str) -> Membership | None:
-    return Membership.objects.filter(user=user, organisation__slug=slug).select_related("organisation").first()
+    if request.session.get(SESSION_ORGANISATION) != slug:
+        request.session[SESSION_ORGANISATION] = slug
+    return membership
 
 
 @dataclass
@@ -50,8 +50,10 @@ class Place:
 
 
 def place_get(request: HttpRequest, org: str, project: str | None = None, prompt_set: str | None = None) -> Place:
-    organisation = organisation_get(request, org)
-    place = Place(organisation=organisation, caps=frozenset(str(c) for c in capabilities(request.user, organisation)))
+    membership = _membership(request, org)
+    # What the page offers; every service checks again with permissions.require before acting.
+    caps = frozenset(str(c) for c in ROLE_CAPABILITIES.get(membership.role, frozenset()))
+    place = Place(organisation=membership.organisation, caps=caps)
     if project is not None:
         place.project = selectors.project_get(actor=request.user, organisation_slug=org, project_slug=project)
     if prompt_set is not None and place.project is not None:

@@ -28,11 +28,20 @@ def _section(request: HttpRequest) -> str:
     return "projects"
 
 
+def memberships_of(request: HttpRequest) -> list[Membership]:
+    """The signed-in user's memberships, read once per request (the frame and the views both need them)."""
+    cached = getattr(request, "_anvil_memberships", None)
+    if cached is None:
+        cached = list(Membership.objects.filter(user=request.user).select_related("organisation"))
+        request._anvil_memberships = cached
+    return cached
+
+
 def navigation(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"nav_organisations": [], "current_organisation": None, "current_role": "", "nav_section": ""}
-    memberships = list(Membership.objects.filter(user=user).select_related("organisation"))
+    memberships = memberships_of(request)
     organisations = [m.organisation for m in memberships]
     match = getattr(request, "resolver_match", None)
     wanted = (match.kwargs.get("org") if match else None) or request.session.get(SESSION_ORGANISATION)

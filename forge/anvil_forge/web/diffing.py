@@ -6,6 +6,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from django.utils.html import escape
@@ -24,7 +25,7 @@ class Line:
     new_number: int | None = None
     new_text: str = ""
 
-    @property
+    @cached_property
     def marked(self) -> tuple[SafeString, SafeString]:
         """Both sides as HTML with the changed words of a replaced line in ``<mark>``."""
         if self.kind == "replace" and self.old_number is not None and self.new_number is not None:

@@ -8,9 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from anvil_forge.accounts.backends import login_is_limited
-from anvil_forge.accounts.models import Membership
 from anvil_forge.web.access import organisation_get
-from anvil_forge.web.context_processors import SESSION_ORGANISATION
+from anvil_forge.web.context_processors import SESSION_ORGANISATION, memberships_of
 
 
 class SignInView(LoginView):
@@ -31,9 +30,11 @@ logout_view = LogoutView.as_view()
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """Send the user to the projects of their current organisation (or say they have none)."""
-    memberships = Membership.objects.filter(user=request.user).select_related("organisation")
+    memberships = memberships_of(request)
     wanted = request.session.get(SESSION_ORGANISATION)
-    chosen = next((m for m in memberships if m.organisation.slug == wanted), None) or memberships.first()
+    chosen = next((m for m in memberships if m.organisation.slug == wanted), None) or (
+        memberships[0] if memberships else None
+    )
     if chosen is None:
         return render(request, "web/no_organisation.html")
     return redirect("web:projects", org=chosen.organisation.slug)

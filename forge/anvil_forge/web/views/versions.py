@@ -35,17 +35,20 @@ def version_list(request: HttpRequest, org: str, project: str, prompt_set: str) 
 
 def _version_page(request: HttpRequest, place: Place, *, status: int = 200, error: str = "") -> HttpResponse:
     versions = list(selectors.versions_for(actor=request.user, prompt_set=place.prompt_set))
-    environments = list(selectors.environments_for(actor=request.user, project=place.project))
+    # One read of the distribution state gives the environments, what is live in each, and who runs what.
+    states = [
+        state
+        for state in distribution_state(actor=request.user, project=place.project)
+        if state.prompt_set.pk == place.prompt_set.pk
+    ]
+    environments = [state.environment for state in states]
     live: dict[int, list] = {}
-    for environment in environments:
-        release = selectors.current_release(environment=environment, prompt_set=place.prompt_set)
-        if release is not None:
-            live.setdefault(release.version.number, []).append(environment)
     running: dict[int, list[tuple[str, int]]] = {}
-    for state in distribution_state(actor=request.user, project=place.project):
-        if state.prompt_set.pk == place.prompt_set.pk:
-            for number, count in sorted(state.versions.items()):
-                running.setdefault(number, []).append((state.environment.slug, count))
+    for state in states:
+        if state.version is not None:
+            live.setdefault(state.version, []).append(state.environment)
+        for number, count in sorted(state.versions.items()):
+            running.setdefault(number, []).append((state.environment.slug, count))
     newest = versions[0].number if versions else 0
     live_numbers = {env.pk: n for n, envs in live.items() for env in envs}
     rows = []
