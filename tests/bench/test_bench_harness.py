@@ -165,7 +165,7 @@ def test_stream_client_worker_holds_streams_and_measures_heartbeat_gaps():
     server = _HeartbeatSSE(interval=0.2)
     worker = subprocess.Popen(
         [sys.executable, "-m", "bench.stream_clients", server.url, "anvil_live_x", "0.2"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=common.ROOT,
     )
     try:
         def ask(command: str) -> dict:
