@@ -225,8 +225,12 @@ class Client:
             first = self._started_pid is None
             self._started_pid = os.getpid()
             if first:
-                self._refresh_host_state(force=True)
-                self._load_local()
+                try:
+                    self._refresh_host_state(force=True)
+                    self._load_local()
+                except Exception as exc:  # start-up never raises into the host; it says why instead
+                    logger.exception("anvil: loading the bootstrap file and disk cache failed")
+                    self._last_error = f"loading local bundles failed: {exc}"
             if self.config.forge_url and self.config.sync and not self._closed:
                 from anvil_client._sync import SyncThread
 

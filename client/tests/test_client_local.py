@@ -399,3 +399,17 @@ def test_many_threads_render_while_versions_are_swapped(tmp_path: Path, make_cli
     assert errors == []
     assert seen <= valid
     assert client.prompt("welcome.message", name="T") == "Hello T (v29)"
+
+
+def test_an_unexpected_failure_while_loading_never_raises_into_the_host(
+    tmp_path: Path, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anvil_client._cache
+
+    def broken(cache_dir: Path) -> list:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(anvil_client._cache, "read_disk_bundles", broken)
+    client = make_client()
+    assert client.prompt("welcome.message", fallback="offline") == "offline"
+    assert "disk on fire" in client.status()["last_error"]
