@@ -12,8 +12,8 @@ reach it through LISTEN/NOTIFY. Stream clients run in ``--workers`` separate pro
 its share of the streams as raw asyncio sockets that split the SSE body and stamp the wall-clock time a
 ``release`` event is complete. A publisher process (Django, the real ``version_publish`` service) prepares
 new approved versions ahead, then publishes one per round and stamps the wall-clock time its transaction
-committed. Latency per stream = receive time - commit time (one machine, one clock). Streams are opened
-in steps (100, then up to 1,000), and the FORGE's RSS is read before any stream and after the largest
+commits (read just before COMMIT). Latency per stream = receive time - that time (one machine, one clock).
+Streams are opened in steps (100, then up to 1,000), and the FORGE's RSS is read before any stream and after the largest
 step has been idle for a moment: (after - before) / N is the memory per idle stream.
 
 Without PostgreSQL (``ANVIL_BENCH_POSTGRES_URL`` or 127.0.0.1:5432) it falls back to SQLite, where an
@@ -151,6 +151,8 @@ def _publisher_main(rounds: int) -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anvil_forge.settings")
     django.setup()
+    from django.db import transaction
+
     from anvil_forge.accounts.permissions import SystemActor
     from anvil_forge.prompts import services
     from anvil_forge.prompts.models import Environment, Prompt, PromptSet, SetStatus
@@ -175,9 +177,13 @@ def _publisher_main(rounds: int) -> None:
     for line in sys.stdin:
         if line.strip() != "publish":
             break
-        release = services.version_publish(actor=actor, version=versions.pop(0), environment=production)
-        committed_at = time.time()  # version_publish returns after its transaction committed
-        sys.stdout.write(json.dumps({"release_id": release.pk, "committed_at": committed_at}) + "\n")
+        # The service's own transaction becomes a savepoint of this one, so the clock is read just before
+        # COMMIT: the figure includes the commit itself, and a client cannot appear to receive the event
+        # before it was published (as it could if the publisher were descheduled after committing).
+        with transaction.atomic():
+            release = services.version_publish(actor=actor, version=versions.pop(0), environment=production)
+            committing_at = time.time()
+        sys.stdout.write(json.dumps({"release_id": release.pk, "committed_at": committing_at}) + "\n")
         sys.stdout.flush()
 
 
@@ -217,7 +223,9 @@ class _Child:
                 self.process.wait()
 
 
-_HANDED = re.compile(r"release (\d+) handed to \d+ stream\(s\): ([\d.]+) ms to \w+, ([\d.]+) ms to hand out")
+_HANDED = re.compile(
+    r"release (\d+) handed to \d+ stream\(s\) \(\d+ written at once\): ([\d.]+) ms to \w+, ([\d.]+) ms to hand out"
+)
 
 
 def _forge_side_ms(log_text: str, release_ids: list[int]) -> list[float]:
@@ -331,7 +339,7 @@ def measure(steps: list[int], rounds: int, workers: int) -> dict[str, Any]:
         "rounds_per_step": rounds,
         "client_processes": workers,
         "client_loop": "uvloop (raw asyncio.Protocol sockets)",
-        "latency": "client wall-clock receipt of the complete release event minus the publisher's commit time",
+        "latency": "client wall-clock receipt of the release event minus the publisher's clock just before COMMIT",
         "forge_fanout": "the FORGE's own log: announcement received to the event written to every stream's socket",
         "memory": "RSS of the FORGE process after the largest step idled, minus RSS before any stream, / streams",
     }

@@ -35,4 +35,5 @@ def build_application() -> Starlette:
     return Starlette(routes=routes, lifespan=stream.lifespan)
 
 
-application = build_application()
+# The stream path is dispatched before Starlette's middleware so it keeps uvicorn's own send (stream.py).
+application = stream.StreamFirst(build_application())

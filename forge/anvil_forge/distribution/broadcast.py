@@ -102,20 +102,22 @@ class Subscriber:
         self.direct: Callable[[bytes], bool] | None = None
         self.sending = False  # the stream's own coroutine is inside a send
 
-    def offer(self, event_id: int, frame: bytes) -> None:
+    def offer(self, event_id: int, frame: bytes) -> bool:
+        """Send ``frame`` (at once when possible, else queued); True when it was written to the socket now."""
         if self.closed:
-            return
+            return False
         if event_id and event_id in self.replayed:
-            return
+            return False
         direct = self.direct
         if direct is not None and not self.pending and not self.sending and direct(frame):
-            return
+            return True
         if len(self.pending) >= MAX_PENDING_FRAMES:
             logger.info("dropping a stream that stopped reading (token %s)", self.token_id)
             self.close(None, abort=True)
-            return
+            return False
         self.pending.append((event_id, frame))
         self._wake()
+        return False
 
     def close(self, final: bytes | None, *, abort: bool = False) -> None:
         """End the stream after sending ``final``; ``abort`` cancels a writer stuck on a full socket."""
@@ -278,16 +280,17 @@ class Broadcaster:
             self._current[environment_id] = frames
         return frames
 
-    def deliver(self, environment_id: int, release_id: int, frame: bytes) -> int:
-        """Append ``frame`` to every stream of the environment; returns how many streams it was given to."""
+    def deliver(self, environment_id: int, release_id: int, frame: bytes) -> tuple[int, int]:
+        """Give ``frame`` to every stream of the environment: (streams, of which written to the socket at once)."""
         self._generation[environment_id] = self._generation.get(environment_id, 0) + 1
         self._current.pop(environment_id, None)
         subscribers = self.by_environment.get(environment_id)
         if not subscribers:
-            return 0
+            return 0, 0
+        written = 0
         for subscriber in list(subscribers):
-            subscriber.offer(release_id, frame)
-        return len(subscribers)
+            written += subscriber.offer(release_id, frame)
+        return len(subscribers), written
 
     # -- background tasks ------------------------------------------------------------------------------
 
@@ -311,11 +314,12 @@ class Broadcaster:
                 continue
             environment_id, frame = loaded
             loaded_at = time.perf_counter()
-            reached = self.deliver(environment_id, release_id, frame)
+            reached, written = self.deliver(environment_id, release_id, frame)
             logger.info(
-                "release %s handed to %d stream(s): %.1f ms to %s, %.1f ms to hand out",
+                "release %s handed to %d stream(s) (%d written at once): %.1f ms to %s, %.1f ms to hand out",
                 release_id,
                 reached,
+                written,
                 (loaded_at - started) * 1000,
                 "frame" if prebuilt is not None else "load",
                 (time.perf_counter() - loaded_at) * 1000,

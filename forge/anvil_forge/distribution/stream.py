@@ -156,6 +156,24 @@ class LiveStream:
             watcher.cancel()
 
 
+class StreamFirst:
+    """The FORGE's outermost ASGI application: the stream path goes straight to :class:`LiveStream`.
+
+    Starlette's middleware wraps ``send`` in closures; routing the stream before it keeps uvicorn's own
+    ``send`` (and with it the direct writes of :func:`direct_writer`). Everything else, lifespan included,
+    goes to ``app``.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path") == PATH:
+            await live_stream(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def direct_writer(send: Any) -> Callable[[bytes], bool] | None:
     """A synchronous writer of body chunks for uvicorn's httptools server, or ``None`` elsewhere.
 

@@ -216,7 +216,7 @@ def test_direct_writes_are_used_when_nothing_is_queued_and_order_is_kept_when_so
     accepting = [True]
     subscriber.direct = lambda frame: accepting[0] and (written.append(frame) or True)
 
-    broadcaster.deliver(1, 1, b"one")
+    assert broadcaster.deliver(1, 1, b"one") == (1, 1)
     accepting[0] = False  # the socket is full: the next frame waits in the buffer
     broadcaster.deliver(1, 2, b"two")
     accepting[0] = True
