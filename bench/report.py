@@ -211,6 +211,10 @@ def content_scale(data: dict[str, Any]) -> list[str]:
                 size.get("memory_peak_mb"),
                 size.get("memory_retained_mb"),
                 _get(size, "snapshot_build_ms", "median"),
+                _get(size, "update_compile_ms", "median") or (
+                    f"~{_fmt(size['update_compile_ms_estimated'] / 1000)} s (estimated)"
+                    if size.get("update_compile_ms_estimated") else None
+                ),
             ]
         )
     return _table(
@@ -224,7 +228,8 @@ def content_scale(data: dict[str, Any]) -> list[str]:
             "ratio vs parse",
             "peak MB",
             "retained MB",
-            "client snapshot ms",
+            "client snapshot ms (lazy)",
+            "update, all templates compiled, ms",
         ],
         rows,
     )
