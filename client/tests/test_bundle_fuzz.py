@@ -191,3 +191,20 @@ def test_valid_bundles_are_accepted_in_every_form(bundle: dict[str, Any]) -> Non
     for form in (bundle, json.dumps(bundle), canonical_json(bundle)):
         loaded = load_bundle(form)
         assert loaded.digest == bundle["digest"]
+
+
+def _at_stack_depth(frames: int, call: Any) -> Any:
+    """Run ``call`` under ``frames`` extra Python frames (a loader called from deep in a host application)."""
+    return call() if frames == 0 else _at_stack_depth(frames - 1, call)
+
+
+def test_deeply_nested_metadata_is_refused_with_a_bundle_error_at_any_stack_depth() -> None:
+    """JSON nesting that json.loads accepts but canonical serialisation cannot handle."""
+    base = json.dumps(build_bundle(
+        forge="http://f", organisation="acme", project="p", environment="production", set_slug="core",
+        version=1, approval="approved", prompts=[{"id": "a", "template": "x"}], created_at="t",
+    ))
+    for frames in (0, 100, 250, 400):
+        for depth in range(400, 1000, 4):
+            text = base.replace('"metadata": {}', '"metadata": {"deep": ' + "[" * depth + "]" * depth + "}")
+            _at_stack_depth(frames, lambda text=text: assert_accepted_or_bundle_error(text))
