@@ -9,6 +9,7 @@ The module-level functions use a default :class:`Client` configured from the env
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,15 @@ UpdateCallback = Callable[[dict[str, Any]], None]
 
 _default: Client | None = None
 _default_lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()  # another thread may have held it when the process forked
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def default_client() -> Client:

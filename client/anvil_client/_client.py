@@ -274,6 +274,9 @@ class Client:
     def _after_fork_in_child(self) -> None:
         """In a forked child: no sync thread here; the next use restarts one (see ``_at_fork``)."""
         self._lock = threading.RLock()
+        inherited = self._sync._stream if self._sync is not None else None
+        if inherited is not None:
+            inherited.close_inherited()  # not shutdown(): that would end the parent's stream too
         self._sync = None
         self._connected = False
         if self._started_pid is not None and not self._closed:

@@ -153,6 +153,11 @@ class EventStream:
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
 
+    def close_inherited(self) -> None:
+        """In a forked child: close this process's copy of the socket, leaving the parent's stream open."""
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
     def _recv(self, timeout: float) -> bytes | None:
         self._sock.settimeout(timeout)
         try:

@@ -22,7 +22,8 @@ def test_forked_children_get_updates_through_their_own_sync_thread(
     stub.publish("core", 1)
     client = make_client(stub)
     assert client.prompt("welcome.message", name="P") == "Hello P (v1)"  # parent started: thread + stream
-    assert stub.wait_for(lambda: stub.open_streams() == 1)
+    assert stub.wait_for(lambda: stub.open_streams() == 1 and client._sync._stream is not None)
+    parent_stream_fd = client._sync._stream._sock.fileno()
 
     children = []
     for _ in range(2):
@@ -32,13 +33,18 @@ def test_forked_children_get_updates_through_their_own_sync_thread(
             os.close(read_fd)
             code = 1
             try:
+                try:
+                    os.fstat(parent_stream_fd)
+                    inherited = "kept"
+                except OSError:
+                    inherited = "closed"
                 first = client.prompt("welcome.message", name="C")  # restarts sync in this process
                 threads = [t.name for t in threading.enumerate()]
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline and client.prompt("welcome.message", name="C") != "Hello C (v2)":
                     time.sleep(0.01)
                 final = client.prompt("welcome.message", name="C")
-                os.write(write_fd, f"{first}|{final}|{threads.count('anvil.sync')}".encode())
+                os.write(write_fd, f"{first}|{final}|{threads.count('anvil.sync')}|{inherited}".encode())
                 code = 0
             finally:
                 os._exit(code)
@@ -53,6 +59,6 @@ def test_forked_children_get_updates_through_their_own_sync_thread(
         reports.append(os.read(read_fd, 1000).decode())
         os.close(read_fd)
         assert status == 0
-    assert reports == ["Hello C (v1)|Hello C (v2)|1"] * 2
+    assert reports == ["Hello C (v1)|Hello C (v2)|1|closed"] * 2
     assert client.prompt("welcome.message", name="P") == "Hello P (v2)"
     sys.stdout.flush()
