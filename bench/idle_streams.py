@@ -190,6 +190,11 @@ def main() -> int:
                     "heartbeat_gap_s": summarize(gaps, 3),
                     "heartbeat_late_over_1s": sum(1 for g in gaps if g > HEARTBEAT_SECONDS + 1.0),
                     "overdue_connections": sum(s["overdue"] for s in stats),
+                    # On time: every open stream had a heartbeat in the window, none more than 1 s late.
+                    "heartbeats_on_time": bool(gaps)
+                    and sum(s["overdue"] for s in stats) == 0
+                    and sum(s["never_heartbeat_since_mark"] for s in stats) == 0
+                    and all(g <= HEARTBEAT_SECONDS + 1.0 for g in gaps),
                     "closed_by_server": sum(s["closed"] for s in stats),
                     "forge_cpu_percent_idle": round(100 * cpu_used / WINDOW_SECONDS, 1),
                     "window_seconds": WINDOW_SECONDS,
