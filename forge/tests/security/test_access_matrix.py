@@ -70,6 +70,7 @@ ROUTES = [
           {"version": "1", "decision": "approve", "comment": "ok"}),
     Route("web:set_reopen", "/o/{org}/p/{project}/s/locked/reopen/", POST_ONLY, REOPEN, {}),
     Route("web:versions", SET + "versions/", VIEW),
+    Route("web:version", SET + "versions/1/", VIEW),
     Route("web:diff", SET + "diff/?a=1&b=2", VIEW),
     Route("web:rollback", SET + "versions/1/rollback/", POST_ONLY, PUBLISH, {}),
     Route("web:publish", SET + "versions/2/publish/production/", ANY, PUBLISH, {}),
