@@ -119,12 +119,12 @@ def token_authenticate(raw: str | None, *, kind: str) -> AccessToken | None:
     if not raw or not token_well_formed(raw):
         return None
     digest = token_hash(raw)
-    token = (
-        AccessToken.objects.select_related("project__organisation", "environment")
-        .filter(token_hash=digest)
-        .first()
-    )
-    if token is None or not hmac.compare_digest(token.token_hash, digest):
+    try:
+        # get(), not first(): the hash is unique, and first() would add an ORDER BY to compile and run.
+        token = AccessToken.objects.select_related("project__organisation", "environment").get(token_hash=digest)
+    except AccessToken.DoesNotExist:
+        return None
+    if not hmac.compare_digest(token.token_hash, digest):
         return None
     now = timezone.now()
     if token.kind != kind or token.revoked_at is not None or (token.expires_at and token.expires_at <= now):
