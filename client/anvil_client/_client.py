@@ -529,25 +529,41 @@ class Client:
             raise BundleError(
                 f"asked for set {set_slug!r} version {wanted}, got set {bundle.set!r} version {bundle.version}"
             )
-        if self._identity is not None and (bundle.organisation, bundle.project, bundle.environment) != self._identity:
+        expected = self._expected_identity()
+        if expected is not None and (bundle.organisation, bundle.project, bundle.environment) != expected:
             raise BundleError(
                 f"bundle is for {bundle.organisation}/{bundle.project} ({bundle.environment}), "
-                f"not {self._identity[0]}/{self._identity[1]} ({self._identity[2]})"
+                f"not {expected[0]}/{expected[1]} ({expected[2]})"
             )
         return self._apply(bundle, "forge")
 
-    def _reconcile(self, forge: Any) -> list[dict[str, Any]]:
-        """Re-decide every known release (after a mode or pin change). Caller holds the lock."""
+    def _expected_identity(self) -> tuple[str, str, str] | None:
+        """The project and environment bundles must belong to: the FORGE's word (its releases list) once
+        heard, else that of the bundles already served (a stream may answer before the releases list)."""
+        if self._identity is not None:
+            return self._identity
+        served = {(e.bundle.organisation, e.bundle.project, e.bundle.environment) for e in self._snapshot.sets.values()}
+        return served.pop() if len(served) == 1 else None
+
+    def _reconcile(self, forge: Any) -> tuple[list[dict[str, Any]], bool]:
+        """Re-decide every known release (after a mode or pin change, or a failed fetch). Caller holds the lock.
+
+        Returns the changes and whether a fetch failed for a passing reason (worth retrying).
+        """
+        from anvil_client._http import HTTPFailure
+
         changes = []
+        transient = False
         for release in list(self._latest.values()):
             try:
                 change = self._consider(forge, release, None)
             except AnvilError as exc:
                 self._error(f"set {release.get('set')}: {exc}")
+                transient = transient or isinstance(exc, HTTPFailure)
                 continue
             if change is not None:
                 changes.append(change)
-        return changes
+        return changes, transient
 
     def _usage_report(self) -> dict[str, list[str]]:
         usage = self._usage.copy()  # one C call: safe while the hot path adds

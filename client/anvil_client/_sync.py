@@ -96,6 +96,8 @@ class SyncThread:
         self._wake = threading.Event()
         self._checkin_due = True
         self._reconcile_due = False
+        self._retry_at: float | None = None  # when to retry releases whose fetch failed
+        self._retry_delay = self.config.backoff_initial
         self._last_checkin = 0.0
         self._last_poll = 0.0
         self._last_event_id: str | None = None
@@ -153,9 +155,13 @@ class SyncThread:
                 break
             if connected_for >= self.config.backoff_reset_after:
                 backoff = self.config.backoff_initial
-            delay = backoff if hint is None else max(hint, 0.05)
-            # Full jitter in [delay/2, delay]: spreads a crowd of reconnecting instances.
-            self._idle(delay * (0.5 + random.random() / 2))
+            if hint is None:
+                # Jitter in [backoff/2, backoff]: spreads a crowd of reconnecting instances.
+                delay = backoff * (0.5 + random.random() / 2)
+            else:
+                # The FORGE asked for this delay (Retry-After, retry:): never sooner; jitter only adds.
+                delay = max(hint, 0.05) * (1 + random.random() / 2)
+            self._idle(delay)
             if hint is None or connected_for < self.config.backoff_reset_after:
                 backoff = min(backoff * 2, self.config.backoff_max)
 
@@ -225,11 +231,13 @@ class SyncThread:
         client = self.client
         try:
             with client._lock:
+                retry = self._retry_at is not None and time.monotonic() >= self._retry_at
                 changed = client._refresh_host_state() or self._reconcile_due
                 self._reconcile_due = False
-                if changed:
-                    client._reconcile(self.forge)
+                if changed or retry:
+                    _, transient = client._reconcile(self.forge)
                     self._checkin_due = True
+                    self._schedule_retry(transient)
             if not connected and time.monotonic() - self._last_poll >= self.config.poll_interval:
                 self._sync_releases(initial=False)
             if self._checkin_due or time.monotonic() - self._last_checkin >= self.config.checkin_interval:
@@ -254,11 +262,21 @@ class SyncThread:
                     self.client._last_sync = time.time()
                 except AnvilError as exc:
                     what = f"set {data.get('set')!r} version {data.get('version')}"
-                    self.client._error(f"release of {what} refused: {exc}")
+                    self.client._error(f"release of {what} not applied: {exc}")
+                    self._schedule_retry(isinstance(exc, HTTPFailure))
             self._checkin_due = True
         elif event.event == "revoked":
             self.client._error("the FORGE revoked this instance's token; still serving the last good prompts")
             raise _Revoked
+
+    def _schedule_retry(self, transient: bool) -> None:
+        """After a fetch failed for a passing reason (network, 5xx), try the known releases again later."""
+        if not transient:
+            self._retry_at = None
+            self._retry_delay = self.config.backoff_initial
+            return
+        self._retry_at = time.monotonic() + self._retry_delay * (0.5 + random.random() / 2)
+        self._retry_delay = min(self._retry_delay * 2, self.config.backoff_max)
 
     def _sync_releases(self, *, initial: bool) -> None:
         """GET the current releases and take what should be taken (start-up and polling fallback)."""

@@ -61,6 +61,8 @@ class StubForge:
     heartbeat: float = 0.2
     retry_ms: int = 100
     stream_enabled: bool = True
+    releases_fail: bool = False  # /releases answers 503
+    fail_next_bundles: int = 0  # that many bundle requests answer 503
     organisation: str = "acme"
     project: str = "support-bot"
     environment: str = "production"
@@ -187,7 +189,9 @@ class _Handler(BaseHTTPRequestHandler):
         forge.requests.append(("GET", self.path, dict(self.headers)))
         if not self._authorised():
             return
-        if parts.path == "/api/v1/live/releases":
+        if parts.path == "/api/v1/live/releases" and forge.releases_fail:
+            self._json(503, {"error": "database unavailable"}, {"Retry-After": "1"})
+        elif parts.path == "/api/v1/live/releases":
             last = str(max((r["release_id"] for r in forge.releases.values()), default=0))
             self._json(
                 200,
@@ -204,6 +208,10 @@ class _Handler(BaseHTTPRequestHandler):
             query = parse_qs(parts.query)
             version = int(query["version"][0]) if "version" in query else forge.releases[set_slug]["version"]
             bundle = forge.bundles.get((set_slug, version))
+            if forge.fail_next_bundles > 0:
+                forge.fail_next_bundles -= 1
+                self._json(503, {"error": "busy"})
+                return
             if bundle is None:
                 self._json(404, {"error": "no such version"})
                 return

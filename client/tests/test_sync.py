@@ -439,3 +439,64 @@ def test_a_release_whose_changed_template_cannot_compile_is_refused(stub: StubFo
     assert eventually(lambda: "does not compile" in (client.status()["last_error"] or ""))
     assert text(client) == "Hello Ada (v1)"
     assert client.status()["versions"] == {"core": 1}
+
+
+def test_a_failed_bundle_fetch_is_retried_while_the_stream_stays_up(stub: StubForge, make_client: MakeClient) -> None:
+    stub.inline = False
+    stub.publish("core", 1)
+    client = make_client(stub)
+    assert text(client) == "Hello Ada (v1)"
+    assert eventually(lambda: stub.open_streams() == 1)
+    stub.fail_next_bundles = 2
+    stub.publish("core", 2)
+    assert eventually(lambda: text(client) == "Hello Ada (v2)", 5)
+    assert len(stub.stream_opens) == 1  # no reconnect was needed
+
+
+def test_before_the_releases_list_answers_bundles_must_match_the_project_being_served(
+    stub: StubForge, make_client: MakeClient, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    write_disk_bundle(cache, load_bundle(make_bundle("core", 1)))
+    stub.releases_fail = True
+    stub.publish(bundle=make_bundle("core", 2, project="other-app"))
+    client = make_client(stub, cache_dir=cache)
+    assert text(client) == "Hello Ada (v1)"
+    assert eventually(lambda: "other-app" in (client.status()["last_error"] or ""))
+    assert text(client) == "Hello Ada (v1)"
+
+
+def test_retry_after_on_the_stream_is_a_minimum_delay(make_client: MakeClient) -> None:
+    attempts: list[float] = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(50)
+    server.settimeout(0.1)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn = server.accept()[0]
+            except OSError:
+                continue
+            if b"/stream" in conn.recv(65536):
+                attempts.append(time.monotonic())
+            conn.sendall(b"HTTP/1.1 503 Busy\r\nRetry-After: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            conn.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        client = make_client(
+            forge_url=f"http://127.0.0.1:{server.getsockname()[1]}", token=TOKEN, backoff_initial=0.05,
+            backoff_max=0.1, poll_interval=100, startup_timeout=0,
+        )
+        client.prompt("x", fallback="")
+        assert eventually(lambda: len(attempts) >= 3, 8)
+        client.close()
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert all(b - a >= 0.99 for a, b in itertools.pairwise(attempts[:3])), attempts
