@@ -6,6 +6,7 @@ prompts, must say why in its status, and must recover by itself once the FORGE b
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -188,3 +189,60 @@ def test_a_host_clock_hours_off_changes_nothing(fake, host_app, tmp_path, skew):
         time.sleep(0.05)
     assert any(c["versions"] == {"core": 2} for c in fake.checkins), "check-ins go on"
     assert app.errors() == []
+
+
+def test_stream_503_with_retry_after_is_honoured_before_reconnecting(fake, host_app, tmp_path):
+    fake.publish(demo_bundle(1))
+    fake.faults.update(stream=("status", 503, {"Retry-After": "1"}))
+    app = host_app(
+        forge_url=fake.url, token=TOKEN, cache_dir=cache_with(tmp_path / "cache", 1),
+        client={"backoff_initial": 0.05, "backoff_max": 0.1},
+    ).start()
+    app.wait_text("(v1)")
+    deadline = time.monotonic() + 6
+    while len(fake.times("stream")) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    attempts = fake.times("stream")
+    assert len(attempts) >= 3
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert min(gaps) >= 0.95, f"reconnected sooner than Retry-After: 1 asked: {gaps}"
+    assert app.errors() == []
+
+
+def test_a_release_whose_bundle_fetch_failed_once_is_retried_while_the_stream_stays_up(fake, host_app, tmp_path):
+    """A passing network fault on the bundle fetch must not leave the instance behind until the next publish."""
+    fake.publish(demo_bundle(1))
+    app = host_app(forge_url=fake.url, token=TOKEN, cache_dir=tmp_path / "cache").start()
+    app.wait_text("(v1)")
+    app.wait_for(lambda e: e["event"] == "connected")
+    fake.faults["bundle"] = ("status", 503)
+    fake.publish(demo_bundle(2))
+    deadline = time.monotonic() + 5
+    while not fake.times("bundle")[1:] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fake.faults.clear()
+    app.wait_text("(v2)", timeout=10)
+
+
+def test_a_bundle_for_another_project_is_refused_even_when_the_stream_comes_back_before_the_releases_list(
+    host_app, tmp_path
+):
+    """FORGE down at start: the stream (reconnecting every second) may answer before the 30 s poll does."""
+    port = free_port()
+    app = host_app(
+        forge_url=f"http://127.0.0.1:{port}", token=TOKEN, cache_dir=cache_with(tmp_path / "cache", 1),
+        client={"poll_interval": 30, "backoff_initial": 0.2, "backoff_max": 0.2},
+    ).start()
+    app.wait_text("(v1)")
+    other = FakeForge()
+    other.publish(demo_bundle(2, project="other-app"))
+    other.faults["releases"] = ("status", 503)
+    other.start(port)
+    try:
+        deadline = time.monotonic() + 5
+        while len(other.times("bundle")) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert app.texts() == ["Hi Ada! (v1)"], "a bundle for another project replaced the running prompts"
+    finally:
+        other.stop()
