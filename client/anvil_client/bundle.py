@@ -35,6 +35,8 @@ APPROVAL_STATES = ("approved", "in_review")
 MAX_PROMPT_ID_LENGTH = 200
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 _MAPPINGS = (dict, Mapping)  # dict first: an exact type check is much cheaper than the ABC's
+_PLAIN_DEFAULTS = (type(None), str, bool)  # defaults that are equal only when identical (1 == 1.0 == True)
+_PROMPT_KEYS = frozenset({"id", "template", "description", "parameters", "metadata"})
 
 _TOP_LEVEL_STRINGS = ("forge", "organisation", "project", "environment", "set", "created_at")
 _OPTIONAL_STRINGS = ("created_by", "approved_at", "approved_by", "published_at", "published_by")
@@ -290,8 +292,29 @@ def _check_schema(bundle: Mapping[str, Any]) -> tuple[PromptSpec, ...]:
     if not isinstance(prompts, list):
         raise BundleSchemaError("prompts", "must be a list")
     specs: list[PromptSpec] = []
+    append = specs.append
     previous_id = ""
+    match_id = PROMPT_ID_PATTERN.match
+    known: dict[tuple[Any, ...], Parameter] = {}
     for index, prompt in enumerate(prompts):
+        # Fast path for a well-formed prompt (nearly always): the same checks as below without building a
+        # path string or a list of problems per prompt. Anything unusual takes the full path, which finds
+        # and names the first problem exactly as before.
+        if (
+            type(prompt) is dict
+            and prompt.keys() == _PROMPT_KEYS
+            and type(prompt_id := prompt["id"]) is str
+            and len(prompt_id) <= MAX_PROMPT_ID_LENGTH
+            and match_id(prompt_id)
+            and prompt_id > previous_id
+            and isinstance(prompt["template"], str)
+            and isinstance(prompt["description"], str)
+            and isinstance(prompt["metadata"], _MAPPINGS)
+            and (parameters := _well_formed_parameters(prompt["parameters"], known)) is not None
+        ):
+            previous_id = prompt_id
+            append(PromptSpec(prompt_id, prompt["template"], prompt["description"], parameters, prompt["metadata"]))
+            continue
         where = f"prompts[{index}]"
         if not isinstance(prompt, _MAPPINGS):
             raise BundleSchemaError(where, f"must be an object, not {_json_type(prompt)}")
@@ -336,6 +359,59 @@ def _check_schema(bundle: Mapping[str, Any]) -> tuple[PromptSpec, ...]:
             )
         )
     return tuple(specs)
+
+
+def _well_formed_parameters(parameters: Any, known: dict[tuple[Any, ...], Parameter]) -> tuple[Parameter, ...] | None:
+    """The parameters of a prompt when every declaration is plainly valid (what ``parameter_problems`` would
+    accept), else None so that the caller runs the full check for the exact problem.
+
+    ``known`` holds declarations already checked in this bundle (most prompts share a few), so identical
+    declarations share one immutable ``Parameter`` and are checked once.
+    """
+    if type(parameters) is not list:
+        return None
+    result = []
+    seen = set()
+    for parameter in parameters:
+        if type(parameter) is not dict:
+            return None
+        name = parameter.get("name")
+        kind = parameter.get("type")
+        required = parameter.get("required", False)
+        default = parameter.get("default")
+        description = parameter.get("description", "")
+        key = None
+        if (
+            type(name) is str
+            and type(kind) is str
+            and type(required) is bool
+            and type(default) in _PLAIN_DEFAULTS
+            and (description is None or type(description) is str)
+        ):
+            key = (name, kind, required, default, description)  # hashable, and equal only when identical
+            cached = known.get(key)
+            if cached is not None:
+                if name in seen:
+                    return None
+                seen.add(name)
+                result.append(cached)
+                continue
+        if (
+            type(name) is not str
+            or not PARAMETER_NAME_PATTERN.match(name)
+            or name in seen
+            or kind not in PARAMETER_TYPES
+            or not isinstance(required, bool)
+            or (default is not None and not value_matches_type(default, kind))
+            or (description is not None and not isinstance(description, str))
+        ):
+            return None
+        seen.add(name)
+        declared = Parameter(name, kind, required, default, description or "")
+        if key is not None:
+            known[key] = declared
+        result.append(declared)
+    return tuple(result)
 
 
 def _canonical_with(bundle: Mapping[str, Any], *, skip: str, prompts_json: bytes) -> bytes:
