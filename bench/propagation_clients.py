@@ -6,8 +6,9 @@ processes, each running one ``anvil_client.Client`` connected to the FORGE (its 
 stream, bundle verification, template compilation, snapshot swap, disk-cache write), and a thread that
 calls ``client.prompt(...)`` every ``POLL_S`` seconds and stamps the wall-clock time the returned text
 first carries the new round's marker. Publishes come from ``bench.propagation``'s publisher process
-(the real ``version_publish`` service; it appends ``round N`` to the set's first prompt), which stamps
-its commit time. Latency = first new text - commit (one machine, one clock; resolution ``POLL_S``).
+(the real ``version_publish`` service; it appends ``round N`` to the set's first prompt), which reads its
+clock just before COMMIT. Latency = first new text - that time (one machine, one clock; resolution
+``POLL_S``).
 The same ``on_update`` callback time is recorded beside it (it runs after the disk-cache write).
 
 One FORGE process on PostgreSQL (LISTEN/NOTIFY) when it answers, else SQLite with a fast periodic check.
@@ -152,8 +153,8 @@ def _step_figures(reports: list[dict[str, Any]], commits: list[tuple[int, float]
         "latency_ms": summarize(latencies, 2),
         "on_update_callback_ms": summarize(callbacks, 2),
         "missing": missing,
-        # The publisher stamps its commit after version_publish returns; when that process is descheduled a
-        # client can be faster than the stamp. Such samples stay in (as they are) and are counted here.
+        # Samples earlier than the publisher's stamp would mean its clock is read after the commit; they stay
+        # in (as they are) and are counted here (bench.propagation reads it just before COMMIT).
         "before_commit_stamp": sum(1 for value in latencies if value < 0),
     }
 
@@ -201,7 +202,7 @@ def main() -> int:
         "method": f"processes with one anvil_client.Client each, on this machine, following one FORGE "
         f"({'PostgreSQL LISTEN/NOTIFY' if postgres else 'SQLite, periodic check 0.05 s'}); {ROUNDS} publishes per "
         f"step, {ROUND_WAIT_S} s apart, by the real version_publish service; latency = first prompt() returning "
-        f"the new text (polled every {POLL_S * 1000:.0f} ms) - publisher commit time",
+        f"the new text (polled every {POLL_S * 1000:.0f} ms) - the publisher's clock just before COMMIT",
         "steps": steps,
         "clients": max(STEPS),
         "p50_ms": largest.get("p50_ms"),
