@@ -47,7 +47,8 @@ class Benchmark:
     args: tuple[str, ...] = ()
 
 
-# In order; the limits sum to about fourteen minutes at worst (a typical run takes eight to nine).
+# In order; the limits sum to about fifteen minutes for a heavily loaded machine; a quiet 2-core run takes
+# about four and a half, a loaded one about ten.
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("hot_path", "bench.hot_path", 60, "prompt() against dict+format_map and raw Jinja2"),
     Benchmark("hot_path_langfuse", "bench.hot_path_langfuse", 45, "Langfuse cached get_prompt().compile() column"),
