@@ -253,7 +253,7 @@ class AdminPage:
         return self._act(request, session, "unpin", lambda: self.client.unpin(set_slug), f"unpin {set_slug}")
 
     def _sync(self, request: Request, session: str) -> Response:
-        return self._act(request, session, "sync", lambda: self.client.sync(), "sync")
+        return self._act(request, session, "sync", lambda: self.client.sync(host=True), "sync")
 
     def _act(self, request: Request, session: str, done: str, action: Callable[[], Any], what: str) -> Response:
         try:
@@ -534,8 +534,9 @@ _PAGE = """{% extends "base" %}{% block main %}
 <input type="hidden" name="csrf" value="{{ csrf }}">
 <button type="submit">Sync now</button>
 </form>
-<p>ACCEPTING applies each release as it arrives; FROZEN keeps the versions running now (a manual sync still
-takes the newest). The mode and pins are this host's, shared by all its processes and kept across restarts.</p>
+<p>ACCEPTING applies each release as it arrives; FROZEN keeps the versions running now (Sync now, or
+<code>anvil sync</code>, still takes the newest, in every process of this host). The mode and pins are this
+host's, shared by all its processes and kept across restarts.</p>
 <h2>Prompt sets</h2>
 <table>
 <tr><th scope="col">Set</th><th scope="col">Running</th><th scope="col">Newer on the FORGE</th>

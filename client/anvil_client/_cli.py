@@ -346,7 +346,7 @@ def run_status(args: argparse.Namespace) -> int:
 def run_sync(args: argparse.Namespace) -> int:
     client = _client(args)
     try:
-        changes = client.sync(timeout=args.timeout)
+        changes = client.sync(timeout=args.timeout, host=True)
     finally:
         client.close()
     if not changes:
@@ -354,11 +354,8 @@ def run_sync(args: argparse.Namespace) -> int:
     for name, change in sorted(changes.items()):
         previous = f"v{change['previous']}" if change["previous"] is not None else "nothing"
         _say(f"Set {name}: v{change['version']} (was {previous}).")
-    if changes and client.mode == "frozen":
-        _say(
-            "This host is FROZEN: the new versions are in its cache, and processes that are running keep "
-            "theirs until they restart (the admin page's Sync now updates the process that serves it)."
-        )
+    frozen = " (FROZEN too)" if client.mode == "frozen" else ""
+    _say(f"Every running process using {client.config.cache_dir} syncs the same way within a second{frozen}.")
     return OK
 
 
@@ -510,7 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=run_status)
 
     sync = sub.add_parser(
-        "sync", parents=[common, network], help="fetch the current releases into this host's cache now (even FROZEN)"
+        "sync",
+        parents=[common, network],
+        help="take the current releases now, in this host's cache and its running processes (even FROZEN)",
     )
     sync.set_defaults(handler=run_sync)
 

@@ -59,6 +59,7 @@ class Client:
         self._closed = False
         self._host = HostState(mode=None, pins={})
         self._host_mtime: tuple[int, int, int] | None = None
+        self._sync_request_seen: int | None = None  # the host's sync request count last acted on (or seen at start)
         self._latest: dict[str, dict[str, Any]] = {}  # newest release seen per set
         self._identity: tuple[str, str, str] | None = None  # organisation, project, environment
         self._last_sync: float | None = None
@@ -321,7 +322,9 @@ class Client:
             return False
         self._host_mtime = stamp
         state = read_host_state(self.config.cache_dir)  # type: ignore[arg-type]
-        changed = state != self._host
+        if self._sync_request_seen is None:  # a request made before this process started is not for it
+            self._sync_request_seen = state.sync_request
+        changed = (state.mode, state.pins) != (self._host.mode, self._host.pins)
         if changed and not force:
             logger.info("anvil: host state changed: mode %s, pins %s", state.mode or self.config.mode, state.pins)
         self._host = state
@@ -426,11 +429,14 @@ class Client:
 
     # ------------------------------------------------------------------------------------------------ sync
 
-    def sync(self, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+    def sync(self, timeout: float = 10.0, *, host: bool = False) -> dict[str, dict[str, Any]]:
         """Fetch the current releases now and apply them, even in FROZEN mode, respecting pins.
 
-        Returns the changes per set ({"version", "previous"}). Raises :class:`SyncError` when the FORGE
-        cannot be reached or refuses.
+        With ``host=True`` (what ``anvil sync`` and the admin page's Sync now do), once this process synced,
+        every other running process using the same cache directory is asked to do the same: each sync thread
+        sees the request within ``state_check_interval``. Returns this process's changes per set
+        ({"version", "previous"}). Raises :class:`SyncError` when the FORGE cannot be reached or refuses
+        (and then asks nothing of the other processes).
         """
         if not self.config.forge_url:
             raise SyncError("this client has no FORGE to sync with (set ANVIL_FORGE_URL and ANVIL_TOKEN)")
@@ -464,7 +470,21 @@ class Client:
             self._sync.request_checkin()
         if errors:
             raise SyncError("sync failed: " + "; ".join(errors))
+        if host:
+            with self._lock:  # this process already synced: its own sync thread must not do it again
+                state = write_host_state(self.config.cache_dir, request_sync=True)  # type: ignore[arg-type]
+                self._sync_request_seen = state.sync_request
+                if self._refresh_host_state() and self._sync is not None:
+                    self._sync.wake()  # mode or pins changed meanwhile: the thread re-decides every set
         return changes
+
+    def _take_sync_request(self) -> bool:
+        """Whether the host asked for a sync this process has not made yet (marking it made). Caller holds the lock."""
+        requested = self._host.sync_request
+        if self._sync_request_seen is None or requested == self._sync_request_seen:
+            return False
+        self._sync_request_seen = requested
+        return True
 
     def _record_identity(self, releases: Mapping[str, Any]) -> None:
         identity = (releases.get("organisation"), releases.get("project"), releases.get("environment"))

@@ -2,8 +2,10 @@
 
 Every process of the host that uses the same cache directory reads the same file: the sync thread of each
 process looks at its modification time a few times a second, so ``anvil mode frozen`` or ``anvil pin core 3``
-reaches every worker within a second and survives restarts. Writes are atomic (temp file, fsync, rename,
-fsync of the directory) and serialised between processes with an advisory lock on ``state.lock``.
+reaches every worker within a second and survives restarts. ``anvil sync`` also bumps ``sync_request`` there:
+each running process whose sync thread sees a new value syncs at once, as ``Client.sync()`` would. Writes are
+atomic (temp file, fsync, rename, fsync of the directory) and serialised between processes with an advisory
+lock on ``state.lock``.
 """
 
 from __future__ import annotations
@@ -26,13 +28,21 @@ _UNSET: Any = object()
 
 @dataclass(frozen=True, slots=True)
 class HostState:
-    """Mode and pins as the host decided them. ``mode`` is None when nobody chose one yet."""
+    """Mode and pins as the host decided them. ``mode`` is None when nobody chose one yet.
+
+    ``sync_request`` counts the host-wide sync requests (``anvil sync``, the admin page's Sync now); a running
+    process syncs when it sees the count change from the one it saw at start.
+    """
 
     mode: str | None = None
     pins: Mapping[str, int] = field(default_factory=dict)
+    sync_request: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"format": STATE_FORMAT, "mode": self.mode, "pins": dict(sorted(self.pins.items()))}
+        data: dict[str, Any] = {"format": STATE_FORMAT, "mode": self.mode, "pins": dict(sorted(self.pins.items()))}
+        if self.sync_request:
+            data["sync_request"] = self.sync_request
+        return data
 
 
 def state_path(cache_dir: str | os.PathLike[str]) -> Path:
@@ -51,11 +61,13 @@ def write_host_state(
     pins: Mapping[str, int] | None = _UNSET,
     pin: tuple[str, int] | None = None,
     unpin: str | None = None,
+    request_sync: bool = False,
 ) -> HostState:
     """Change the host state atomically and return the new state.
 
     ``mode`` ("accepting" or "frozen") and ``pins`` (the whole mapping) replace what is there; ``pin=(set,
-    version)`` and ``unpin=set`` change one set. Arguments not given keep their current value. Raises
+    version)`` and ``unpin=set`` change one set. ``request_sync=True`` asks every running process of the host
+    to sync now (it bumps ``sync_request``). Arguments not given keep their current value. Raises
     :class:`ConfigError` for a bad mode, set or version, or when the directory cannot be written.
     """
     if mode is not _UNSET and mode is not None:
@@ -73,7 +85,11 @@ def write_host_state(
                 merged[pin[0]] = pin[1]
             if unpin is not None:
                 merged.pop(unpin, None)
-            state = HostState(mode=current.mode if mode is _UNSET else mode, pins=merged)
+            state = HostState(
+                mode=current.mode if mode is _UNSET else mode,
+                pins=merged,
+                sync_request=current.sync_request + 1 if request_sync else current.sync_request,
+            )
             atomic_write(state_path(directory), json.dumps(state.as_dict(), indent=2).encode() + b"\n")
     except OSError as exc:
         raise ConfigError(f"cannot write the host state in {directory}: {exc}") from exc
@@ -166,4 +182,7 @@ def _parse(path: Path) -> HostState:
                 pins[set_slug] = validate_pin(set_slug, version)
             except ConfigError:
                 continue
-    return HostState(mode=mode, pins=pins)
+    sync_request = raw.get("sync_request")
+    if isinstance(sync_request, bool) or not isinstance(sync_request, int) or sync_request < 0:
+        sync_request = 0
+    return HostState(mode=mode, pins=pins, sync_request=sync_request)

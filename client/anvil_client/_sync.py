@@ -4,7 +4,8 @@ It follows the FORGE's Server-Sent Events stream (``docs/protocol.md``), reconne
 backoff (``backoff_initial`` doubling to ``backoff_max``, with jitter, reset after ``backoff_reset_after``
 connected) and ``Last-Event-ID``; treats silence longer than ``read_timeout`` as a dead connection; polls
 ``/releases`` (bundles with conditional GET) while the stream cannot be used; re-reads the host state file
-a few times a second; and checks in at start, after applying or declining a release, and periodically.
+a few times a second (syncing as ``Client.sync()`` does, even FROZEN, when the host asks for it: ``anvil sync``);
+and checks in at start, after applying or declining a release, and periodically.
 Every error is logged and kept for ``status()``; none reaches the host application.
 """
 
@@ -238,12 +239,24 @@ class SyncThread:
                     _, transient = client._reconcile(self.forge)
                     self._checkin_due = True
                     self._schedule_retry(transient)
+                requested = client._take_sync_request()
+            if requested:
+                self._host_sync()
             if not connected and time.monotonic() - self._last_poll >= self.config.poll_interval:
                 self._sync_releases(initial=False)
             if self._checkin_due or time.monotonic() - self._last_checkin >= self.config.checkin_interval:
                 self._checkin()
         except Exception:
             logger.exception("anvil: sync housekeeping failed")
+
+    def _host_sync(self) -> None:
+        """The host asked every process to sync (``anvil sync``, the admin page): take the releases, even FROZEN."""
+        try:
+            changes = self.client.sync(timeout=self.config.connect_timeout)
+        except AnvilError as exc:
+            self.client._error(f"the host's sync request failed: {exc}")
+            return
+        logger.info("anvil: synced at the host's request: %s", changes or "already up to date")
 
     # ----------------------------------------------------------------------------------------- handlers
 

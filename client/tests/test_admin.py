@@ -269,6 +269,38 @@ def test_sync_without_a_forge_shows_the_clients_error(http):
     assert "no FORGE to sync with" in response.text
 
 
+def test_sync_now_takes_the_release_here_and_in_every_other_process_of_the_host_even_frozen(
+    http, stub, make_client, tmp_path
+):
+    stub.publish("core", 1)
+    served = make_client(stub, cache_dir=tmp_path / "host", mode="frozen")
+    other = make_client(stub, cache_dir=tmp_path / "host", mode="frozen", state_check_interval=0.5)  # "another process"
+    assert served.prompt("welcome.message", name="Ada") == "Hello Ada (v1)"
+    assert other.prompt("welcome.message", name="Ada") == "Hello Ada (v1)"
+    stub.publish("core", 2)
+    assert _eventually(lambda: other.status()["available"] == served.status()["available"] == {"core": 2})
+    browser = http(AdminPage(served, secret=SECRET))
+    csrf = sign_in(browser)
+
+    response = browser.post("/sync", data={"csrf": csrf})
+
+    assert response.status_code == 303
+    assert served.prompt("welcome.message", name="Ada") == "Hello Ada (v2)"
+    assert _eventually(lambda: other.prompt("welcome.message", name="Ada") == "Hello Ada (v2)", 1.5)
+    assert other.mode == served.mode == "frozen"
+
+
+def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return bool(check())
+
+
 def test_bearer_scripts_can_change_the_mode_without_csrf(http, client):
     response = http().post("/mode", data={"mode": "frozen"}, headers={"Authorization": f"Bearer {SECRET}"})
 

@@ -47,3 +47,19 @@ def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
     target.write_text("x")
     with pytest.raises(ConfigError, match="cannot write the host state"):
         write_host_state(target / "sub", mode="frozen")
+
+
+def test_a_sync_request_bumps_the_count_and_keeps_mode_and_pins(tmp_path: Path) -> None:
+    write_host_state(tmp_path, mode="frozen", pin=("core", 3))
+    assert write_host_state(tmp_path, request_sync=True).sync_request == 1
+    state = write_host_state(tmp_path, request_sync=True)
+    assert state == HostState(mode="frozen", pins={"core": 3}, sync_request=2)
+    assert write_host_state(tmp_path, unpin="core").sync_request == 2  # other writes keep the count
+    assert json.loads((tmp_path / "state.json").read_text())["sync_request"] == 2
+    assert read_host_state(tmp_path).sync_request == 2
+
+
+@pytest.mark.parametrize("garbage", ["-1", "true", '"3"', "1.5"])
+def test_a_garbled_sync_request_reads_as_none(tmp_path: Path, garbage: str) -> None:
+    (tmp_path / "state.json").write_text(f'{{"format": "anvil.state/1", "mode": "frozen", "sync_request": {garbage}}}')
+    assert read_host_state(tmp_path) == HostState(mode="frozen", pins={}, sync_request=0)

@@ -132,6 +132,85 @@ def test_another_process_changing_the_host_state_is_seen_within_a_second(
     assert eventually(lambda: client.status()["pins"] == {"core": 1}, 1.0)
 
 
+def test_a_host_sync_request_makes_a_running_frozen_client_take_the_new_release(
+    stub: StubForge, make_client: MakeClient
+) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub, state_check_interval=0.5)
+    assert text(client) == "Hello Ada (v1)"
+    client.set_mode("frozen")
+    assert eventually(lambda: stub.open_streams() == 1)
+    stub.publish("core", 2)
+    assert eventually(lambda: client.status()["available"] == {"core": 2})
+    assert text(client) == "Hello Ada (v1)"
+
+    write_host_state(client.config.cache_dir, request_sync=True)  # what `anvil sync` does in another process
+
+    assert eventually(lambda: text(client) == "Hello Ada (v2)", 1.5)
+    assert client.status()["mode"] == "frozen"
+    assert eventually(lambda: stub.checkins and stub.checkins[-1]["versions"] == {"core": 2}, 1.5)
+
+
+def test_a_host_sync_request_respects_pins(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub, mode="frozen")
+    assert text(client) == "Hello Ada (v1)"
+    client.pin("core", 1)
+    stub.publish("core", 2)
+    assert eventually(lambda: client.status()["available"] == {"core": 2})
+    releases_before = _releases_requests(stub)
+
+    write_host_state(client.config.cache_dir, request_sync=True)
+
+    assert eventually(lambda: _releases_requests(stub) > releases_before, 1.5)  # it did sync...
+    assert text(client) == "Hello Ada (v1)"  # ...and kept the pinned version
+
+
+def test_a_sync_request_made_before_a_process_started_is_not_replayed(
+    stub: StubForge, make_client: MakeClient, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    write_disk_bundle(cache, load_bundle(make_bundle("core", 1)))
+    write_host_state(cache, mode="frozen", request_sync=True)
+    stub.publish("core", 1)
+    stub.publish("core", 2)
+    client = make_client(stub, cache_dir=cache)
+    assert text(client) == "Hello Ada (v1)"
+    assert eventually(lambda: client.status()["available"] == {"core": 2})
+    time.sleep(0.5)  # several state checks
+    assert text(client) == "Hello Ada (v1)"
+
+    write_host_state(cache, request_sync=True)
+
+    assert eventually(lambda: text(client) == "Hello Ada (v2)", 1.5)
+
+
+def test_the_process_that_asks_the_host_to_sync_does_not_sync_twice(stub: StubForge, make_client: MakeClient) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub, mode="frozen")
+    assert text(client) == "Hello Ada (v1)"
+    assert eventually(lambda: stub.open_streams() == 1)
+    stub.publish("core", 2)
+
+    assert client.sync(host=True) == {"core": {"version": 2, "previous": 1}}
+
+    assert anvil_client.read_host_state(client.config.cache_dir).sync_request == 1
+    after = _releases_requests(stub)
+    time.sleep(0.5)
+    assert _releases_requests(stub) == after
+
+
+def test_a_failed_sync_asks_nothing_of_the_other_processes(make_client: MakeClient) -> None:
+    client = make_client(forge_url="http://127.0.0.1:9", token=TOKEN, connect_timeout=0.5, startup_timeout=0.1)
+    with pytest.raises(SyncError):
+        client.sync(timeout=0.5, host=True)
+    assert anvil_client.read_host_state(client.config.cache_dir).sync_request == 0
+
+
+def _releases_requests(stub: StubForge) -> int:
+    return sum(1 for _, path, _ in stub.requests if path.startswith("/api/v1/live/releases"))
+
+
 def test_reconnect_resumes_with_last_event_id(stub: StubForge, make_client: MakeClient) -> None:
     stub.publish("core", 1)
     client = make_client(stub)

@@ -178,6 +178,52 @@ def test_sync_takes_a_new_release_even_when_frozen(connected, forge):
     assert anvil(app, "sync").stdout.startswith("Up to date: core v2")
 
 
+# A running application process: answers each line on stdin with its status and the greeting it serves.
+RUNNING_APP = """
+import json, sys
+from anvil_client import Client, Config
+client = Client(Config.from_env(start=sys.argv[1])).start()
+for _ in sys.stdin:
+    status = client.status()
+    greeting = client.prompt("greeting.welcome", customer_name="Ada")
+    print(json.dumps({**{k: status[k] for k in ("mode", "versions", "available", "connected")}, "greeting": greeting}),
+          flush=True)
+"""
+
+
+def test_sync_makes_a_running_frozen_process_serve_the_release_it_ignored(connected, forge):
+    app, _ = connected
+    assert anvil(app, "mode", "frozen").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANVIL_")}
+    process = subprocess.Popen([sys.executable, "-c", RUNNING_APP, str(app)], env=env, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def ask() -> dict:
+        process.stdin.write("\n")
+        process.stdin.flush()
+        return json.loads(process.stdout.readline())
+
+    try:
+        assert _eventually(lambda: ask()["connected"])
+        before = ask()
+        assert (before["mode"], before["versions"]) == ("frozen", {"core": 1})
+        publish_v2(forge)
+        assert _eventually(lambda: ask()["available"] == {"core": 2}), "the running process never heard of v2"
+        assert ask()["versions"] == {"core": 1}  # FROZEN: recorded, not applied
+
+        result = anvil(app, "sync")
+
+        assert result.returncode == 0, result.stderr
+        assert "Set core: v2 (was v1)" in result.stdout and "Every running process" in result.stdout
+        assert _eventually(lambda: ask()["versions"] == {"core": 2}, 1.5)
+        after = ask()
+        assert after["greeting"] != before["greeting"] and after["mode"] == "frozen"
+    finally:
+        process.stdin.close()
+        process.terminate()
+        process.wait(10)
+
+
 def test_sync_with_the_forge_down_fails_with_exit_1(connected, forge):
     app, _ = connected
     forge.stop()
