@@ -105,13 +105,16 @@ def write_cache(cache_dir: Path) -> None:
 
 
 def child_env(cache_dir: Path, dead_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANVIL_")}
+    # Any value of PYTHONDONTWRITEBYTECODE (even "0") stops .pyc writes, and every start would then
+    # compile the client's edited modules from source: measure start-up with bytecode, as deployed.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("ANVIL_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(
         {
             "ANVIL_FORGE_URL": f"http://127.0.0.1:{dead_port}",
             "ANVIL_TOKEN": "anvil_live_" + "b" * 43,
             "ANVIL_CACHE_DIR": str(cache_dir),
-            "PYTHONDONTWRITEBYTECODE": "0",
         }
     )
     return env
