@@ -65,9 +65,14 @@ bundle_cache = _BundleCache(CACHE_SIZE)
 
 def servable(version: PromptSetVersion, environment: Environment) -> bool:
     """Whether ``version`` may be served to ``environment``: approved, or in review where that is allowed."""
-    if version.state == VersionState.APPROVED:
+    return servable_state(version.state, environment)
+
+
+def servable_state(state: str, environment: Environment) -> bool:
+    """Whether a version in ``state`` may be served to ``environment`` (:func:`servable` without the version)."""
+    if state == VersionState.APPROVED:
         return True
-    return version.state == VersionState.IN_REVIEW and environment.accepts_review_versions
+    return state == VersionState.IN_REVIEW and environment.accepts_review_versions
 
 
 def bundle_for(*, version: PromptSetVersion, environment: Environment, release: Release | None) -> BuiltBundle:
@@ -76,14 +81,7 @@ def bundle_for(*, version: PromptSetVersion, environment: Environment, release: 
     ``version`` should come with ``prompt_set__project__organisation``, ``created_by`` and ``reviewed_by``
     loaded; ``release`` with ``published_by``.
     """
-    key = (
-        version.pk,
-        version.state,
-        version.reviewed_at,
-        environment.pk,
-        release.pk if release else None,
-        settings.ANVIL_PUBLIC_URL,
-    )
+    key = _key(version.pk, version.state, version.reviewed_at, environment.pk, release.pk if release else None)
     prompt_set = version.prompt_set
     project = prompt_set.project
     return _built(
@@ -102,6 +100,23 @@ def bundle_for(*, version: PromptSetVersion, environment: Environment, release: 
         published_at=release.published_at if release else None,
         published_by=_username(release.published_by) if release else None,
     )
+
+
+def _key(
+    version_id: int, state: str, reviewed_at: datetime | None, environment_id: int, release_id: int | None
+) -> tuple:
+    """The cache key of a bundle: everything its bytes depend on besides immutable data."""
+    return (version_id, state, reviewed_at, environment_id, release_id, settings.ANVIL_PUBLIC_URL)
+
+
+def cached_bundle(
+    *, version_id: int, state: str, reviewed_at: datetime | None, environment_id: int, release_id: int | None
+) -> BuiltBundle | None:
+    """The already built bundle for these key columns, or ``None`` (then load the version and use :func:`bundle_for`).
+
+    Lets the API answer a conditional GET from one narrow query, without loading the version's snapshot.
+    """
+    return bundle_cache.get(_key(version_id, state, reviewed_at, environment_id, release_id))
 
 
 def _built(
@@ -183,14 +198,7 @@ def release_frame_data(release_id: int, *, inline_limit: int) -> tuple[int, int,
     snapshot = row["version__snapshot"]
     if isinstance(snapshot, str):  # values() leaves JSON as text on some backends
         snapshot = json.loads(snapshot)
-    key = (
-        row["version_id"],
-        row["version__state"],
-        row["version__reviewed_at"],
-        row["environment_id"],
-        release_id,
-        settings.ANVIL_PUBLIC_URL,
-    )
+    key = _key(row["version_id"], row["version__state"], row["version__reviewed_at"], row["environment_id"], release_id)
     built = _built(
         key,
         organisation=row["prompt_set__project__organisation__slug"],
@@ -239,7 +247,6 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _username(user: object | None) -> str | None:
     return user.get_username() if user is not None else None  # type: ignore[attr-defined]
-
 
 
 def release_entry(release: Release) -> dict:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from anvil_forge.accounts.models import Membership, Organisation
@@ -92,6 +92,32 @@ def newest_release_of(*, environment: Environment, prompt_set: PromptSet, versio
     if version is not None:
         releases = releases.filter(version=version)
     return _release_related(releases).order_by("-id").first()
+
+
+def bundle_key_row(
+    *, environment_id: int, project_id: int, set_slug: str, number: int | None = None
+) -> tuple[int | None, int, str, datetime | None] | None:
+    """``(release id, version id, version state, reviewed_at)`` of the bundle the LIVE API would serve, or ``None``.
+
+    Without ``number``: the newest release of the set in the environment. With it: version ``number`` of the set
+    and its newest release there (``None`` when never released). One narrow query without the snapshot, so a
+    conditional GET can be answered from the bundle cache; ``None`` means the caller takes the full path
+    (which also produces the 404s). Servability of a version is the caller's check.
+    """
+    if number is None:
+        rows = Release.objects.filter(
+            environment_id=environment_id, prompt_set__project_id=project_id, prompt_set__slug=set_slug
+        ).order_by("-id")
+        row = rows.values_list("id", "version_id", "version__state", "version__reviewed_at")[:1]
+    else:
+        newest = Release.objects.filter(environment_id=environment_id, version_id=OuterRef("pk")).order_by("-id")
+        row = (
+            PromptSetVersion.objects.filter(prompt_set__project_id=project_id, prompt_set__slug=set_slug, number=number)
+            .annotate(release_id=Subquery(newest.values("id")[:1]))
+            .values_list("release_id", "id", "state", "reviewed_at")[:1]
+        )
+    found = list(row)
+    return found[0] if found else None
 
 
 def acknowledgements_for(*, release: Release) -> QuerySet[AuditEvent]:

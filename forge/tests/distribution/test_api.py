@@ -6,14 +6,18 @@ import json
 import logging
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from anvil_client.bundle import load_bundle
 from anvil_forge.audit.models import AuditEvent
+from anvil_forge.distribution.bundles import bundle_cache
 from anvil_forge.distribution.checkin import MAX_CHECKIN_BYTES
 from anvil_forge.distribution.models import AccessToken, LiveInstance
 from anvil_forge.distribution.services import token_create, token_revoke
 from anvil_forge.distribution.tokens import failure_limiter
+from anvil_forge.prompts.models import Environment
 from forge.tests import factories
 
 CHECKIN = {
@@ -63,6 +67,28 @@ def test_unchanged_bundle_answers_304_to_its_etag_and_200_to_another(live):
     assert live.client().get(url, HTTP_IF_NONE_MATCH='"0000"').status_code == 200
 
 
+@pytest.mark.parametrize("query", ["", "?version=1"])
+def test_conditional_get_of_a_built_bundle_is_one_narrow_query_after_the_token(live, query):
+    url = f"/api/v1/live/bundles/{live.prompt_set.slug}{query}"
+    client = live.client()
+    first = client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        not_modified = client.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+        again = client.get(url)
+    assert not_modified.status_code == 304 and not_modified["ETag"] == first["ETag"]
+    assert again.status_code == 200 and again.content == first.content and again["ETag"] == first["ETag"]
+    assert len(queries) == 4  # per request: the token, then the bundle's key columns
+    assert not any("snapshot" in query["sql"] for query in queries)
+
+
+def test_bundle_served_from_the_cache_has_the_bytes_and_etag_of_a_fresh_build(live):
+    url = f"/api/v1/live/bundles/{live.prompt_set.slug}?version=1"
+    cached = live.client().get(url)
+    bundle_cache.clear()
+    fresh = live.client().get(url)
+    assert (cached.content, cached["ETag"]) == (fresh.content, fresh["ETag"])
+
+
 def test_new_release_changes_the_bundle_and_its_etag(live):
     url = f"/api/v1/live/bundles/{live.prompt_set.slug}"
     old_etag = live.client().get(url)["ETag"]
@@ -105,6 +131,18 @@ def test_version_in_review_is_served_to_an_environment_that_accepts_review_versi
     response = live.client(raw).get(f"/api/v1/live/bundles/{live.prompt_set.slug}?version=2")
     assert response.status_code == 200
     assert load_bundle(response.content).approval == "in_review"
+
+
+def test_cached_review_version_is_404_once_the_environment_stops_accepting_review_versions(live):
+    factories.make_submitted_version(_reopened(live), author=live.team.editor)
+    staging = factories.environment(live.project, "staging")
+    _, raw = token_create(actor=live.team.admin, project=live.project, environment=staging, kind="live", name="s")
+    url = f"/api/v1/live/bundles/{live.prompt_set.slug}?version=2"
+    etag = live.client(raw).get(url)["ETag"]
+
+    Environment.objects.filter(pk=staging.pk).update(accepts_review_versions=False)
+
+    assert live.client(raw).get(url, HTTP_IF_NONE_MATCH=etag).status_code == 404
 
 
 def test_a_set_of_another_project_is_404_for_this_token(live):
