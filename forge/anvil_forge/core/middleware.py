@@ -1,13 +1,26 @@
-"""Maps :class:`ApplicationError` raised by a view to an HTTP response, once for the whole FORGE."""
+"""Maps :class:`ApplicationError` raised by a view to an HTTP response, once for the whole FORGE.
+
+A lost database (``OperationalError`` / ``InterfaceError``: the server is down, refuses connections, or the
+SQLite file cannot be opened) is answered 503 with ``Retry-After`` and a message that says so, not 500: it is
+an outage the FORGE recovers from by itself when the database returns, and LIVE clients retry on their own.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
+from django.utils.html import escape
 
 from anvil_forge.core.exceptions import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+DATABASE_DOWN = "the FORGE cannot reach its database; try again in a few seconds"
+DATABASE_RETRY_SECONDS = "5"
 
 
 class ApplicationErrorMiddleware:
@@ -18,6 +31,8 @@ class ApplicationErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, OperationalError | InterfaceError):
+            return _database_down(request, exception)
         if not isinstance(exception, ApplicationError):
             return None
         if request.path.startswith("/api/"):
@@ -28,3 +43,19 @@ class ApplicationErrorMiddleware:
         return TemplateResponse(
             request, "web/error.html", {"message": exception.message}, status=exception.status_code
         )
+
+
+def _database_down(request: HttpRequest, exception: Exception) -> HttpResponse:
+    logger.warning("database unavailable on %s %s: %s", request.method, request.path, exception)
+    if request.path.startswith("/api/"):
+        response: HttpResponse = JsonResponse({"error": DATABASE_DOWN}, status=503)
+    else:  # a plain page: the usual frame reads the database (navigation, session), which is what is missing
+        response = HttpResponse(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>FORGE unavailable</title></head>"
+            f"<body><main><h1>The FORGE is unavailable</h1><p>{escape(DATABASE_DOWN.capitalize())}.</p>"
+            "<p>Nothing was saved. LIVE applications keep serving their prompts meanwhile.</p></main></body></html>",
+            status=503,
+            content_type="text/html; charset=utf-8",
+        )
+    response["Retry-After"] = DATABASE_RETRY_SECONDS
+    return response
