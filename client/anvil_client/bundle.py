@@ -267,9 +267,9 @@ def value_matches_type(value: Any, kind: str) -> bool:
 
 
 def _check_schema(bundle: Mapping[str, Any]) -> tuple[PromptSpec, ...]:
-    unknown = sorted(set(bundle) - _KNOWN_KEYS)
+    unknown = sorted(set(bundle) - _KNOWN_KEYS, key=str)  # key=str: a Mapping may hold keys that are not strings
     if unknown:
-        raise BundleSchemaError(unknown[0], "is not a field of anvil.bundle/1")
+        raise BundleSchemaError(str(unknown[0]), "is not a field of anvil.bundle/1")
     for key in _TOP_LEVEL_STRINGS:
         if not isinstance(bundle.get(key), str) or not bundle[key]:
             raise BundleSchemaError(key, "must be a non-empty string")
@@ -318,7 +318,7 @@ def _check_schema(bundle: Mapping[str, Any]) -> tuple[PromptSpec, ...]:
         where = f"prompts[{index}]"
         if not isinstance(prompt, _MAPPINGS):
             raise BundleSchemaError(where, f"must be an object, not {_json_type(prompt)}")
-        extra = sorted(set(prompt) - {"id", "template", "description", "parameters", "metadata"})
+        extra = sorted(set(prompt) - {"id", "template", "description", "parameters", "metadata"}, key=str)
         if extra:
             raise BundleSchemaError(f"{where}.{extra[0]}", "is not a field of a prompt")
         prompt_id = prompt.get("id")

@@ -208,3 +208,14 @@ def test_deeply_nested_metadata_is_refused_with_a_bundle_error_at_any_stack_dept
         for depth in range(400, 1000, 4):
             text = base.replace('"metadata": {}', '"metadata": {"deep": ' + "[" * depth + "]" * depth + "}")
             _at_stack_depth(frames, lambda text=text: assert_accepted_or_bundle_error(text))
+
+
+def test_a_mapping_with_keys_that_are_not_strings_is_refused_with_a_bundle_error() -> None:
+    bundle: dict[Any, Any] = build_bundle(
+        forge="http://f", organisation="acme", project="p", environment="production", set_slug="core",
+        version=1, approval="approved", prompts=[{"id": "a", "template": "x"}], created_at="t",
+    )
+    for odd_key in (1, None, ("a",)):
+        assert_accepted_or_bundle_error({**bundle, odd_key: "x", "zzz": "y"})
+        prompt = {**bundle["prompts"][0], odd_key: "x", "zz": 1}
+        assert_accepted_or_bundle_error({**bundle, "prompts": [prompt]})
