@@ -17,6 +17,7 @@ MAX_CHECKIN_BYTES = 256 * 1024
 MAX_SETS = 500
 MAX_USAGE_IDS = 5_000
 MAX_VARIABLES_PER_ID = 200
+MAX_VERSION = 2**31  # as the bundle endpoint's ?version=: a larger number is garbage, not a version
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # A prompt id, optionally addressed with its set ("core:welcome.message").
@@ -107,8 +108,8 @@ def _versions(data: dict[str, Any], key: str) -> dict[str, int]:
     for slug, number in value.items():
         if not _SLUG.match(slug):
             raise CheckInError(f"{key}.{slug[:64]}: is not a set slug")
-        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-            raise CheckInError(f"{key}.{slug}: must be a version number of 1 or more")
+        if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= MAX_VERSION:
+            raise CheckInError(f"{key}.{slug}: must be a version number from 1 to {MAX_VERSION}")
         result[slug] = number
     return result
 

@@ -97,6 +97,7 @@ def live_token(world):
         b"[" * 100_000,
         b'{"instance_id": "x", "process_count": 1e999999}',
         b'{"instance_id": "x", "process_count": ' + b"9" * 5000 + b"}",
+        b'{"instance_id": "x", "versions": {"core": ' + b"9" * 50 + b"}}",
         b'{"instance_id": "x", "usage": {"a.b": [' + b'"v",' * 20_000 + b'"v"]}}',
         b'{"instance_id": "\\ud800"}',
         b"\x00" * 100,
