@@ -108,7 +108,7 @@ def test_forge_losing_its_database_answers_503_with_a_clear_message_and_recovers
     try:
         status, _, body = _get(forge.url + "/healthz")
         assert status == 503 and json.loads(body)["reason"] == "database unavailable"
-        for path in ("/api/v1/live/releases", "/api/v1/live/bundles/core", "/api/v1/live/stream"):
+        for path in ("/api/v1/live/releases", "/api/v1/live/bundles/core"):
             status, content_type, body = _get(forge.url + path, token)
             assert status == 503, (path, status, body[:300])
             assert content_type.startswith("application/json")
