@@ -82,6 +82,17 @@ MAX_COMMENT_CHARS = 5_000
 _UNCHANGED: Any = object()
 
 
+def _apply_changes(obj: Any, changes: dict[str, Any], also_save: list[str] | None = None) -> tuple[dict, dict]:
+    """Set and save the fields of ``changes`` that differ; return ``(old values, real changes)`` for the audit."""
+    changes = {k: v for k, v in changes.items() if getattr(obj, k) != v}
+    old = {k: getattr(obj, k) for k in changes}
+    if changes:
+        for key, value in changes.items():
+            setattr(obj, key, value)
+        obj.save(update_fields=[*changes, *(also_save or [])])
+    return old, changes
+
+
 # Projects and environments ---------------------------------------------------------------------------------
 
 
@@ -145,13 +156,9 @@ def project_update(
             changes["description"] = description
         if require_four_eyes is not None:
             changes["require_four_eyes"] = bool(require_four_eyes)
-        changes = {k: v for k, v in changes.items() if getattr(project, k) != v}
+        old, changes = _apply_changes(project, changes)
         if not changes:
             return project
-        old = {k: getattr(project, k) for k in changes}
-        for key, value in changes.items():
-            setattr(project, key, value)
-        project.save(update_fields=list(changes))
         audit_record(
             actor=actor,
             action="project.update",
@@ -206,13 +213,9 @@ def environment_update(
             if environment.is_production and accepts_review_versions:
                 raise ApplicationError("The production environment never accepts versions that are still in review.")
             changes["accepts_review_versions"] = bool(accepts_review_versions)
-        changes = {k: v for k, v in changes.items() if getattr(environment, k) != v}
+        old, changes = _apply_changes(environment, changes)
         if not changes:
             return environment
-        old = {k: getattr(environment, k) for k in changes}
-        for key, value in changes.items():
-            setattr(environment, key, value)
-        environment.save(update_fields=list(changes))
         audit_record(
             actor=actor,
             action="environment.update",
@@ -260,13 +263,9 @@ def prompt_set_update(
             if not isinstance(description, str) or len(description) > MAX_COMMENT_CHARS:
                 raise ApplicationError(f"The description must be text of at most {MAX_COMMENT_CHARS} characters.")
             changes["description"] = description
-        changes = {k: v for k, v in changes.items() if getattr(prompt_set, k) != v}
+        old, changes = _apply_changes(prompt_set, changes, also_save=["updated_at"])
         if not changes:
             return prompt_set
-        old = {k: getattr(prompt_set, k) for k in changes}
-        for key, value in changes.items():
-            setattr(prompt_set, key, value)
-        prompt_set.save(update_fields=[*changes, "updated_at"])
         audit_record(
             actor=actor,
             action="prompt_set.update",
