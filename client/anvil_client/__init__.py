@@ -27,6 +27,7 @@ from anvil_client._exceptions import (
     NotReady,
     PromptNotFound,
     RenderError,
+    RenderLimitExceeded,
     SyncError,
     TemplateError,
 )
@@ -156,6 +157,7 @@ __all__ = [
     "NotReady",
     "PromptNotFound",
     "RenderError",
+    "RenderLimitExceeded",
     "SyncError",
     "TemplateError",
     "__version__",

@@ -8,6 +8,7 @@
     │   ├── MissingVariables    required parameters were not given (names them)
     │   ├── InvalidVariable     a value has the wrong type for its typed parameter
     │   └── TemplateError       the template failed to parse or render
+    │       └── RenderLimitExceeded     a render went past its step, size or time limit
     ├── BundleError         a bundle was refused
     │   ├── BundleFormatError   not JSON, or not the ``anvil.bundle/1`` format
     │   ├── BundleSchemaError   a field is missing or has the wrong shape (names the field)
@@ -90,6 +91,17 @@ class TemplateError(RenderError):
         self.line = line
         self.message = message
         super().__init__(f"line {line}: {message}" if line else message)
+
+
+class RenderLimitExceeded(TemplateError):
+    """A render went past a limit on steps, characters or time (``limit`` names which); nothing was returned.
+
+    Every render is bounded so that no template, however written, can hold the host's thread or memory.
+    """
+
+    def __init__(self, limit: str, message: str) -> None:
+        self.limit = limit
+        super().__init__(message)
 
 
 class BundleError(AnvilError):

@@ -1,7 +1,8 @@
 """Template checks shared by the FORGE (on save and preview) and the client (at load and render).
 
-Templates are Jinja2 run in a sandboxed environment: no attribute access to internals, no unsafe calls.
-The FORGE checks a template with exactly the environment the client renders it with.
+Templates are Jinja2 run in a sandboxed environment: no attribute access to internals, no unsafe calls,
+and every render bounded in steps, characters and time (:mod:`anvil_client._limits`). The FORGE checks and
+previews a template with exactly the environment and limits the client renders it with.
 """
 
 from __future__ import annotations
@@ -13,18 +14,28 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from anvil_client._exceptions import MissingVariables, TemplateError
+from anvil_client._exceptions import MissingVariables, RenderLimitExceeded, TemplateError
+from anvil_client._limits import DEFAULT_LIMITS, LimitedSandbox, RenderLimits, meter_tree, metered
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "CompiledTemplate",
+    "RenderLimits",
+    "TemplateInfo",
+    "check_template",
+    "compile_template",
+    "sandbox_environment",
+]
 
 
-def sandbox_environment() -> ImmutableSandboxedEnvironment:
+def sandbox_environment() -> LimitedSandbox:
     """The one environment prompts are parsed and rendered with.
 
     ``keep_trailing_newline`` keeps a prompt's text exactly as written; autoescape is off because
-    prompts are plain text, not HTML.
+    prompts are plain text, not HTML. Render through :func:`compile_template`, which applies the limits.
     """
-    return ImmutableSandboxedEnvironment(
+    return LimitedSandbox(
         autoescape=False,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
@@ -82,33 +93,42 @@ class CompiledTemplate:
 _UNDEFINED_MESSAGE = re.compile(r"^'([A-Za-z_][A-Za-z0-9_]*)' is undefined$")
 
 
-def compile_template(source: str, *, prompt_id: str = "?") -> CompiledTemplate:
-    """Check and compile ``source``; raise :class:`TemplateError` (with its line) if it is not valid."""
+def compile_template(source: str, *, prompt_id: str = "?", limits: RenderLimits = DEFAULT_LIMITS) -> CompiledTemplate:
+    """Check and compile ``source``; raise :class:`TemplateError` (with its line) if it is not valid.
+
+    Each call of the result's ``render`` is bounded by ``limits`` and raises :class:`RenderLimitExceeded`
+    past them.
+    """
     try:
         tree = _ENVIRONMENT.parse(source)
-        template = _ENVIRONMENT.from_string(tree)
         variables = frozenset(meta.find_undeclared_variables(tree))
+        pieces = _fast_pieces(tree)
+        template = _ENVIRONMENT.from_string(meter_tree(tree, _ENVIRONMENT))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(exc.message or "syntax error", line=exc.lineno) from exc
     except (RecursionError, MemoryError, ValueError) as exc:  # e.g. absurdly deep nesting
         raise TemplateError(f"template cannot be compiled: {type(exc).__name__}") from exc
-    root = template.root_render_func
+    run = metered(template.root_render_func, limits)
     new_context = template.new_context
 
     def render(values: Mapping[str, Any]) -> str:
         try:
-            return "".join(root(new_context(values)))  # type: ignore[arg-type]  # any mapping works
+            return run(new_context(values))  # type: ignore[arg-type]  # any mapping works
+        except RenderLimitExceeded:
+            raise
         except jinja2.UndefinedError as exc:
             match = _UNDEFINED_MESSAGE.match(str(exc.message))
             if match and match.group(1) not in values:
                 raise MissingVariables(prompt_id, [match.group(1)]) from exc
             raise TemplateError(str(exc.message)) from exc
-        except jinja2.TemplateError as exc:  # sandbox refusals (SecurityError) included
+        except jinja2.exceptions.SecurityError as exc:
+            raise TemplateError(f"the sandbox does not allow this: {exc.message or exc}") from exc
+        except jinja2.TemplateError as exc:
             raise TemplateError(str(exc.message or exc)) from exc
         except Exception as exc:
             raise TemplateError(f"{type(exc).__name__}: {exc}") from exc
 
-    return CompiledTemplate(variables=variables, pieces=_fast_pieces(tree), render=render)
+    return CompiledTemplate(variables=variables, pieces=pieces, render=render)
 
 
 def _fast_pieces(tree: nodes.Template) -> tuple[tuple[str, str], ...] | None:

@@ -13,7 +13,8 @@ def test_public_api_is_exactly_the_documented_names() -> None:
     assert set(anvil_client.__all__) == {
         "AmbiguousPrompt", "AnvilError", "BundleDigestError", "BundleError", "BundleFormatError",
         "BundleSchemaError", "Client", "Config", "ConfigError", "HostState", "InvalidVariable",
-        "MissingVariables", "NotReady", "PromptNotFound", "RenderError", "SyncError", "TemplateError",
+        "MissingVariables", "NotReady", "PromptNotFound", "RenderError", "RenderLimitExceeded", "SyncError",
+        "TemplateError",
         "__version__", "configure", "default_client", "get", "ids", "on_update", "prompt", "read_bootstrap",
         "read_host_state", "status", "template", "write_bootstrap", "write_host_state",
     }

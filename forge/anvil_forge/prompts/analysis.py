@@ -7,14 +7,13 @@ The editor calls :func:`prompt_analysis` and :func:`prompt_preview` for live fee
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jinja2
-
-from anvil_client import TemplateError
+from anvil_client import MissingVariables, RenderLimitExceeded, TemplateError
 from anvil_client.bundle import (
     MAX_PROMPT_ID_LENGTH,
     PROMPT_ID_PATTERN,
@@ -23,7 +22,7 @@ from anvil_client.bundle import (
     parameter_problems,
     value_matches_type,
 )
-from anvil_client.templates import check_template, sandbox_environment
+from anvil_client.templates import DEFAULT_LIMITS, check_template, compile_template, sandbox_environment
 from anvil_forge.core.exceptions import ApplicationError
 
 MAX_TEMPLATE_BYTES = 100 * 1024
@@ -32,6 +31,8 @@ MAX_PARAMETERS = 100
 MAX_METADATA_BYTES = 10 * 1024
 MAX_PROMPTS_PER_SET = 1_000
 MAX_PREVIEW_CHARS = 200_000
+# A LIVE instance's limits, with a shorter time limit: a preview runs on every keystroke in a FORGE worker.
+PREVIEW_LIMITS = dataclasses.replace(DEFAULT_LIMITS, max_seconds=1.0)
 
 _SANDBOX = sandbox_environment()
 # Names the sandbox provides itself (range, dict, namespace...): a template may use them undeclared.
@@ -95,11 +96,11 @@ def prompt_preview(template: str, parameters: Any, sample_values: Mapping[str, A
         path, problem = problems[0]
         raise ApplicationError(f"Parameter {path}: {problem}.")
     try:
-        compiled = _SANDBOX.from_string(template)
-    except jinja2.TemplateSyntaxError as exc:
-        raise ApplicationError(
-            f"Template syntax error on line {exc.lineno}: {exc.message}.", {"line": exc.lineno}
-        ) from exc
+        compiled = compile_template(template, limits=PREVIEW_LIMITS)
+    except TemplateError as exc:
+        if exc.line is None:
+            raise ApplicationError(f"The template cannot be compiled: {exc.message}.") from exc
+        raise ApplicationError(f"Template syntax error on line {exc.line}: {exc.message}.", {"line": exc.line}) from exc
     context: dict[str, Any] = {}
     missing: list[str] = []
     for parameter in (normalise_parameter(p) for p in parameters):
@@ -119,12 +120,14 @@ def prompt_preview(template: str, parameters: Any, sample_values: Mapping[str, A
         context.setdefault(name, value)
     try:
         rendered = compiled.render(context)
-    except jinja2.exceptions.SecurityError as exc:
-        raise ApplicationError(f"The template tried something the sandbox does not allow: {exc}.") from exc
-    except jinja2.UndefinedError as exc:
-        raise ApplicationError(f"The template uses a value that was not given: {exc.message}.") from exc
-    except Exception as exc:  # a template may fail in many ways (1/0, bad filter arguments): report, never crash
-        raise ApplicationError(f"The template failed to render: {type(exc).__name__}: {exc}.") from exc
+    except MissingVariables as exc:
+        raise ApplicationError(f"The template uses a value that was not given: {', '.join(exc.names)}.") from exc
+    except RenderLimitExceeded as exc:
+        raise ApplicationError(
+            f"The template was stopped: {exc.message}. A LIVE instance would stop it too."
+        ) from exc
+    except TemplateError as exc:  # a template may fail in many ways (1/0, bad filter arguments): report it
+        raise ApplicationError(f"The template failed to render: {exc.message}.") from exc
     if len(rendered) > MAX_PREVIEW_CHARS:
         raise ApplicationError(f"The preview is longer than {MAX_PREVIEW_CHARS} characters; check your loops.")
     return rendered

@@ -1,0 +1,514 @@
+"""Render limits: every template render ends in bounded time and memory, whatever the template says.
+
+The sandbox keeps a template away from Python's internals; it does not stop ``{% for i in range(100000) %}
+{% for j in range(100000) %}`` (ten billion steps) or ``'a' * 10**10`` (ten gigabytes). A prompt reaches
+production through review, but the client promises that the host never fails because of what the FORGE
+sends, and the FORGE's preview must not hold a worker. So one render is metered:
+
+* **steps**: each loop iteration (and each item a loop's ``if`` tests), each macro or ``{% call %}`` body run,
+  each function, method or filter call counts one; at most :attr:`RenderLimits.max_steps`;
+* **characters**: every string the template creates counts its length (the text of loop and macro bodies
+  each time they run, ``{{ }}`` output, ``~`` and ``+`` joins, ``*`` repeats, filter and method results);
+  at most :attr:`RenderLimits.max_chars`. Operations that could allocate much more than their inputs in one
+  step (``*``, ``**``, ``%`` widths, ``center``, ``indent``, ``replace``, ``join``, format widths...) are
+  sized *before* they run, so the limit holds for memory, not only for the result;
+* **time**: checked every 32 steps, at most :attr:`RenderLimits.max_seconds` from the first check.
+
+A render over a limit raises :class:`~anvil_client.RenderLimitExceeded` naming the limit. Steps and
+characters are counted the same way everywhere, so the FORGE's preview refuses what a LIVE instance would
+refuse with the same values; only the time limit depends on the machine.
+
+How: the parse tree is rewritten before compilation (a metering call at the top of every loop, macro and
+call body; output expressions and ``~`` joins go through metering filters), the sandbox intercepts the
+``+ * ** %`` operators and every call, and every filter is wrapped. Template text never becomes code.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import nodes
+from jinja2.runtime import LoopContext, Macro
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
+from jinja2.utils import pass_context
+from markupsafe import Markup
+
+from anvil_client._exceptions import RenderLimitExceeded
+
+
+@dataclass(frozen=True, slots=True)
+class RenderLimits:
+    """Bounds on one render of one template (see the module docstring for what counts)."""
+
+    max_steps: int = 100_000
+    max_chars: int = 20_000_000
+    max_seconds: float = 2.0
+    max_int_bits: int = 65_536
+
+
+DEFAULT_LIMITS = RenderLimits()
+_CLOCK_EVERY_MASK = 31  # the clock is read every 32 steps
+
+
+class _Meter:
+    """What one render has used so far."""
+
+    __slots__ = ("chars", "deadline", "limits", "max_chars", "max_steps", "steps")
+
+    def __init__(self, limits: RenderLimits) -> None:
+        self.limits = limits
+        self.max_steps = limits.max_steps
+        self.max_chars = limits.max_chars
+        self.steps = 0
+        self.chars = 0
+        self.deadline: float | None = None
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps & _CLOCK_EVERY_MASK == 0 or self.steps > self.max_steps:
+            self.check_steps()
+
+    def check_steps(self) -> None:
+        """The slow half of :meth:`step` (hot callers inline the increment and call this when it may fail)."""
+        if self.steps & _CLOCK_EVERY_MASK == 0:
+            self._check_time()
+        if self.steps > self.max_steps:
+            raise RenderLimitExceeded(
+                "steps", f"the template ran more than {self.max_steps:,} steps (loop iterations and calls)"
+            )
+
+    def _check_time(self) -> None:
+        # The clock starts at the first check: a render of fewer steps reads no clock at all (the hot path's
+        # promise), and each of those few steps is bounded by the character limit.
+        now = time.monotonic()
+        if self.deadline is None:
+            self.deadline = now + self.limits.max_seconds
+        elif now > self.deadline:
+            raise RenderLimitExceeded("time", f"the template took longer than {self.limits.max_seconds:g} s to render")
+
+    def spend(self, chars: int) -> None:
+        self.chars += chars
+        if self.chars > self.max_chars:
+            raise RenderLimitExceeded(
+                "size", f"the template would create more than {self.max_chars:,} characters of text"
+            )
+
+
+_CURRENT: ContextVar[_Meter | None] = ContextVar("anvil_render_meter", default=None)
+
+
+def _meter() -> _Meter:
+    """The meter of the render in progress; outside a metered render, a fresh one (limits apply per call)."""
+    return _CURRENT.get() or _Meter(DEFAULT_LIMITS)
+
+
+def metered(render: Callable[[Any], Iterable[str]], limits: RenderLimits) -> Callable[[Any], str]:
+    """Wrap a compiled template's root render function so each call runs under its own meter."""
+
+    def run(context: Any) -> str:
+        token = _CURRENT.set(_Meter(limits))
+        try:
+            return "".join(render(context))
+        finally:
+            _CURRENT.reset(token)
+
+    return run
+
+
+# --- sizes -------------------------------------------------------------------------------------------------
+
+_SCALARS = (int, float, bool, type(None))
+
+
+def _text_size(value: Any, budget: int, depth: int = 0) -> int:
+    """About how many characters ``str(value)`` makes; stops counting once past ``budget``.
+
+    Containers are walked (a list of a thousand references to one long string prints it a thousand times);
+    objects of other types are the host's own values and count by their ``str`` only if they are strings.
+    """
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, _SCALARS):
+        return 8
+    if depth > 30:
+        return 0
+    if isinstance(value, Mapping):
+        items: Iterable[Any] = (part for pair in value.items() for part in pair)
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = value
+    else:
+        return 0
+    size = 2
+    for item in items:
+        size += _text_size(item, budget - size, depth + 1) + 2
+        if size > budget:
+            break
+    return size
+
+
+def _charge_text(meter: _Meter, value: Any) -> None:
+    meter.spend(_text_size(value, meter.limits.max_chars - meter.chars + 1))
+
+
+def _width(meter: _Meter, value: Any, what: str) -> int:
+    """A width or count argument, refused when it alone would pass the character limit."""
+    if isinstance(value, int) and value > meter.limits.max_chars - meter.chars:
+        raise RenderLimitExceeded(
+            "size", f"{what} {value:,} would take the render past its limit of {meter.limits.max_chars:,} characters"
+        )
+    return value if isinstance(value, int) else 0
+
+
+def _predict_replace(meter: _Meter, text: str, old: Any, new: Any, count: Any) -> None:
+    if not (isinstance(old, str) and isinstance(new, str)):
+        return
+    occurrences = len(text) + 1 if old == "" else text.count(old)
+    if isinstance(count, int) and count >= 0:
+        occurrences = min(occurrences, count)
+    meter.spend(len(text) + occurrences * max(len(new) - len(old), 0))
+
+
+def _materialise(value: Any) -> Any:
+    """An iterable as a list, so its size can be known before it is joined (strings stay strings)."""
+    if isinstance(value, str | list | tuple | Mapping):
+        return value
+    return list(value)
+
+
+def _predict_join(meter: _Meter, separator: Any, items: Any) -> None:
+    if not hasattr(items, "__len__"):
+        return
+    size = _text_size(items, meter.limits.max_chars - meter.chars + 1)
+    if isinstance(separator, str) and len(items) > 1:
+        size += len(separator) * (len(items) - 1)
+    meter.spend(size)
+
+
+_PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_FORMAT_NUMBERS = re.compile(r"\d+")
+
+
+def _predict_printf(meter: _Meter, template: str, values: Any) -> None:
+    for width, precision in _PRINTF_SPEC.findall(template):
+        for number in (width, precision):
+            if number == "*":
+                raise RenderLimitExceeded("size", "'*' widths in % formatting are not allowed in templates")
+            if number:
+                _width(meter, int(number), "a % format width of")
+    meter.spend(len(template) + _text_size(values, meter.limits.max_chars - meter.chars + 1))
+
+
+# --- filters, calls and operators --------------------------------------------------------------------------
+
+# Filters that turn their input into text (a container into its repr).
+_STRINGIFYING_FILTERS = frozenset({
+    "capitalize", "center", "e", "escape", "forceescape", "format", "indent", "lower", "pprint", "replace", "safe",
+    "string", "striptags", "title", "tojson", "trim", "truncate", "upper", "urlencode", "urlize", "wordcount",
+    "wordwrap",
+})
+
+
+# Filters sized before they run; of those, the ones whose whole result was charged then.
+_SIZED_FILTERS = frozenset({"center", "indent", "wordwrap", "replace", "join", "format", "batch", "slice"})
+_PREDICTED_FILTERS = frozenset({"center", "indent", "wordwrap", "replace", "join", "format"})
+
+
+def _before_filter(meter: _Meter, name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Size what a filter is about to make; returns the value to pass on (joins get a list)."""
+    if name in _STRINGIFYING_FILTERS and not isinstance(value, str):
+        _charge_text(meter, value)
+
+    def arg(position: int, keyword: str, default: Any) -> Any:
+        return args[position] if len(args) > position else kwargs.get(keyword, default)
+
+    text = value if isinstance(value, str) else ""
+    if name == "center":
+        meter.spend(max(_width(meter, arg(0, "width", 80), "a center width of"), len(text)))
+    elif name == "indent":
+        width = arg(0, "width", 4)
+        per_line = len(width) if isinstance(width, str) else _width(meter, width, "an indent width of")
+        meter.spend(len(text) + (text.count("\n") + 1) * per_line)
+    elif name == "wordwrap":
+        width = arg(0, "width", 79)
+        wrapstring = arg(2, "wrapstring", None) or "\n"
+        if isinstance(width, int) and width > 0 and isinstance(wrapstring, str):
+            meter.spend(len(text) + (len(text) // width + text.count("\n") + 1) * len(wrapstring))
+    elif name == "replace":
+        _predict_replace(meter, str(value) if not isinstance(value, str) else value,
+                         arg(0, "old", None), arg(1, "new", None), arg(2, "count", None))
+    elif name == "join":
+        value = _materialise(value)
+        _predict_join(meter, arg(0, "d", ""), value)
+    elif name == "format":
+        _predict_printf(meter, text, args or kwargs)
+    elif name in ("batch", "slice"):
+        count = arg(0, "linecount" if name == "batch" else "slices", 1)
+        if isinstance(count, int) and count > meter.limits.max_steps:
+            raise RenderLimitExceeded(
+                "steps", f"{name}({count:,}) is more than the limit of {meter.limits.max_steps:,} steps"
+            )
+    return value
+
+
+def _metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` with a step, a size check before and the size of a text result after.
+
+    Every wrapped filter takes the template context, so Jinja2 never runs it at compile time (where no
+    meter would see it); the original filter gets whatever it asked for (context, eval context, environment).
+    """
+    passes = getattr(getattr(function, "jinja_pass_arg", None), "name", None)
+    checked_before = name in _STRINGIFYING_FILTERS or name in _SIZED_FILTERS
+    charged_after = name not in _PREDICTED_FILTERS
+
+    @pass_context
+    def filter_(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        meter = _CURRENT.get() or _Meter(DEFAULT_LIMITS)
+        meter.steps = steps = meter.steps + 1
+        if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
+            meter.check_steps()
+        if checked_before:
+            value = _before_filter(meter, name, value, args, kwargs)
+        if passes is None:
+            result = function(value, *args, **kwargs)
+        elif passes == "context":
+            result = function(context, value, *args, **kwargs)
+        elif passes == "eval_context":
+            result = function(context.eval_ctx, value, *args, **kwargs)
+        else:
+            result = function(context.environment, value, *args, **kwargs)
+        if charged_after and result.__class__ is str:
+            meter.chars += len(result)
+            if meter.chars > meter.max_chars:
+                meter.spend(0)
+        return result
+
+    filter_.__name__ = getattr(function, "__name__", name)
+    filter_.__doc__ = function.__doc__
+    return filter_
+
+
+
+_WIDENING_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
+
+
+def _before_method(
+    meter: _Meter, text: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, ...]:
+    """Size what a ``str`` method is about to make; returns the arguments to pass on."""
+    if name in _WIDENING_METHODS and args:
+        meter.spend(max(_width(meter, args[0], f"a {name} width of"), len(text)))
+    elif name == "expandtabs":
+        tabsize = args[0] if args else kwargs.get("tabsize", 8)
+        meter.spend(len(text) + text.count("\t") * _width(meter, tabsize, "a tab size of"))
+    elif name == "replace" and len(args) >= 2:
+        _predict_replace(meter, text, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count"))
+    elif name == "join" and args:
+        items = _materialise(args[0])
+        _predict_join(meter, text, items)
+        args = (items, *args[1:])
+    elif name == "translate" and args and isinstance(args[0], Mapping):
+        longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
+        meter.spend(len(text) * max(longest, 1))
+    return args
+
+
+class _MeteredFormatter(SandboxedFormatter):
+    """``str.format`` in the sandbox, with widths and the text of each field counted."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        meter = _meter()
+        for number in _FORMAT_NUMBERS.findall(format_spec):
+            _width(meter, int(number), "a format width of")
+        _charge_text(meter, value)
+        return super().format_field(value, format_spec)
+
+
+class _MeteredEscapeFormatter(_MeteredFormatter, SandboxedEscapeFormatter):
+    pass
+
+
+class LimitedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox with render limits (see the module docstring)."""
+
+    intercepted_binops = frozenset({"+", "*", "**", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.filters = {name: _metered_filter(name, function) for name, function in self.filters.items()}
+        self.filters["anvil_step"] = _step_filter
+        self.filters["anvil_text"] = _text_filter
+        self.filters["anvil_join"] = _join_filter
+        self.globals["lipsum"] = _limited_lipsum(self.globals["lipsum"])  # type: ignore[arg-type]  # Jinja2's
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        meter = _meter()
+        limits = meter.limits
+        if operator == "*":
+            if isinstance(left, int) and not isinstance(right, int):
+                left, right = right, left
+            if isinstance(right, int) and not isinstance(right, bool):
+                if isinstance(left, str | list | tuple):
+                    if right > 0:
+                        meter.spend(_text_size(left, limits.max_chars - meter.chars + 1) * right)
+                elif isinstance(left, int) and left.bit_length() + right.bit_length() > limits.max_int_bits:
+                    raise _too_many_bits(limits)
+        elif operator == "**":
+            if (
+                isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1
+                and left.bit_length() * right > limits.max_int_bits
+            ):
+                raise _too_many_bits(limits)
+        elif operator == "+":
+            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+                budget = limits.max_chars - meter.chars + 1
+                meter.spend(_text_size(left, budget) + _text_size(right, budget))
+        elif operator == "%" and isinstance(left, str):
+            _predict_printf(meter, left, right)
+        return self.binop_table[operator](left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        meter = _meter()
+        meter.step()
+        owner = getattr(__obj, "__self__", None)
+        name = getattr(__obj, "__name__", "")
+        predicted = False
+        if isinstance(owner, str):
+            args = _before_method(meter, owner, name, args, kwargs)
+            predicted = name in _WIDENING_METHODS or name in ("expandtabs", "replace", "join", "translate")
+        result = super().call(__context, __obj, *args, **kwargs)
+        # A macro's or recursive loop's text was counted as its body ran.
+        if isinstance(result, str) and not predicted and not isinstance(__obj, Macro | LoopContext):
+            meter.spend(len(result))
+        return result
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        template: str = value.__self__
+        formatter: _MeteredFormatter
+        if isinstance(template, Markup):
+            formatter = _MeteredEscapeFormatter(self, escape=template.escape)
+        else:
+            formatter = _MeteredFormatter(self)
+        is_format_map = value.__name__ == "format_map"
+
+        def format_(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one argument")
+                return type(template)(formatter.vformat(template, (), args[0]))
+            return type(template)(formatter.vformat(template, args, kwargs))
+
+        format_.__name__ = value.__name__
+        return format_
+
+
+def _too_many_bits(limits: RenderLimits) -> RenderLimitExceeded:
+    return RenderLimitExceeded("size", f"the template would compute a number of more than {limits.max_int_bits:,} bits")
+
+
+def _limited_lipsum(lipsum: Callable[..., str]) -> Callable[..., str]:
+    def limited(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+        meter = _meter()
+        meter.spend(_width(meter, n, "lipsum of") * _width(meter, max, "lipsum of") * 12)
+        return lipsum(n, html, min, max)
+
+    return limited
+
+
+@pass_context
+def _step_filter(context: Any, chars: int) -> bool:
+    """Put at the top of every loop, macro and call body: one step, and the text the body writes."""
+    meter = _meter()
+    meter.step()
+    meter.spend(chars)
+    return True
+
+
+def _text_filter(value: Any) -> str:
+    """Wraps every ``{{ }}`` output: counts its text before ``str`` makes it.
+
+    It may run at compile time on a constant (Jinja2 folds constants): then under a meter of its own.
+    """
+    meter = _CURRENT.get() or _Meter(DEFAULT_LIMITS)
+    if value.__class__ is str:
+        meter.chars += len(value)
+        if meter.chars <= meter.max_chars:
+            return value
+        meter.spend(0)
+    _charge_text(meter, value)
+    return str(value)
+
+
+def _join_filter(values: list[Any]) -> str:
+    """Replaces ``a ~ b``: counts the joined text before it is made."""
+    meter = _meter()
+    budget = meter.limits.max_chars - meter.chars + 1
+    meter.spend(sum(_text_size(value, budget) for value in values))
+    return "".join([str(value) for value in values])
+
+
+# --- the parse tree ----------------------------------------------------------------------------------------
+
+_REPEATED = (nodes.For, nodes.Macro, nodes.CallBlock)
+
+
+def meter_tree(tree: nodes.Template, environment: LimitedSandbox) -> nodes.Template:
+    """Rewrite ``tree`` in place so the render is metered (see the module docstring); returns it."""
+    repeated: list[nodes.For | nodes.Macro | nodes.CallBlock] = list(tree.find_all(_REPEATED))
+    for node in repeated:
+        node.body.insert(0, nodes.ExprStmt(_step(_static_text(node.body)), lineno=node.lineno))
+        if isinstance(node, nodes.For) and node.test is not None:
+            node.test = nodes.And(_step(0), node.test, lineno=node.lineno)
+    for output in list(tree.find_all(nodes.Output)):
+        # Literal text is bounded by the template (or counted by its loop); a ``~`` join counts itself.
+        output.nodes = [
+            child if isinstance(child, nodes.TemplateData | nodes.Concat) else _filter(child, "anvil_text")
+            for child in output.nodes
+        ]
+    _replace_joins(tree)
+    tree.set_environment(environment)
+    return tree
+
+
+def _step(chars: int) -> nodes.Filter:
+    return _filter(nodes.Const(chars), "anvil_step")
+
+
+def _filter(node: nodes.Expr, name: str) -> nodes.Filter:
+    return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno or 1)
+
+
+def _static_text(body: list[nodes.Node]) -> int:
+    """The length of the literal text in ``body``, not counting nested loop, macro and call bodies."""
+    total = 0
+    pending: list[nodes.Node] = list(body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, nodes.TemplateData):
+            total += len(node.data)
+        elif not isinstance(node, _REPEATED):
+            pending.extend(node.iter_child_nodes())
+    return total
+
+
+def _replace_joins(node: nodes.Node) -> None:
+    """Turn every ``a ~ b`` into the metered join filter (innermost first)."""
+    for field, value in node.iter_fields():
+        if isinstance(value, nodes.Node):
+            _replace_joins(value)
+            if isinstance(value, nodes.Concat):
+                setattr(node, field, _filter(nodes.List(value.nodes, lineno=value.lineno), "anvil_join"))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, nodes.Node):
+                    _replace_joins(item)
+                    if isinstance(item, nodes.Concat):
+                        value[index] = _filter(nodes.List(item.nodes, lineno=item.lineno), "anvil_join")
+
