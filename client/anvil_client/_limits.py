@@ -9,7 +9,9 @@ sends, and the FORGE's preview must not hold a worker. So one render is metered:
   each function, method or filter call counts one; at most :attr:`RenderLimits.max_steps`;
 * **characters**: every string the template creates counts its length (the text of loop and macro bodies
   each time they run, ``{{ }}`` output, ``~`` and ``+`` joins, ``*`` repeats, filter and method results);
-  at most :attr:`RenderLimits.max_chars`. Operations that could allocate much more than their inputs in one
+  at most :attr:`RenderLimits.max_chars`, which also bounds the length of the rendered prompt (checked
+  before it is joined). A value of the application's printed once at the top level is not counted on its
+  own (the substitution fast path prints such values as they are); everywhere else it is. Operations that could allocate much more than their inputs in one
   step (``*``, ``**``, ``%`` widths, ``center``, ``indent``, ``replace``, ``join``, format widths...) are
   sized *before* they run, so the limit holds for memory, not only for the result;
 * **time**: checked every 32 steps, at most :attr:`RenderLimits.max_seconds` from the first check.
@@ -113,9 +115,12 @@ def metered(render: Callable[[Any], Iterable[str]], limits: RenderLimits) -> Cal
     def run(context: Any) -> str:
         token = _CURRENT.set(_Meter(limits))
         try:
-            return "".join(render(context))
+            pieces = list(render(context))
         finally:
             _CURRENT.reset(token)
+        if sum(map(len, pieces)) > limits.max_chars:  # before the text is made
+            raise RenderLimitExceeded("size", f"the prompt would be longer than {limits.max_chars:,} characters")
+        return "".join(pieces)
 
     return run
 
@@ -220,8 +225,6 @@ _PREDICTED_FILTERS = frozenset({"center", "indent", "wordwrap", "replace", "join
 
 def _before_filter(meter: _Meter, name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Size what a filter is about to make; returns the value to pass on (joins get a list)."""
-    if name in _STRINGIFYING_FILTERS and not isinstance(value, str):
-        _charge_text(meter, value)
 
     def arg(position: int, keyword: str, default: Any) -> Any:
         return args[position] if len(args) > position else kwargs.get(keyword, default)
@@ -262,7 +265,8 @@ def _metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
     meter would see it); the original filter gets whatever it asked for (context, eval context, environment).
     """
     passes = getattr(getattr(function, "jinja_pass_arg", None), "name", None)
-    checked_before = name in _STRINGIFYING_FILTERS or name in _SIZED_FILTERS
+    stringifies = name in _STRINGIFYING_FILTERS
+    sized = name in _SIZED_FILTERS
     charged_after = name not in _PREDICTED_FILTERS
 
     @pass_context
@@ -271,7 +275,9 @@ def _metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
         meter.steps = steps = meter.steps + 1
         if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
             meter.check_steps()
-        if checked_before:
+        if stringifies and value.__class__ is not str:
+            _charge_text(meter, value)
+        if sized:
             value = _before_filter(meter, name, value, args, kwargs)
         if passes is None:
             result = function(value, *args, **kwargs)
@@ -457,6 +463,7 @@ def _join_filter(values: list[Any]) -> str:
 # --- the parse tree ----------------------------------------------------------------------------------------
 
 _REPEATED = (nodes.For, nodes.Macro, nodes.CallBlock)
+_REPEATED_OR_CAPTURED = (*_REPEATED, nodes.FilterBlock, nodes.AssignBlock)
 
 
 def meter_tree(tree: nodes.Template, environment: LimitedSandbox) -> nodes.Template:
@@ -466,10 +473,21 @@ def meter_tree(tree: nodes.Template, environment: LimitedSandbox) -> nodes.Templ
         node.body.insert(0, nodes.ExprStmt(_step(_static_text(node.body)), lineno=node.lineno))
         if isinstance(node, nodes.For) and node.test is not None:
             node.test = nodes.And(_step(0), node.test, lineno=node.lineno)
+    # Outputs that may run many times, or whose text is captured into a value, count every expression.
+    # Elsewhere an output runs at most once and lands in the render's result, whose total length
+    # :func:`metered` checks before joining it: there a bare name the template never assigns (a value of
+    # the application's, as the substitution fast path prints them) needs no wrapper.
+    inner = {id(output) for node in tree.find_all(_REPEATED_OR_CAPTURED) for output in node.find_all(nodes.Output)}
+    assigned = {name.name for name in tree.find_all(nodes.Name) if name.ctx != "load"}
+    assigned.update(macro.name for macro in tree.find_all(nodes.Macro))
     for output in list(tree.find_all(nodes.Output)):
-        # Literal text is bounded by the template (or counted by its loop); a ``~`` join counts itself.
+        once = id(output) not in inner
         output.nodes = [
-            child if isinstance(child, nodes.TemplateData | nodes.Concat) else _filter(child, "anvil_text")
+            child
+            # Literal text is bounded by the template (or counted by its loop); a ``~`` join counts itself.
+            if isinstance(child, nodes.TemplateData | nodes.Concat)
+            or (once and isinstance(child, nodes.Name) and child.name not in assigned)
+            else _filter(child, "anvil_text")
             for child in output.nodes
         ]
     _replace_joins(tree)

@@ -57,6 +57,10 @@ RUNAWAYS = {
     "batch fill": ("{{ [1]|batch(10**9, 'x')|list }}", "steps"),
     "list of references printed": ("{% set b = 'x' * 1000000 %}{% set l = [b, b, b, b, b, b, b, b] %}{{ [l, l, l] }}",
                                    "size"),
+    "assigned list printed by name": (
+        "{% set b = 'x' * 1000000 %}{% set l = [b, b, b, b, b, b, b, b, b, b] %}{% set m = [l, l, l] %}{{ m }}",
+        "size",
+    ),
     "tojson of big values": ("{{ dict(a='x' * 10**7, b='y' * 10**7)|tojson }}", "size"),
 }
 
@@ -129,6 +133,13 @@ def test_limits_are_per_render_and_configurable() -> None:
     with pytest.raises(RenderLimitExceeded, match="more than 100 steps"):
         compiled.render({"n": 101})
     assert compile_template(source).render({"n": 101}) == "." * 101
+
+
+def test_a_host_value_repeated_past_the_limit_is_refused_before_the_text_is_made() -> None:
+    compiled = compile_template("{{ doc }}" * 2000)  # the application's value, printed at the top level
+    assert len(compiled.render({"doc": "d" * 100})) == 200_000
+    with pytest.raises(RenderLimitExceeded, match="longer than 20,000,000 characters"):
+        compiled.render({"doc": "d" * 20_000})
 
 
 def test_a_host_value_larger_than_the_limit_is_refused_not_truncated() -> None:
