@@ -1,8 +1,10 @@
 """Where bundles rest outside the FORGE: the disk cache and the bootstrap file.
 
 Disk cache: ``<cache_dir>/bundles/<set>.json``, the last good bundle of each set exactly as verified.
-Written atomically; verified with :func:`~anvil_client.bundle.load_bundle` when read; a file that does not
-verify is renamed to ``<set>.json.corrupt-<unix time>`` with a log line and never used.
+Written atomically as the bundle's canonical JSON; verified with
+:func:`~anvil_client.bundle.load_stored_bundle` when read (its digest over the exact bytes, else the full
+:func:`~anvil_client.bundle.load_bundle`); a file that does not verify is renamed to
+``<set>.json.corrupt-<unix time>`` with a log line and never used.
 
 Bootstrap file (``anvil pull --out FILE``; shipped with the application)::
 
@@ -32,7 +34,7 @@ def bundles_dir(cache_dir: Path) -> Path:
 
 def read_disk_bundles(cache_dir: Path) -> list[Any]:
     """Every verified bundle in the disk cache; corrupt files are set aside."""
-    from anvil_client.bundle import load_bundle
+    from anvil_client.bundle import load_stored_bundle
 
     directory = bundles_dir(cache_dir)
     try:
@@ -45,7 +47,7 @@ def read_disk_bundles(cache_dir: Path) -> list[Any]:
     bundles = []
     for path in names:
         try:
-            bundle = load_bundle(path.read_bytes())
+            bundle = load_stored_bundle(path.read_bytes())
             if bundle.set != path.stem:
                 raise BundleFormatError(f"file holds set {bundle.set!r}, not {path.stem!r}")
         except BundleError as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import logging
 import os
 import re
@@ -140,6 +139,8 @@ class Client:
         if prompt_id in snapshot.ambiguous:
             raise AmbiguousPrompt(prompt_id, snapshot.ambiguous[prompt_id])
         bare = [key for key in snapshot.prompts if ":" not in key] + list(snapshot.ambiguous)
+        import difflib  # only for a wrong id
+
         raise PromptNotFound(prompt_id, difflib.get_close_matches(prompt_id, bare, n=3, cutoff=0.6))
 
     def _not_ready_message(self) -> str:

@@ -68,11 +68,17 @@ def request(
 
     Any status is returned (the caller decides what 304 or 404 mean), except 401 which always raises.
     """
+    scheme, host, port, path = _split(url)
+    try:
+        sock = open_connection(scheme, host, port, timeout)
+    except OSError as exc:
+        raise HTTPFailure(f"cannot reach the FORGE at {scheme}://{host}:{port}: {exc or type(exc).__name__}") from exc
+    # Imported only once a FORGE accepted the connection: a client starting while its FORGE is down (the
+    # start-up benchmark) does not pay for http.client before its first prompt.
     import http.client
 
-    scheme, host, port, path = _split(url)
-    conn_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-    conn = conn_class(host, port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn.sock = sock  # already connected (and TLS-wrapped for https)
     send_headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT, "Accept": "application/json"}
     payload = None
     if body is not None:
@@ -93,6 +99,20 @@ def request(
     if result.status == 401:
         raise HTTPFailure("the FORGE refused the token (401): it is wrong, expired or revoked", status=401)
     return result
+
+
+def open_connection(scheme: str, host: str, port: int, timeout: float) -> socket.socket:
+    """A socket connected to the FORGE, TLS-wrapped (certificate and host name checked) for ``https``."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    if scheme != "https":
+        return sock
+    try:
+        import ssl
+
+        return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def retry_after(headers: dict[str, str]) -> float | None:
@@ -125,12 +145,8 @@ class EventStream:
         self._data: list[str] = []
         self._pending_id: str | None = None
         self._eof = False
-        sock = socket.create_connection((host, port), timeout=connect_timeout)
+        sock = open_connection(scheme, host, port, connect_timeout)
         try:
-            if scheme == "https":
-                import ssl
-
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
             lines = [
                 f"GET {path} HTTP/1.1",
                 f"Host: {host}:{port}",

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -92,7 +92,7 @@ class SyncThread:
         self.config = client.config
         self.forge = Forge(self.config, client=client)
         self.first_sync = threading.Event()
-        self.instance_id = uuid.uuid4().hex
+        self.instance_id = os.urandom(16).hex()  # uuid4's 32 hex digits, without importing uuid
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._checkin_due = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 from typing import Any
 
 import pytest
@@ -70,3 +71,47 @@ def test_digests_are_computed_over_canonical_json_exactly(metadata: dict, templa
     assert bundle["content_digest"] == content_digest(bundle["prompts"])
     loaded = load_bundle(json.dumps(bundle, ensure_ascii=True).encode())  # escapes must not matter
     assert loaded.digest == bundle["digest"]
+
+
+def _stored(bundle: dict[str, Any]) -> bytes:
+    from anvil_client.bundle import canonical_json
+
+    return canonical_json(bundle)
+
+
+def test_a_stored_bundle_loads_by_its_digest_without_serialising_it_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import anvil_client.bundle as bundle_module
+    from anvil_client.bundle import load_stored_bundle
+
+    bundle = make_bundle("core", 3, [
+        {"id": "a.one", "template": "Hi {{ name }}", "metadata": {"digest": "sha256:" + "0" * 64, "n": [1, 2]}},
+        {"id": "b.two", "template": '","digest":"sha256:' + "f" * 64 + '"'},
+    ])
+    data = _stored(bundle)
+    expected = load_bundle(data)
+
+    def must_not_run(value: Any) -> bytes:
+        raise AssertionError("the stored bundle was serialised again")
+
+    monkeypatch.setattr(bundle_module, "canonical_json", must_not_run)
+    stored = load_stored_bundle(data)
+    assert stored == expected
+    assert stored.prompts == expected.prompts and stored.digest == bundle["digest"]
+
+
+def test_a_stored_bundle_that_is_not_whole_gets_the_full_check() -> None:
+    from anvil_client.bundle import load_stored_bundle
+
+    data = _stored(make_bundle("core", 3))
+    corrupt = data.replace(b"Hello", b"Hellp")
+    with pytest.raises(BundleDigestError, match="content_digest does not match"):
+        load_stored_bundle(corrupt)
+    wrong_digest = re.sub(rb'"digest":"sha256:[0-9a-f]{64}"', b'"digest":"sha256:' + b"0" * 64 + b'"', data, count=1)
+    with pytest.raises(BundleDigestError, match="digest does not match the bundle"):
+        load_stored_bundle(wrong_digest)
+    # Valid but not canonical (indented): accepted by the full check.
+    pretty = json.dumps(json.loads(data), indent=2).encode()
+    assert load_stored_bundle(pretty) == load_bundle(data)
+    for junk in (b"", b"{", b"[]", data[:100]):
+        with pytest.raises(BundleError):
+            load_stored_bundle(junk)

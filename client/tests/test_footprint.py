@@ -60,3 +60,24 @@ def test_using_the_client_never_imports_django_nor_jinja2_for_simple_prompts(tmp
         cwd=tmp_path,
     ).stdout
     assert out.strip() == "[]"
+
+
+REFUSED = """
+import socket, sys
+from anvil_client._http import HTTPFailure, request
+listener = socket.socket(); listener.bind(("127.0.0.1", 0)); port = listener.getsockname()[1]; listener.close()
+try:
+    request("GET", f"http://127.0.0.1:{port}/api/v1/live/releases", token="t", timeout=2)
+except HTTPFailure as exc:
+    assert "cannot reach the FORGE" in str(exc) and "refused" in str(exc).lower(), exc
+print(",".join(m for m in ("http.client", "ssl", "email.parser") if m in sys.modules))
+"""
+
+
+def test_a_forge_that_refuses_the_connection_costs_no_http_client_import(tmp_path: Path) -> None:
+    """Start-up with the FORGE down: the sync thread's failed attempt must not import http.client."""
+    result = subprocess.run(
+        [sys.executable, "-c", REFUSED], capture_output=True, text=True, env=_env(tmp_path), timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
