@@ -11,9 +11,10 @@ sends, and the FORGE's preview must not hold a worker. So one render is metered:
   each time they run, ``{{ }}`` output, ``~`` and ``+`` joins, ``*`` repeats, filter and method results);
   at most :attr:`RenderLimits.max_chars`, which also bounds the length of the rendered prompt (checked
   before it is joined). A value of the application's printed once at the top level is not counted on its
-  own (the substitution fast path prints such values as they are); everywhere else it is. Operations that could allocate much more than their inputs in one
-  step (``*``, ``**``, ``%`` widths, ``center``, ``indent``, ``replace``, ``join``, format widths...) are
-  sized *before* they run, so the limit holds for memory, not only for the result;
+  own (the substitution fast path prints such values as they are); everywhere else it is. Operations that
+  could allocate much more than their inputs in one step (``*``, ``**``, ``%`` widths, ``center``,
+  ``indent``, ``replace``, ``join``, format widths...) are sized *before* they run, so the limit holds for
+  memory, not only for the result;
 * **time**: checked every 32 steps, at most :attr:`RenderLimits.max_seconds` from the first check.
 
 A render over a limit raises :class:`~anvil_client.RenderLimitExceeded` naming the limit. Steps and
@@ -128,6 +129,7 @@ def metered(render: Callable[[Any], Iterable[str]], limits: RenderLimits) -> Cal
 # --- sizes -------------------------------------------------------------------------------------------------
 
 _SCALARS = (int, float, bool, type(None))
+_SEQUENCES = (str, bytes, bytearray, list, tuple)
 
 
 def _text_size(value: Any, budget: int, depth: int = 0) -> int:
@@ -136,7 +138,7 @@ def _text_size(value: Any, budget: int, depth: int = 0) -> int:
     Containers are walked (a list of a thousand references to one long string prints it a thousand times);
     objects of other types are the host's own values and count by their ``str`` only if they are strings.
     """
-    if isinstance(value, str):
+    if isinstance(value, str | bytes | bytearray):
         return len(value)
     if isinstance(value, _SCALARS):
         return 8
@@ -169,10 +171,13 @@ def _width(meter: _Meter, value: Any, what: str) -> int:
     return value if isinstance(value, int) else 0
 
 
-def _predict_replace(meter: _Meter, text: str, old: Any, new: Any, count: Any) -> None:
-    if not (isinstance(old, str) and isinstance(new, str)):
-        return
-    occurrences = len(text) + 1 if old == "" else text.count(old)
+def _predict_replace(meter: _Meter, text: str | bytes | bytearray, old: Any, new: Any, count: Any) -> None:
+    textual = isinstance(text, str)
+    if not (isinstance(old, _SEQUENCES[:3]) and isinstance(new, _SEQUENCES[:3])) or (
+        isinstance(old, str) != textual or isinstance(new, str) != textual
+    ):
+        return  # the method itself refuses mixed text and bytes
+    occurrences = len(text) + 1 if not old else text.count(old)  # type: ignore[arg-type]
     if isinstance(count, int) and count >= 0:
         occurrences = min(occurrences, count)
     meter.spend(len(text) + occurrences * max(len(new) - len(old), 0))
@@ -189,7 +194,7 @@ def _predict_join(meter: _Meter, separator: Any, items: Any) -> None:
     if not hasattr(items, "__len__"):
         return
     size = _text_size(items, meter.limits.max_chars - meter.chars + 1)
-    if isinstance(separator, str) and len(items) > 1:
+    if isinstance(separator, _SEQUENCES[:3]) and len(items) > 1:
         size += len(separator) * (len(items) - 1)
     meter.spend(size)
 
@@ -199,13 +204,14 @@ _FORMAT_NUMBERS = re.compile(r"\d+")
 
 
 def _predict_printf(meter: _Meter, template: str, values: Any) -> None:
+    padding = 0
     for width, precision in _PRINTF_SPEC.findall(template):
         for number in (width, precision):
             if number == "*":
                 raise RenderLimitExceeded("size", "'*' widths in % formatting are not allowed in templates")
             if number:
-                _width(meter, int(number), "a % format width of")
-    meter.spend(len(template) + _text_size(values, meter.limits.max_chars - meter.chars + 1))
+                padding += _width(meter, int(number), "a % format width of")
+    meter.spend(len(template) + padding + _text_size(values, meter.limits.max_chars - meter.chars + 1))
 
 
 # --- filters, calls and operators --------------------------------------------------------------------------
@@ -298,19 +304,19 @@ def _metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
     return filter_
 
 
-
 _WIDENING_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
 
 
 def _before_method(
-    meter: _Meter, text: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    meter: _Meter, text: str | bytes | bytearray, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[Any, ...]:
-    """Size what a ``str`` method is about to make; returns the arguments to pass on."""
+    """Size what a ``str`` (or ``bytes``) method is about to make; returns the arguments to pass on."""
     if name in _WIDENING_METHODS and args:
         meter.spend(max(_width(meter, args[0], f"a {name} width of"), len(text)))
     elif name == "expandtabs":
         tabsize = args[0] if args else kwargs.get("tabsize", 8)
-        meter.spend(len(text) + text.count("\t") * _width(meter, tabsize, "a tab size of"))
+        tab = "\t" if isinstance(text, str) else b"\t"
+        meter.spend(len(text) + text.count(tab) * _width(meter, tabsize, "a tab size of"))  # type: ignore[arg-type]
     elif name == "replace" and len(args) >= 2:
         _predict_replace(meter, text, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count"))
     elif name == "join" and args:
@@ -329,7 +335,7 @@ class _MeteredFormatter(SandboxedFormatter):
     def format_field(self, value: Any, format_spec: str) -> Any:
         meter = _meter()
         for number in _FORMAT_NUMBERS.findall(format_spec):
-            _width(meter, int(number), "a format width of")
+            meter.spend(_width(meter, int(number), "a format width of"))
         _charge_text(meter, value)
         return super().format_field(value, format_spec)
 
@@ -358,7 +364,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
             if isinstance(left, int) and not isinstance(right, int):
                 left, right = right, left
             if isinstance(right, int) and not isinstance(right, bool):
-                if isinstance(left, str | list | tuple):
+                if isinstance(left, str | bytes | bytearray | list | tuple):
                     if right > 0:
                         meter.spend(_text_size(left, limits.max_chars - meter.chars + 1) * right)
                 elif isinstance(left, int) and left.bit_length() + right.bit_length() > limits.max_int_bits:
@@ -370,7 +376,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
             ):
                 raise _too_many_bits(limits)
         elif operator == "+":
-            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+            if isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
                 budget = limits.max_chars - meter.chars + 1
                 meter.spend(_text_size(left, budget) + _text_size(right, budget))
         elif operator == "%" and isinstance(left, str):
@@ -383,7 +389,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
         predicted = False
-        if isinstance(owner, str):
+        if isinstance(owner, str | bytes | bytearray):
             args = _before_method(meter, owner, name, args, kwargs)
             predicted = name in _WIDENING_METHODS or name in ("expandtabs", "replace", "join", "translate")
         result = super().call(__context, __obj, *args, **kwargs)
