@@ -7,7 +7,7 @@ export ANVIL_DATA_DIR ?= $(CURDIR)/var
 FORGE_PORT ?= 8000
 DEMO_PORT ?= 8001
 
-.PHONY: run test lint bench install install-test clean
+.PHONY: run test lint bench screenshots install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test: install-test
 	  echo "== again on PostgreSQL: $$ANVIL_TEST_DATABASE_URL"; \
 	  DATABASE_URL="$$ANVIL_TEST_DATABASE_URL" $(BIN)/pytest forge/tests tests -m "not browser"; \
 	fi
+
+## Retake the README's screenshots (docs/screenshots/) with the browser tests.
+screenshots: install-test
+	ANVIL_SCREENSHOT_DIR=docs/screenshots $(BIN)/pytest -m browser tests/browser
 
 lint: install-test
 	$(BIN)/ruff check .

@@ -26,7 +26,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-dev-shm-usage",
 ]
-SCREENSHOTS = Path(os.environ.get("ANVIL_SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "docs" / "screenshots"))
+# `make screenshots` points this at docs/screenshots/ (the README's images); an ordinary test run keeps its
+# screenshots in a temporary directory, so running the tests leaves the working tree as it was.
+SCREENSHOTS_DIR = os.environ.get("ANVIL_SCREENSHOT_DIR")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -53,11 +55,12 @@ def browser_context_args(browser_context_args: dict) -> dict:
 
 
 @pytest.fixture
-def screenshot():
-    """``screenshot(page, "name")`` saves docs/screenshots/name.png (the README shows them)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def screenshot(tmp_path_factory: pytest.TempPathFactory):
+    """``screenshot(page, "name")`` saves name.png in ``ANVIL_SCREENSHOT_DIR`` (else a temporary directory)."""
+    directory = Path(SCREENSHOTS_DIR) if SCREENSHOTS_DIR else tmp_path_factory.mktemp("screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
 
     def take(page, name: str) -> None:
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, animations="disabled")
+        page.screenshot(path=str(directory / f"{name}.png"), full_page=True, animations="disabled")
 
     return take

@@ -1,7 +1,8 @@
 """The Forges menu in a real browser: add a peer FORGE, browse it, copy a version, connect a project, lose the peer.
 
 Two real FORGEs (uvicorn, demo data, one database each): B issues a peer token, A is driven in Chromium.
-Screenshots land in docs/screenshots/ (forges.png, forges-remote-version.png, forges-connected.png).
+Screenshots (forges.png, forges-remote-version.png, forges-connected.png) land in docs/screenshots/ with
+`make screenshots`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 An editor reopens the demo set, edits a prompt (sees a syntax error, then the preview), saves and submits;
 a reviewer approves; the editor publishes to production and the LIVE client returns the new text within a
 second while the release page shows its acknowledgement; then a rollback goes out the same way.
-Screenshots of the main pages land in docs/screenshots/.
+Screenshots of the main pages land in docs/screenshots/ with `make screenshots`.
 """
 
 from __future__ import annotations
