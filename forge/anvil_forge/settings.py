@@ -212,3 +212,7 @@ ANVIL_RELEASE_POLL_SECONDS = float(os.environ.get("ANVIL_RELEASE_POLL_SECONDS", 
 ANVIL_PEERS = os.environ.get("ANVIL_PEERS", "")
 ANVIL_PEER_TIMEOUT_SECONDS = float(os.environ.get("ANVIL_PEER_TIMEOUT_SECONDS", "5"))
 ANVIL_PEER_MAX_BYTES = int(os.environ.get("ANVIL_PEER_MAX_BYTES", str(5 * 1024 * 1024)))
+# The hosts a peer URL may name, in ALLOWED_HOSTS' syntax ("forge.example.com", ".example.com", "*"): the
+# FORGE connects to no other. Default "*" (any host); set it in production so that an owner or admin cannot
+# point the FORGE at internal addresses.
+ANVIL_PEER_ALLOWED_HOSTS = [host.lower() for host in _env_list("ANVIL_PEER_ALLOWED_HOSTS")] or ["*"]

@@ -22,6 +22,7 @@ from django.conf import settings
 from anvil_client._exceptions import BundleError
 from anvil_client.bundle import SLUG_PATTERN, Bundle, load_bundle
 from anvil_forge.core.exceptions import ApplicationError
+from anvil_forge.peering.config import host_problem
 
 USER_AGENT = "anvil-forge-peer/1"
 _CHUNK = 64 * 1024
@@ -173,6 +174,9 @@ class PeerClient:
             raise PeerError(message, kind="garbage") from exc
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
+        # Checked at each request, not only when the peer was added: the setting may have changed since.
+        if problem := host_problem(self.host):
+            raise PeerError(f"Peer {self.name}: its URL {problem}; the FORGE does not connect.", kind="unreachable")
         target = self.base_path + path + (f"?{urlencode(params)}" if params else "")
         deadline = time.monotonic() + self.timeout
         connection: http.client.HTTPConnection

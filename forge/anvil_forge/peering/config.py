@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.http.request import validate_host
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -40,7 +41,17 @@ def url_problem(url: str) -> str | None:
         return f"{url!r} has no host"
     if parts.query or parts.fragment:
         return f"{url!r} must not have a query or fragment"
-    return None
+    return host_problem(parts.hostname)
+
+
+def host_problem(host: str) -> str | None:
+    """Why the FORGE may not connect to ``host`` (``ANVIL_PEER_ALLOWED_HOSTS``), or ``None`` when it may.
+
+    The patterns are Django's ``ALLOWED_HOSTS`` patterns, matched by Django's own ``validate_host``.
+    """
+    if validate_host(host.lower(), settings.ANVIL_PEER_ALLOWED_HOSTS):
+        return None
+    return f"names host {host!r}, which is not in ANVIL_PEER_ALLOWED_HOSTS"
 
 
 def configured_peers(raw: str | None = None) -> tuple[ConfiguredPeer, ...]:

@@ -33,3 +33,10 @@ def test_peers_are_read_with_the_url_normalised():
 def test_wrong_setting_is_refused_naming_the_problem(raw, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         configured_peers(raw)
+
+
+def test_a_configured_peer_on_a_host_that_is_not_allowed_stops_the_start(settings):
+    settings.ANVIL_PEER_ALLOWED_HOSTS = [".example.com"]
+    assert configured_peers('[{"name": "eu", "url": "https://forge.eu.example.com", "token_env": "T"}]')
+    with pytest.raises(ImproperlyConfigured, match=r"'10\.1\.2\.3', which is not in ANVIL_PEER_ALLOWED_HOSTS"):
+        configured_peers('[{"name": "eu", "url": "http://10.1.2.3:8000", "token_env": "T"}]')

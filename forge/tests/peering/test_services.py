@@ -262,3 +262,27 @@ def test_peer_answering_garbage_is_not_shown_healthy(team, peer_server):
                                token=TOKEN)
     checked = services.peer_check(actor=team.admin, peer=odd, organisation=team.organisation)
     assert checked.health == "error" and "not JSON" in checked.last_error
+
+
+def test_peer_urls_are_held_to_the_allowed_hosts(team, remote, settings):
+    server, _ = remote
+    settings.ANVIL_PEER_ALLOWED_HOSTS = ["forge.example.com", ".partner.example"]
+    for url in ("http://10.0.0.8:8000", "http://169.254.169.254", "https://forge.example.com.evil.test",
+                server.url):
+        with pytest.raises(ApplicationError, match="not in ANVIL_PEER_ALLOWED_HOSTS"):
+            services.peer_create(actor=team.admin, organisation=team.organisation, name="x", url=url, token=TOKEN)
+    assert not Peer.objects.exists()
+    for name, url in (("a", "https://forge.example.com"), ("b", "https://eu.partner.example:8443"),
+                      ("c", "https://PARTNER.example")):
+        services.peer_create(actor=team.admin, organisation=team.organisation, name=name, url=url, token=TOKEN)
+
+
+def test_a_peer_whose_host_is_no_longer_allowed_is_not_contacted(team, remote, peer, settings):
+    server, _ = remote
+    assert services.peer_check(actor=team.admin, peer=peer, organisation=team.organisation).health == "ok"
+    settings.ANVIL_PEER_ALLOWED_HOSTS = ["forge.example.com"]
+    before = len(server.requests)
+    checked = services.peer_check(actor=team.admin, peer=peer, organisation=team.organisation)
+    assert checked.health == "unreachable"
+    assert "not in ANVIL_PEER_ALLOWED_HOSTS" in checked.last_error
+    assert len(server.requests) == before
