@@ -69,6 +69,12 @@ def request(
     Any status is returned (the caller decides what 304 or 404 mean), except 401 which always raises.
     """
     scheme, host, port, path = _split(url)
+    send_headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT, "Accept": "application/json"}
+    payload = None
+    if body is not None:
+        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        send_headers["Content-Type"] = "application/json"
+    send_headers.update(headers or {})
     try:
         sock = open_connection(scheme, host, port, timeout)
     except OSError as exc:
@@ -79,12 +85,6 @@ def request(
 
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     conn.sock = sock  # already connected (and TLS-wrapped for https)
-    send_headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT, "Accept": "application/json"}
-    payload = None
-    if body is not None:
-        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
-        send_headers["Content-Type"] = "application/json"
-    send_headers.update(headers or {})
     try:
         conn.request(method, path, body=payload, headers=send_headers)
         response = conn.getresponse()
