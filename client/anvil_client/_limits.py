@@ -379,8 +379,8 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
             if isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
                 budget = limits.max_chars - meter.chars + 1
                 meter.spend(_text_size(left, budget) + _text_size(right, budget))
-        elif operator == "%" and isinstance(left, str):
-            _predict_printf(meter, left, right)
+        elif operator == "%" and isinstance(left, _SEQUENCES[:3]):
+            _predict_printf(meter, left if isinstance(left, str) else left.decode("latin-1"), right)
         return self.binop_table[operator](left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:

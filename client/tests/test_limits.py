@@ -64,6 +64,7 @@ RUNAWAYS = {
     "bytes repeat": ("{{ 'a'.encode() * 10**10 }}", "size"),
     "bytes center": ("{{ 'a'.encode().center(10**10) }}", "size"),
     "bytes replace": ("{{ ('a' * 1000000).encode().replace(''.encode(), ('b' * 30).encode()) }}", "size"),
+    "bytes printf width": ("{{ '%9999999999s'.encode() % 'a'.encode() }}", "size"),
     "printf precision": ("{{ '%.19000000f%.19000000f' % (1.0, 1.0) }}", "size"),
     "tojson of big values": ("{{ dict(a='x' * 10**7, b='y' * 10**7)|tojson }}", "size"),
 }
