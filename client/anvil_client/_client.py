@@ -14,7 +14,8 @@ from typing import Any
 
 from anvil_client._config import Config
 from anvil_client._exceptions import AmbiguousPrompt, AnvilError, BundleError, NotReady, PromptNotFound, SyncError
-from anvil_client._snapshot import EMPTY, Snapshot
+from anvil_client._render import RenderLimits
+from anvil_client._snapshot import Snapshot
 from anvil_client._state import HostState, read_host_state, state_path, validate_mode, validate_pin, write_host_state
 
 logger = logging.getLogger("anvil_client")
@@ -48,7 +49,11 @@ class Client:
         self.config: Config = config
         # The hot path reads only this dict. It stays empty until the client is started in this process.
         self._prompts: dict[str, Any] = {}
-        self._snapshot: Snapshot = EMPTY
+        self._snapshot: Snapshot = Snapshot(limits=RenderLimits(
+            max_steps=config.render_max_steps,
+            max_chars=config.render_max_chars,
+            max_seconds=config.render_max_seconds,
+        ))
         self._usage: set[tuple[str, ...]] = set()
         self._usage_add = self._usage.add
         self._callbacks: list[UpdateCallback] = []

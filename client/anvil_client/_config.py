@@ -50,6 +50,10 @@ class Config:
     poll_interval: conditional-GET polling while the stream cannot be used.
     checkin_interval: periodic check-ins. instance_name: how this instance is shown (default: host name).
     sync: False disables the background thread (bundles come from the bootstrap file, disk or ``sync()``).
+    render_max_steps, render_max_chars, render_max_seconds: the limits of one render of a template with
+    logic (loop iterations and calls; characters created; seconds): past one, ``prompt()`` raises
+    ``RenderLimitExceeded``. The defaults are far above real prompts; raise them only for a template that
+    needs it (the FORGE's preview keeps the defaults).
     """
 
     forge_url: str | None = None
@@ -70,6 +74,9 @@ class Config:
     state_check_interval: float = 0.5
     instance_name: str | None = None
     sync: bool = True
+    render_max_steps: int = 100_000
+    render_max_chars: int = 20_000_000
+    render_max_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -118,6 +125,14 @@ class Config:
         if self.instance_name is not None:
             set_(self, "instance_name", str(self.instance_name)[:200])
         set_(self, "sync", bool(self.sync))
+        for name in ("render_max_steps", "render_max_chars"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number of 1 or more, not {value!r}")
+        seconds = self.render_max_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+            raise ConfigError(f"render_max_seconds must be a number of seconds above 0, not {seconds!r}")
+        set_(self, "render_max_seconds", float(seconds))
 
     @property
     def connected(self) -> bool:

@@ -32,7 +32,6 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import nodes
@@ -42,20 +41,10 @@ from jinja2.utils import pass_context
 from markupsafe import Markup
 
 from anvil_client._exceptions import RenderLimitExceeded
+from anvil_client._render import DEFAULT_LIMITS, RenderLimits
 
-
-@dataclass(frozen=True, slots=True)
-class RenderLimits:
-    """Bounds on one render of one template (see the module docstring for what counts)."""
-
-    max_steps: int = 100_000
-    max_chars: int = 20_000_000
-    max_seconds: float = 2.0
-    max_int_bits: int = 65_536
-
-
-DEFAULT_LIMITS = RenderLimits()
 _CLOCK_EVERY_MASK = 31  # the clock is read every 32 steps
+__all__ = ["DEFAULT_LIMITS", "LimitedSandbox", "RenderLimits", "meter_tree", "metered"]
 
 
 class _Meter:

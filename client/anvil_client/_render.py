@@ -19,6 +19,7 @@ from __future__ import annotations
 import keyword
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from anvil_client._exceptions import InvalidVariable, MissingVariables, TemplateError
@@ -120,6 +121,23 @@ def simple_pieces(source: str) -> tuple[tuple[str, str], ...] | None:
     return tuple(merged)
 
 
+@dataclass(frozen=True, slots=True)
+class RenderLimits:
+    """Bounds on one render of one template (what counts: :mod:`anvil_client._limits`).
+
+    A client takes its limits from :class:`~anvil_client.Config` (``render_max_steps``, ``render_max_chars``,
+    ``render_max_seconds``); substitution-only templates, rendered without Jinja2, need none.
+    """
+
+    max_steps: int = 100_000
+    max_chars: int = 20_000_000
+    max_seconds: float = 2.0
+    max_int_bits: int = 65_536
+
+
+DEFAULT_LIMITS = RenderLimits()
+
+
 class _Simple:
     """What :func:`_build_renderer` needs of a compiled substitution-only template."""
 
@@ -145,6 +163,7 @@ class CompiledPrompt:
         "_compiled",
         "description",
         "id",
+        "limits",
         "metadata",
         "parameters",
         "render",
@@ -154,8 +173,17 @@ class CompiledPrompt:
         "version",
     )
 
-    def __init__(self, spec: Any, *, set_slug: str, version: int, share: CompiledPrompt | None = None) -> None:
+    def __init__(
+        self,
+        spec: Any,
+        *,
+        set_slug: str,
+        version: int,
+        share: CompiledPrompt | None = None,
+        limits: RenderLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.spec = spec
+        self.limits = limits
         self.id: str = spec.id
         self.set: str = set_slug
         self.version: int = version
@@ -165,7 +193,7 @@ class CompiledPrompt:
         self.parameters: tuple[Any, ...] = spec.parameters
         self._compiled: tuple[frozenset[str], bool, Renderer] | None = None
         self.render: Renderer = self._first_render
-        if share is not None and share.same_template(spec) and share._compiled is not None:
+        if share is not None and share.same_template(spec) and share.limits == limits and share._compiled is not None:
             self._compiled = share._compiled
             self.render = share._compiled[2]
 
@@ -184,7 +212,7 @@ class CompiledPrompt:
         else:
             from anvil_client import templates
 
-            compiled = templates.compile_template(self.source, prompt_id=self.id)
+            compiled = templates.compile_template(self.source, prompt_id=self.id, limits=self.limits)
         render = _build_renderer(self.spec, compiled)
         self._compiled = (compiled.variables, compiled.pieces is not None, render)
         self.render = render

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from anvil_client._render import CompiledPrompt
+from anvil_client._render import DEFAULT_LIMITS, CompiledPrompt, RenderLimits
 
 SOURCES = ("bootstrap", "disk", "forge")
 
@@ -30,6 +30,8 @@ class Snapshot:
     prompts: dict[str, CompiledPrompt] = field(default_factory=dict)
     # Bare ids found in more than one set, with the sets.
     ambiguous: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The client's render limits, given to every prompt compiled into this snapshot and its successors.
+    limits: RenderLimits = DEFAULT_LIMITS
 
     @property
     def versions(self) -> dict[str, int]:
@@ -53,20 +55,26 @@ class Snapshot:
         if entry is not None and entry.bundle.digest == bundle.digest:
             compiled = entry.prompts
         else:
-            compiled = compile_bundle(bundle, previous=entry.prompts if entry else None, check=check)
+            compiled = compile_bundle(
+                bundle, previous=entry.prompts if entry else None, check=check, limits=self.limits
+            )
         sets = dict(self.sets)
         sets[bundle.set] = SetEntry(bundle=bundle, source=source, prompts=compiled)
-        return build(sets)
+        return build(sets, self.limits)
 
     def with_source(self, set_slug: str, source: str) -> Snapshot:
         entry = self.sets[set_slug]
         sets = dict(self.sets)
         sets[set_slug] = SetEntry(bundle=entry.bundle, source=source, prompts=entry.prompts)
-        return Snapshot(sets=sets, prompts=self.prompts, ambiguous=self.ambiguous)
+        return Snapshot(sets=sets, prompts=self.prompts, ambiguous=self.ambiguous, limits=self.limits)
 
 
 def compile_bundle(
-    bundle: Any, *, previous: Mapping[str, CompiledPrompt] | None = None, check: bool = False
+    bundle: Any,
+    *,
+    previous: Mapping[str, CompiledPrompt] | None = None,
+    check: bool = False,
+    limits: RenderLimits = DEFAULT_LIMITS,
 ) -> dict[str, CompiledPrompt]:
     """The prompts of a verified bundle, sharing compiled templates with ``previous`` where unchanged.
 
@@ -79,7 +87,9 @@ def compile_bundle(
     for spec in bundle.prompts:
         old = previous.get(spec.id) if previous is not None else None
         same = old is not None and old.same_template(spec)
-        prompt = CompiledPrompt(spec, set_slug=bundle.set, version=bundle.version, share=old if same else None)
+        prompt = CompiledPrompt(
+            spec, set_slug=bundle.set, version=bundle.version, share=old if same else None, limits=limits
+        )
         if check and previous is not None and not same:  # with no previous version there is nothing to keep
             try:
                 prompt.compile()
@@ -91,7 +101,7 @@ def compile_bundle(
     return compiled
 
 
-def build(sets: Mapping[str, SetEntry]) -> Snapshot:
+def build(sets: Mapping[str, SetEntry], limits: RenderLimits = DEFAULT_LIMITS) -> Snapshot:
     prompts: dict[str, CompiledPrompt] = {}
     owners: dict[str, list[str]] = {}
     for set_slug in sorted(sets):
@@ -102,7 +112,4 @@ def build(sets: Mapping[str, SetEntry]) -> Snapshot:
     for prompt_id, names in owners.items():
         if len(names) == 1:
             prompts[prompt_id] = sets[names[0]].prompts[prompt_id]
-    return Snapshot(sets=dict(sets), prompts=prompts, ambiguous=ambiguous)
-
-
-EMPTY = Snapshot()
+    return Snapshot(sets=dict(sets), prompts=prompts, ambiguous=ambiguous, limits=limits)

@@ -36,6 +36,11 @@ def test_default_read_timeout_is_three_heartbeats() -> None:
         ({"token": "abc"}, "forge_url"),
         ({"startup_timeout": "soon"}, "startup_timeout"),
         ({"token": "two words", "forge_url": "http://x.y"}, "token"),
+        ({"render_max_steps": 0}, "render_max_steps"),
+        ({"render_max_chars": "many"}, "render_max_chars"),
+        ({"render_max_steps": 1.5}, "render_max_steps"),
+        ({"render_max_seconds": 0}, "render_max_seconds"),
+        ({"render_max_seconds": True}, "render_max_seconds"),
     ],
 )
 def test_bad_values_are_refused_naming_the_option(options: dict, names: str) -> None:
@@ -100,3 +105,9 @@ def test_bare_token_credentials_file(tmp_path: Path) -> None:
     (tmp_path / "anvil.toml").write_text('[anvil]\nforge_url = "http://127.0.0.1:9"\n')
     (tmp_path / "anvil.credentials").write_text("anvil_live_bare\n")
     assert Config.from_env({}, start=tmp_path).token == "anvil_live_bare"
+
+
+def test_render_limits_come_from_anvil_toml(tmp_path: Path) -> None:
+    (tmp_path / "anvil.toml").write_text("[anvil]\nrender_max_steps = 500000\nrender_max_seconds = 5\n")
+    config = Config.from_env({}, start=tmp_path)
+    assert (config.render_max_steps, config.render_max_chars, config.render_max_seconds) == (500_000, 20_000_000, 5.0)

@@ -232,3 +232,19 @@ def test_the_client_stops_a_runaway_prompt_and_keeps_serving(tmp_path: Path, mak
     assert client.prompt("runaway", fallback="safe") == "safe"
     assert time.monotonic() - started < 5.0
     assert client.prompt("good", name="Ada") == "012 Ada"
+
+
+def test_a_clients_render_limits_come_from_its_config(tmp_path: Path, make_client: Any) -> None:
+    loop = "{% for i in range(n) %}.{% endfor %}"
+    bundle = make_bundle("core", 1, [
+        {"id": "dots", "template": loop, "parameters": [{"name": "n", "type": "number", "required": True}]},
+        {"id": "plain", "template": "Hi {{ name }}", "parameters": []},
+    ])
+    assert write_disk_bundle(tmp_path / "cache", load_bundle(bundle))
+    strict = make_client(render_max_steps=50, render_max_chars=1_000)
+    assert strict.prompt("dots", n=40) == "." * 40
+    with pytest.raises(RenderLimitExceeded, match="more than 50 steps"):
+        strict.prompt("dots", n=60)
+    # The substitution fast path prints the application's values as they are: no limit applies.
+    assert strict.prompt("plain", name="x" * 5_000) == "Hi " + "x" * 5_000
+    assert make_client(cache_dir=tmp_path / "cache").prompt("dots", n=60) == "." * 60
