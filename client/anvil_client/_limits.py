@@ -38,7 +38,6 @@ from jinja2 import nodes
 from jinja2.runtime import LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
 from jinja2.utils import pass_context
-from markupsafe import Markup
 
 from anvil_client._exceptions import RenderLimitExceeded
 from anvil_client._render import DEFAULT_LIMITS, RenderLimits
@@ -393,8 +392,8 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
             return None
         template: str = value.__self__
         formatter: _MeteredFormatter
-        if isinstance(template, Markup):
-            formatter = _MeteredEscapeFormatter(self, escape=template.escape)
+        if hasattr(template, "__html__"):  # markupsafe.Markup (from |safe): format escapes, as Jinja2's does
+            formatter = _MeteredEscapeFormatter(self, escape=template.escape)  # type: ignore[attr-defined]
         else:
             formatter = _MeteredFormatter(self)
         is_format_map = value.__name__ == "format_map"

@@ -180,6 +180,7 @@ ORDINARY = [
     "{{ name ~ ' / ' ~ n ~ ' / ' ~ none }} {{ 'x' * 3 }} {{ 3 * 'y' }} {{ [1, 2] + [3] }} {{ (1, 2) * 2 }}",
     "{{ 2 ** 10 }} {{ 2.5 ** 2 }} {{ 17 % 5 }} {{ 7 // 2 }} {{ 10 ** -1 }} {{ ratio * 100 }}",
     "{{ '%s has %d items (%.1f%%)' % (name, n, ratio * 100) }} {{ '%(a)05d' % options }}",
+    "{{ ('<b>{}</b>'|safe).format(doc) }} {{ ('<{a}>'|safe).format_map(options) }}",
     "{{ '{} is {:>8.2f}'.format(name, ratio) }} {{ '{a}-{b}'.format_map(options) }} {{ '{:{w}}|'.format('x', w=4) }}",
     "{{ doc|wordwrap(10) }}|{{ doc|indent(2, first=true) }}|{{ doc|truncate(20) }}|{{ doc|center(90) }}",
     "{{ doc|replace('line', 'row') }} {{ doc|urlize }} {{ doc|striptags }} {{ doc|wordcount }} {{ doc|escape }}",
