@@ -34,7 +34,9 @@ pytestmark = [
 ]
 
 THREADS = 8
-ROUNDS = 6
+ROUNDS = 6  # actions per thread at least
+MAX_ROUNDS = 30  # at most, until the mix has done enough to prove something (most actions are refused)
+ENOUGH = THREADS  # successful actions
 KEYS = ["welcome.message", "errors.not_found"]
 
 
@@ -97,7 +99,11 @@ def test_a_random_mix_of_every_workflow_action_from_many_threads_keeps_every_inv
         rng = random.Random(seed)
         try:
             barrier.wait(timeout=20)
-            for _ in range(ROUNDS):
+            for round_number in range(MAX_ROUNDS):
+                if round_number >= ROUNDS:
+                    with lock:
+                        if sum(successes.values()) >= ENOUGH:
+                            break
                 action = rng.choice(actions)
                 try:
                     done = action(rng)
@@ -119,7 +125,7 @@ def test_a_random_mix_of_every_workflow_action_from_many_threads_keeps_every_inv
         thread.join(timeout=120)
     assert not any(thread.is_alive() for thread in threads), "a thread hung (deadlock?)"
     assert unexpected == [], unexpected
-    assert sum(successes.values()) >= THREADS, f"the mix did too little to prove anything: {successes}"
+    assert sum(successes.values()) >= ENOUGH, f"the mix did too little to prove anything: {successes}"
 
     # No lost update: every successful save moved its prompt's revision on by exactly one.
     for key in KEYS:
