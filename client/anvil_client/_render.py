@@ -112,6 +112,11 @@ def simple_pieces(source: str) -> tuple[tuple[str, str], ...] | None:
         text = text.lstrip()
     if text:
         pieces.append(("text", _NEWLINES.sub("\n", text)))
+    return merge_text(pieces)
+
+
+def merge_text(pieces: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """``("text", ...)``/``("var", name)`` pieces with neighbouring texts joined into one."""
     merged: list[tuple[str, str]] = []
     for kind, value in pieces:
         if kind == "text" and merged and merged[-1][0] == "text":

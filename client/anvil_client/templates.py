@@ -17,6 +17,7 @@ from jinja2 import meta, nodes
 
 from anvil_client._exceptions import MissingVariables, RenderLimitExceeded, TemplateError
 from anvil_client._limits import DEFAULT_LIMITS, LimitedSandbox, RenderLimits, meter_tree, metered
+from anvil_client._render import merge_text
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -149,10 +150,4 @@ def _fast_pieces(tree: nodes.Template) -> tuple[tuple[str, str], ...] | None:
                 pieces.append(("var", child.name))
             else:
                 return None
-    merged: list[tuple[str, str]] = []
-    for kind, value in pieces:
-        if kind == "text" and merged and merged[-1][0] == "text":
-            merged[-1] = ("text", merged[-1][1] + value)
-        else:
-            merged.append((kind, value))
-    return tuple(merged)
+    return merge_text(pieces)

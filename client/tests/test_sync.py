@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -362,44 +363,15 @@ def test_a_silent_stream_is_dropped_after_the_read_timeout(stub: StubForge, make
 
 
 def test_reconnects_back_off_exponentially_with_jitter_up_to_the_cap(make_client: MakeClient) -> None:
-    attempts: list[float] = []
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(50)
-    server.settimeout(0.1)
-    stop = threading.Event()
-
-    def loop() -> None:  # answers every stream request with 503, like an overloaded FORGE
-        while not stop.is_set():
-            try:
-                conn = server.accept()[0]
-            except OSError:
-                continue
-            request = conn.recv(65536)
-            if b"/stream" in request:
-                attempts.append(time.monotonic())
-            body = b'{"error": "busy"}'
-            conn.sendall(b"HTTP/1.1 503 Busy\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
-            conn.close()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
+    body = b'{"error": "busy"}'
+    answer = b"HTTP/1.1 503 Busy\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    with busy_forge(answer) as (url, attempts):
         client = make_client(
-            forge_url=f"http://127.0.0.1:{server.getsockname()[1]}",
-            token=TOKEN,
-            backoff_initial=0.1,
-            backoff_max=0.4,
-            poll_interval=100,
-            startup_timeout=0,
+            forge_url=url, token=TOKEN, backoff_initial=0.1, backoff_max=0.4, poll_interval=100, startup_timeout=0
         )
         client.prompt("x", fallback="")
         assert eventually(lambda: len(attempts) >= 6, 5)
         client.close()
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     # Delay n is in [d/2, d] for d = 0.1, 0.2, 0.4, 0.4...: growing, then capped. Lower bounds are exact;
     # upper bounds leave room for a loaded machine.
@@ -546,6 +518,21 @@ def test_before_the_releases_list_answers_bundles_must_match_the_project_being_s
 
 
 def test_retry_after_on_the_stream_is_a_minimum_delay(make_client: MakeClient) -> None:
+    answer = b"HTTP/1.1 503 Busy\r\nRetry-After: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    with busy_forge(answer) as (url, attempts):
+        client = make_client(
+            forge_url=url, token=TOKEN, backoff_initial=0.05, backoff_max=0.1, poll_interval=100, startup_timeout=0
+        )
+        client.prompt("x", fallback="")
+        assert eventually(lambda: len(attempts) >= 3, 8)
+        client.close()
+    assert all(b - a >= 0.99 for a, b in itertools.pairwise(attempts[:3])), attempts
+
+
+@contextlib.contextmanager
+def busy_forge(answer: bytes) -> Iterator[tuple[str, list[float]]]:
+    """A loopback FORGE that answers every request with ``answer`` (an overloaded one: 503); yields its URL
+    and the times stream requests arrived."""
     attempts: list[float] = []
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -561,21 +548,14 @@ def test_retry_after_on_the_stream_is_a_minimum_delay(make_client: MakeClient) -
                 continue
             if b"/stream" in conn.recv(65536):
                 attempts.append(time.monotonic())
-            conn.sendall(b"HTTP/1.1 503 Busy\r\nRetry-After: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            conn.sendall(answer)
             conn.close()
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
-        client = make_client(
-            forge_url=f"http://127.0.0.1:{server.getsockname()[1]}", token=TOKEN, backoff_initial=0.05,
-            backoff_max=0.1, poll_interval=100, startup_timeout=0,
-        )
-        client.prompt("x", fallback="")
-        assert eventually(lambda: len(attempts) >= 3, 8)
-        client.close()
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", attempts
     finally:
         stop.set()
         thread.join()
         server.close()
-    assert all(b - a >= 0.99 for a, b in itertools.pairwise(attempts[:3])), attempts

@@ -80,6 +80,7 @@ def test_browse_projects_sets_versions_and_prompts(team, peer):
     assert "v1" in client.get(base + "p/acme/support-bot/s/core/").content.decode()
     version_page = client.get(base + "p/acme/support-bot/s/core/v/2/").content.decode()
     assert "Hi {{ name }}, welcome back!" in version_page and "help.intro" in version_page
+    assert "<tr><td><code>name</code></td><td>string</td><td>yes</td>" in version_page  # the parameters table
     assert "Copy into my project" not in version_page  # a viewer may not
 
 

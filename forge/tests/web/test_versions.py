@@ -150,6 +150,7 @@ def test_version_page_shows_the_snapshot(as_user, team, urls, two_versions):
     body = as_user(team.viewer).get(urls["base"] + "versions/2/").content.decode()
     assert "Second line." in body and two_versions[1].digest in body and "welcome.message" in body
     assert '<li aria-current="page">Version 2</li>' in body
+    assert "<tr><td><code>name</code></td><td>string</td><td>yes</td>" in body  # the parameters table
     assert as_user(team.viewer).get(urls["base"] + "versions/9/").status_code == 404
 
 
