@@ -11,6 +11,8 @@ Environment:
     ALLOWED_HOSTS     comma-separated; required when DEBUG is off
     DEBUG             true/false (default false)
     ANVIL_PUBLIC_URL  the URL LIVE clients and peers use to reach this FORGE (goes into bundles)
+    EMAIL_URL         smtp://user:pass@host:port, smtp+tls://..., smtp+ssl://..., console:// (default: no e-mail)
+    EMAIL_FROM        the sender of the FORGE's e-mail (invitations, password resets)
 """
 
 from __future__ import annotations
@@ -161,6 +163,11 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = ["anvil_forge.accounts.backends.RateLimitedModelBackend"]
 ANVIL_LOGIN_MAX_FAILURES = int(os.environ.get("ANVIL_LOGIN_MAX_FAILURES", "5"))
 ANVIL_LOGIN_WINDOW_SECONDS = int(os.environ.get("ANVIL_LOGIN_WINDOW_SECONDS", "300"))
+
+# E-mail is off unless EMAIL_URL is set (accounts/mail.py); without it, pages show the links to hand over.
+from anvil_forge.accounts.mail import email_settings  # noqa: E402
+
+globals().update(email_settings(os.environ.get("EMAIL_URL", ""), os.environ.get("EMAIL_FROM", "")))
 
 LOGIN_URL = "web:login"
 LOGIN_REDIRECT_URL = "web:home"

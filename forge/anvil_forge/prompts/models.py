@@ -70,6 +70,8 @@ class PromptSet(models.Model):
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Archived: hidden from the lists, publishes nothing new; its versions, releases and audit stay.
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "slug"], name="prompt_set_slug_unique_in_project")]

@@ -68,9 +68,14 @@ def environment_get(*, actor: Actor, project: Project, slug: str) -> Environment
     return environment
 
 
-def prompt_sets_for(*, actor: Actor, project: Project) -> QuerySet[PromptSet]:
+def prompt_sets_for(*, actor: Actor, project: Project, archived: bool = False) -> QuerySet[PromptSet]:
+    """The project's prompt sets by slug: the ones in use, or (``archived=True``) the archived ones."""
     require(actor, project.organisation, Capability.VIEW, what=f"project {project}")
-    return PromptSet.objects.filter(project=project).select_related("project__organisation").order_by("slug")
+    return (
+        PromptSet.objects.filter(project=project, archived_at__isnull=not archived)
+        .select_related("project__organisation")
+        .order_by("slug")
+    )
 
 
 def prompt_set_get(*, actor: Actor, project: Project, slug: str) -> PromptSet:

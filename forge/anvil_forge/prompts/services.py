@@ -19,8 +19,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from anvil_client.bundle import content_digest, normalise_prompt
-from anvil_forge.accounts.models import Organisation
-from anvil_forge.accounts.permissions import Actor, Capability, require
+from anvil_forge.accounts.models import Organisation, Role
+from anvil_forge.accounts.permissions import Actor, Capability, SystemActor, require, role_of
 from anvil_forge.accounts.services import (
     membership_add,
     membership_remove,
@@ -30,7 +30,7 @@ from anvil_forge.accounts.services import (
 )
 from anvil_forge.audit.models import AuditEvent
 from anvil_forge.audit.services import audit_record
-from anvil_forge.core.exceptions import ApplicationError, Conflict, NotFound
+from anvil_forge.core.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from anvil_forge.core.validation import validate_name, validate_slug
 from anvil_forge.distribution import events
 from anvil_forge.distribution.models import Release
@@ -54,6 +54,7 @@ from anvil_forge.prompts.models import (
 
 __all__ = [
     "environment_create",
+    "environment_delete",
     "environment_update",
     "membership_add",
     "membership_remove",
@@ -66,6 +67,7 @@ __all__ = [
     "prompt_delete",
     "prompt_preview",
     "prompt_rename",
+    "prompt_set_archive",
     "prompt_set_create",
     "prompt_set_reopen",
     "prompt_set_submit",
@@ -144,7 +146,8 @@ def project_update(
     description: str | None = None,
     require_four_eyes: bool | None = None,
 ) -> Project:
-    """Change a project's settings (admins and owners). ``None`` leaves a field as it is."""
+    """Change a project's settings (admins and owners; four eyes on or off: owners only). ``None`` leaves a
+    field as it is."""
     organisation = project.organisation
     require(actor, organisation, Capability.MANAGE_PROJECT, what=f"project {project}")
     with transaction.atomic():
@@ -154,7 +157,9 @@ def project_update(
             changes["name"] = validate_name(name, what="project name")
         if description is not None:
             changes["description"] = description
-        if require_four_eyes is not None:
+        if require_four_eyes is not None and bool(require_four_eyes) != project.require_four_eyes:
+            if not isinstance(actor, SystemActor) and role_of(actor, organisation) != Role.OWNER:
+                raise PermissionDenied(f"Only an owner of {organisation.slug} may turn four eyes on or off.")
             changes["require_four_eyes"] = bool(require_four_eyes)
         old, changes = _apply_changes(project, changes)
         if not changes:
@@ -227,6 +232,47 @@ def environment_update(
     return environment
 
 
+def environment_delete(*, actor: Actor, environment: Environment) -> None:
+    """Remove an environment nothing uses: never production, never while tokens or releases point at it."""
+    project = environment.project
+    organisation = project.organisation
+    require(actor, organisation, Capability.MANAGE_ENVIRONMENTS, what=f"project {project}")
+    with transaction.atomic():
+        environment = Environment.objects.select_for_update().get(pk=environment.pk)
+        if environment.is_production:
+            raise ApplicationError("The production environment cannot be removed.")
+        tokens = list(environment.access_tokens.order_by("name").values_list("name", "prefix", "revoked_at"))
+        releases = list(
+            Release.objects.filter(environment=environment)
+            .values_list("prompt_set__slug", flat=True)
+            .order_by("prompt_set__slug")
+            .distinct()
+        )
+        if tokens or releases:
+            reasons = []
+            if tokens:
+                named = ", ".join(
+                    f"{name} ({prefix}…{', revoked' if revoked else ''})" for name, prefix, revoked in tokens
+                )
+                reasons.append(f"{len(tokens)} access token{'s' if len(tokens) != 1 else ''} ({named})")
+            if releases:
+                reasons.append(f"releases of the prompt set{'s' if len(releases) != 1 else ''} {', '.join(releases)}")
+            raise Conflict(
+                f"{environment.slug} cannot be removed: {' and '.join(reasons)} use it. Their history stays; "
+                "rename the environment instead if only its name is wrong.",
+                {"tokens": [name for name, _, _ in tokens], "prompt_sets": releases},
+            )
+        audit_record(
+            actor=actor,
+            action="environment.delete",
+            obj=environment,
+            organisation=organisation,
+            project=project,
+            data={"slug": environment.slug, "name": environment.name},
+        )
+        environment.delete()
+
+
 # Prompt sets and prompts -----------------------------------------------------------------------------------
 
 
@@ -273,6 +319,29 @@ def prompt_set_update(
             organisation=project.organisation,
             project=project,
             data={"from": old, "to": changes},
+        )
+    return prompt_set
+
+
+def prompt_set_archive(*, actor: Actor, prompt_set: PromptSet, archived: bool = True) -> PromptSet:
+    """Archive a set (hidden, publishes and edits nothing new, keeps its history), or restore it.
+
+    What is live stays live: LIVE instances keep the version they have until another release replaces it.
+    """
+    project = prompt_set.project
+    require(actor, project.organisation, Capability.MANAGE_PROJECT, what=f"prompt set {prompt_set}")
+    with transaction.atomic():
+        prompt_set = _lock_set(prompt_set)
+        if bool(prompt_set.archived_at) == archived:
+            return prompt_set
+        prompt_set.archived_at = timezone.now() if archived else None
+        prompt_set.save(update_fields=["archived_at", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="prompt_set.archive" if archived else "prompt_set.restore",
+            obj=prompt_set,
+            organisation=project.organisation,
+            project=project,
         )
     return prompt_set
 
@@ -608,6 +677,8 @@ def version_publish(*, actor: Actor, version: PromptSetVersion, environment: Env
     with transaction.atomic():
         environment = Environment.objects.select_for_update().get(pk=environment.pk)
         version = PromptSetVersion.objects.select_related("prompt_set").get(pk=version.pk)
+        if version.prompt_set.archived_at is not None:
+            raise ApplicationError(f"{prompt_set.slug} is archived; restore it before publishing.")
         if version.state == VersionState.REJECTED:
             raise ApplicationError(
                 f"Version {version.number} of {prompt_set.slug} had changes requested; it cannot be published."
@@ -755,6 +826,8 @@ def _lock_prompt(prompt: Prompt) -> Prompt:
 
 
 def _require_editable(prompt_set: PromptSet) -> None:
+    if prompt_set.archived_at is not None:
+        raise Conflict(f"{prompt_set.slug} is archived; restore it to edit its prompts.")
     if prompt_set.status != SetStatus.LIVE:
         hint = "request changes or wait for the review" if prompt_set.status == SetStatus.REVIEW else "reopen it"
         raise Conflict(f"{prompt_set.slug} is {_status_words(prompt_set)}; prompts can be edited only while it is LIVE "

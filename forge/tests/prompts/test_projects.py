@@ -66,10 +66,13 @@ def test_environments_are_managed_by_admins_and_owners_only(team, project):
     }
 
 
-def test_project_update_changes_four_eyes_and_is_admin_only(team, project):
+def test_project_update_changes_four_eyes_and_is_owner_only(team, project):
     with pytest.raises(PermissionDenied):
         services.project_update(actor=team.editor, project=project, require_four_eyes=False)
-    updated = services.project_update(actor=team.admin, project=project, require_four_eyes=False)
+    with pytest.raises(PermissionDenied, match="Only an owner"):
+        services.project_update(actor=team.admin, project=project, require_four_eyes=False)
+    assert services.project_update(actor=team.admin, project=project, name="Renamed").name == "Renamed"
+    updated = services.project_update(actor=team.owner, project=project, require_four_eyes=False)
     assert updated.require_four_eyes is False
 
 
