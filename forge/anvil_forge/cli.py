@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from anvil_forge.distribution.cli import add_token_arguments, run_token
 from anvil_forge.peering.cli import add_peer_arguments, run_peer
+from anvil_forge.prompts.cli import add_export_arguments, add_import_arguments, run_export, run_import
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anvil_forge.settings")
 
@@ -194,6 +195,8 @@ COMMANDS: dict[str, tuple[Handler, Arguments, str]] = {
     "publish": (run_publish, add_publish_arguments, "publish a prompt set version to an environment"),
     "token": (run_token, add_token_arguments, "create, list or revoke ACCESS_TOKENs (LIVE instances, peer FORGEs)"),
     "peer": (run_peer, add_peer_arguments, "add, list, check or remove peer FORGEs (the Forges menu)"),
+    "import": (run_import, add_import_arguments, "import prompt files, a .zip, a bundle or Langfuse JSON into a set"),
+    "export": (run_export, add_export_arguments, "export a set (or one of its versions) as prompt files"),
 }
 
 
