@@ -30,6 +30,11 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     _setup_django()  # fail fast, with the settings error, before binding the port
+    from anvil_forge.accounts.services import setup_link_announcement
+
+    announcement = setup_link_announcement(f"http://{args.host}:{args.port}")
+    if announcement:
+        print(announcement, flush=True)
     uvicorn.run(
         "anvil_forge.asgi:application",
         host=args.host,

@@ -239,12 +239,8 @@ def setup_complete(
         audit_record(actor=user, action="user.create", obj=user, organisation=None, data={"username": username})
         organisation = organisation_create(actor=user, slug=organisation_slug, name=organisation_name)
         project = prompt_services.project_create(
-            actor=user, organisation=organisation, slug=project_slug, name=project_name
+            actor=user, organisation=organisation, slug=project_slug, name=project_name, staging=staging
         )
-        if staging:
-            prompt_services.environment_create(
-                actor=user, project=project, slug="staging", name="Staging", accepts_review_versions=True
-            )
     return SetupResult(user=user, organisation=organisation, project=project)
 
 
@@ -547,3 +543,23 @@ def password_reset_complete(*, uidb64: str, token: str, new_password: str) -> Ab
             actor=user, action="user.password_reset", obj=user, organisation=None, data={"sessions_ended": ended}
         )
     return user
+
+
+def setup_link_announcement(base_url: str) -> str | None:
+    """What ``anvil-forge serve`` prints at start while the FORGE has no user: the setup link, or ``None``.
+
+    A database that cannot be read yet (not migrated, unreachable) gives a hint to migrate; serving goes on.
+    """
+    from django.db import DatabaseError
+
+    try:
+        token = setup_link_ensure()
+    except DatabaseError as exc:
+        return f"Could not read the users of this FORGE ({exc}). A new database? Run `anvil-forge manage migrate`.\n"
+    if token is None:
+        return None
+    url = base_url.rstrip("/") + SETUP_PATH.format(token=token)
+    return (
+        "This FORGE has no user yet. Open this one-time link to create the first owner, "
+        f"their organisation and first project:\n\n    {url}\n"
+    )

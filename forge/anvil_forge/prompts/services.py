@@ -106,8 +106,10 @@ def project_create(
     name: str = "",
     description: str = "",
     require_four_eyes: bool = True,
+    staging: bool = False,
 ) -> Project:
-    """Create a project with its ``production`` environment (which never takes versions in review)."""
+    """Create a project with its ``production`` environment (which never takes versions in review), and with
+    ``staging`` a ``staging`` environment that takes versions still in review, for testing."""
     require(actor, organisation, Capability.MANAGE_PROJECT, what=f"organisation {organisation.slug}")
     validate_slug(slug, what="project")
     name = validate_name(name or slug, what="project name")
@@ -135,6 +137,8 @@ def project_create(
         audit_record(
             actor=actor, action="environment.create", obj=production, organisation=organisation, project=project
         )
+        if staging:
+            environment_create(actor=actor, project=project, slug="staging", accepts_review_versions=True)
     return project
 
 

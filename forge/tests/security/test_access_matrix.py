@@ -22,10 +22,12 @@ from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from anvil_forge.accounts.models import Invitation, Membership
 from anvil_forge.accounts.permissions import ROLE_CAPABILITIES, Capability
 from anvil_forge.audit.models import AuditEvent
 from anvil_forge.distribution.models import AccessToken, LiveInstance, Release
 from anvil_forge.peering.models import Peer, RemoteProjectReference
+from anvil_forge.prompts import models as prompt_models
 from anvil_forge.prompts.models import Prompt, PromptSet, PromptSetVersion
 from forge.tests.security.world import PEER_TOKEN, World
 
@@ -35,6 +37,7 @@ VIEW, EDIT, SUBMIT, REVIEW, REOPEN, PUBLISH = (
     Capability.VIEW, Capability.EDIT, Capability.SUBMIT, Capability.REVIEW, Capability.REOPEN, Capability.PUBLISH
 )
 TOKENS, PEERS = Capability.MANAGE_TOKENS, Capability.MANAGE_PEERS
+MEMBERS, PROJECTS, ENVS = Capability.MANAGE_MEMBERS, Capability.MANAGE_PROJECT, Capability.MANAGE_ENVIRONMENTS
 ANY = "any member"  # pages whose answer to a member depends on the object (200, 403 or 405): never 404/500
 POST_ONLY = "post only"  # GET answers 405
 
@@ -61,9 +64,27 @@ ROUTES = [
     Route("web:tokens", "/o/{org}/tokens/", VIEW, TOKENS,
           {"target": "{project}/staging", "kind": "live", "name": "matrix"}),
     Route("web:token_revoke", "/o/{org}/tokens/{token_id}/revoke/", TOKENS, TOKENS, {}, ids=True),
+    Route("web:members", "/o/{org}/members/", VIEW),
+    Route("web:invitation_create", "/o/{org}/members/invite/", POST_ONLY, MEMBERS, {"role": "viewer"}),
+    Route("web:invitation_revoke", "/o/{org}/members/invitations/{invitation_id}/revoke/", POST_ONLY, MEMBERS, {},
+          ids=True),
+    Route("web:member_role", "/o/{org}/members/{membership_id}/role/", POST_ONLY, MEMBERS, {"role": "reviewer"},
+          ids=True),
+    Route("web:member_remove", "/o/{org}/members/{membership_id}/remove/", MEMBERS, MEMBERS, {}, ids=True),
+    Route("web:member_reset_link", "/o/{org}/members/{membership_id}/reset-link/", POST_ONLY, MEMBERS, {}, ids=True),
+    Route("web:project_new", "/o/{org}/projects/new/", PROJECTS, PROJECTS, {"slug": "matrix-project"}),
+    Route("web:project_settings", "/o/{org}/p/{project}/settings/", PROJECTS, PROJECTS, {"name": "Matrix renamed"}),
+    Route("web:environment_add", "/o/{org}/p/{project}/settings/environments/add/", POST_ONLY, ENVS,
+          {"slug": "matrix-env"}),
+    Route("web:environment_update", "/o/{org}/p/{project}/settings/environments/staging/", POST_ONLY, ENVS,
+          {"name": "Matrix staging"}),
+    Route("web:environment_remove", "/o/{org}/p/{project}/settings/environments/staging/remove/", POST_ONLY, ENVS,
+          {}),
     Route("web:project", "/o/{org}/p/{project}/", VIEW),
     Route("web:prompt_set_add", "/o/{org}/p/{project}/sets/add/", POST_ONLY, EDIT, {"slug": "matrix-set", "name": "M"}),
     Route("web:set", SET, VIEW),
+    Route("web:set_settings", SET + "settings/", VIEW, EDIT, {"name": "Matrix core"}),
+    Route("web:set_archive", SET + "archive/", POST_ONLY, PROJECTS, {"archived": "1"}),
     Route("web:prompt_add", SET + "add/", POST_ONLY, EDIT, {"key": "matrix.added", "template": "x"}),
     Route("web:set_submit", SET + "submit/", POST_ONLY, SUBMIT, {"base_revision": "{core_revision}"}),
     Route("web:set_review", "/o/{org}/p/{project}/s/review/review/", POST_ONLY, REVIEW,
@@ -106,6 +127,9 @@ ROUTES = [
 UNSCOPED = {
     "healthz", "web:home", "web:login", "web:logout", "web:switch_organisation", "peering:peer_list",
     "peering:set_upstream", "peering:set_upstream_diff", "distribution:openapi",
+    # administration pages without an organisation: forge/tests/web/test_administration_pages.py
+    "web:setup", "web:organisation_new", "web:invite_accept", "web:account", "web:sign_out_everywhere",
+    "web:password_reset", "web:password_reset_confirm",
 }
 TOKEN_APIS = {
     "distribution:live-releases", "distribution:live-bundle", "distribution:live-checkin", "peer_api:projects",
@@ -143,6 +167,11 @@ def fingerprint() -> tuple:
         list(Peer.objects.order_by("pk").values_list("pk", "name", "token_prefix")),
         RemoteProjectReference.objects.count(),
         LiveInstance.objects.count(),
+        list(Membership.objects.order_by("pk").values_list("pk", "role")),
+        list(Invitation.objects.order_by("pk").values_list("pk", "revoked_at", "accepted_at")),
+        list(prompt_models.Project.objects.order_by("pk").values_list("pk", "name", "require_four_eyes")),
+        list(prompt_models.Environment.objects.order_by("pk").values_list("pk", "name", "accepts_review_versions")),
+        list(PromptSet.objects.order_by("pk").values_list("pk", "name", "archived_at")),
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from anvil_forge.accounts import services as account_services
+from anvil_forge.accounts.models import Membership
 from anvil_forge.distribution import services as distribution_services
 from anvil_forge.peering import services as peering_services
 from anvil_forge.peering.models import RemoteProjectReference
@@ -47,6 +49,9 @@ def build_world() -> World:
         organisation=team.organisation, peer=peer, remote_organisation="racme", remote_project="rproject",
         snapshot={"project": {}, "sets": []},
     )
+    invitation = account_services.invitation_create(
+        actor=team.owner, organisation=team.organisation, role="viewer", base_url="http://testserver"
+    ).invitation
     core.refresh_from_db()
     values = {
         "org": team.organisation.slug,
@@ -58,5 +63,7 @@ def build_world() -> World:
         "core_revision": core.revision,
         "prompt_revision": Prompt.objects.get(prompt_set=core, key="welcome.message").revision,
         "other_org": other.organisation.slug,
+        "invitation_id": invitation.pk,
+        "membership_id": Membership.objects.get(user=team.viewer, organisation=team.organisation).pk,
     }
     return World(team=team, outsider=other.owner, values=values)

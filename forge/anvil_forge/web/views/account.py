@@ -1,0 +1,82 @@
+"""One's own account: change the password, sign out everywhere, reset a forgotten password."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import logout, update_session_auth_hash
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from anvil_forge.accounts import mail, services
+from anvil_forge.core.exceptions import ApplicationError
+from anvil_forge.web.views.members import forge_url
+
+
+@login_required
+@never_cache
+def account(request: HttpRequest) -> HttpResponse:
+    error, status = "", 200
+    if request.method == "POST":
+        try:
+            new = request.POST.get("new_password", "")
+            if new != request.POST.get("new_password2", ""):
+                raise ApplicationError("The two new passwords differ.")
+            services.password_change(
+                actor=request.user,
+                current_password=request.POST.get("current_password", ""),
+                new_password=new,
+                keep_session=request.session.session_key,
+            )
+        except ApplicationError as exc:
+            error, status = exc.message, exc.status_code
+        else:
+            update_session_auth_hash(request, request.user)
+            messages.success(request, "Password changed. Every other session of yours is signed out.")
+            return redirect("web:account")
+    return render(request, "web/account.html", {"error": error, "nav_section": "account"}, status=status)
+
+
+@login_required
+@require_POST
+def sign_out_everywhere(request: HttpRequest) -> HttpResponse:
+    services.sessions_end_all(actor=request.user)
+    logout(request)
+    return redirect("web:login")
+
+
+@never_cache
+def password_reset(request: HttpRequest) -> HttpResponse:
+    """Public: ask for a reset link by e-mail (when e-mail is configured; otherwise ask an admin)."""
+    sent = False
+    if request.method == "POST" and mail.email_enabled():
+        services.password_reset_request(login=request.POST.get("login", ""), base_url=forge_url(request))
+        sent = True  # the same answer whether or not the account exists
+    return render(request, "web/password_reset.html", {"sent": sent, "email_enabled": mail.email_enabled()})
+
+
+@never_cache
+def password_reset_confirm(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
+    """Public: the page a reset link opens; choose a new password."""
+    user = services.password_reset_user(uidb64, token)
+    if user is None:
+        return render(request, "web/password_reset_confirm.html", {"invalid": True}, status=404)
+    error, status = "", 200
+    if request.method == "POST":
+        try:
+            new = request.POST.get("new_password", "")
+            if new != request.POST.get("new_password2", ""):
+                raise ApplicationError("The two passwords differ.")
+            services.password_reset_complete(uidb64=uidb64, token=token, new_password=new)
+        except ApplicationError as exc:
+            error, status = exc.message, exc.status_code
+        else:
+            if request.user.is_authenticated:
+                logout(request)
+            messages.success(request, "Your password is changed. Sign in with it.")
+            return redirect("web:login")
+    return render(
+        request, "web/password_reset_confirm.html", {"reset_user": user, "error": error}, status=status
+    )
