@@ -151,3 +151,13 @@ def test_download_gives_the_versions_prompts_as_a_zip_that_imports_unchanged(tea
                           {"stage": "preview", "files": upload(("v1.zip", response.content))})
     assert "0 added, 0 changed, 0 removed, 2 unchanged" in preview.content.decode()
     assert "Nothing to import" in preview.content.decode()
+
+
+def test_more_files_than_one_upload_takes_is_refused_saying_to_zip_them(team, prompt_set):
+    many = upload(*((f"p.n{i}.j2", b"x") for i in range(101)))
+
+    response = signed_in(team.editor).post(base(prompt_set) + "import/", {"stage": "preview", "files": many})
+
+    assert response.status_code == 400
+    assert "put the prompt files in a .zip" in response.content.decode()
+    assert not Prompt.objects.filter(prompt_set=prompt_set, key="p.n1").exists()
