@@ -144,7 +144,8 @@ class EventStream:
         self._event_type = ""
         self._data: list[str] = []
         self._pending_id: str | None = None
-        self._eof = False
+        self._eof = False  # the chunked body's last chunk came
+        self._closed = False  # the FORGE closed the connection
         sock = open_connection(scheme, host, port, connect_timeout)
         try:
             lines = [
@@ -254,21 +255,32 @@ class EventStream:
             raise HTTPFailure("an event in the stream is too large")
 
     def poll(self, tick: float) -> Iterator[Event]:
-        """Wait up to ``tick`` seconds for data; yield the complete events it finished.
+        """Yield the complete events already received; when there were none, wait up to ``tick`` seconds for
+        data and yield the complete events it finished.
 
-        Raises EOFError when the FORGE closed the stream.
+        Raises EOFError when the FORGE ended the stream or closed the connection, after yielding the events
+        that came before the end.
         """
-        if self._eof:
-            raise EOFError("the FORGE ended the stream")
-        data = self._recv(tick)
-        if data is None:
-            return
-        if data == b"":
-            raise EOFError("the FORGE closed the connection")
-        self._feed_raw(data)
-        yield from self._parse_lines()
-        if self._eof:
-            raise EOFError("the FORGE ended the stream")
+        # The read that finished the response head often carries the `retry:` line and the replayed releases
+        # too (the FORGE sends them together): they are in the buffer already and must not wait for more data.
+        buffered = False
+        for event in self._parse_lines():
+            buffered = True
+            yield event
+        if not buffered and not (self._eof or self._closed):
+            data = self._recv(tick)
+            if data is None:
+                return
+            if data == b"":
+                self._closed = True
+            else:
+                self._feed_raw(data)
+            yield from self._parse_lines()
+        if self._eof or self._closed:
+            if self._buffer.endswith(b"\r"):  # a CR ends its line when nothing can follow it
+                self._buffer += b"\n"
+                yield from self._parse_lines()
+            raise EOFError("the FORGE ended the stream" if self._eof else "the FORGE closed the connection")
 
     def _parse_lines(self) -> Iterator[Event]:
         while True:

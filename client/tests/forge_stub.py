@@ -3,12 +3,19 @@
 It is a seam, not a mock: the client talks to it over loopback sockets exactly as to a FORGE. Tests drive it:
 ``publish(...)`` makes a release and pushes it to open streams; ``drop_streams()`` cuts them; ``revoke()``
 sends ``revoked``; ``stream_enabled = False`` answers 404 on the stream (the polling fallback).
+
+``stream_writes`` says how the stream's bytes reach the socket. ``"forge"`` (the default) writes as the real
+FORGE (uvicorn) may deliver them: the response head, the ``retry:`` line and the releases replayed on connect
+in one write, then one write per frame. ``"bytes"`` writes the same stream one byte per write (``TCP_NODELAY``)
+with every frame cut into HTTP chunks of a few bytes, so the client's reads end at arbitrary places: in the
+head, in a chunk-size line, between CR and LF, inside an event.
 """
 
 from __future__ import annotations
 
 import json
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +26,15 @@ from urllib.parse import parse_qs, urlsplit
 from anvil_client.bundle import build_bundle
 
 TOKEN = "anvil_live_" + "t" * 43
+STREAM_WRITES = ("forge", "bytes")
+BYTES_MODE_CHUNK = 5  # HTTP chunk size in "bytes" mode: small and odd, so chunks end inside lines
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/event-stream\r\n"
+    b"Cache-Control: no-cache\r\n"
+    b"Transfer-Encoding: chunked\r\n"
+    b"\r\n"
+)
 
 
 def make_bundle(
@@ -61,6 +77,7 @@ class StubForge:
     heartbeat: float = 0.2
     retry_ms: int = 100
     stream_enabled: bool = True
+    stream_writes: str = "forge"  # "forge" or "bytes": see the module's docstring
     releases_fail: bool = False  # /releases answers 503
     fail_next_bundles: int = 0  # that many bundle requests answer 503
     organisation: str = "acme"
@@ -81,6 +98,8 @@ class StubForge:
     # ------------------------------------------------------------------------------------------- driving
 
     def start(self, port: int = 0) -> StubForge:
+        if self.stream_writes not in STREAM_WRITES:
+            raise ValueError(f"stream_writes must be one of {STREAM_WRITES}, not {self.stream_writes!r}")
         stub = self
 
         class Handler(_Handler):
@@ -244,29 +263,34 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": "not found"})
 
-    def _write_chunk(self, text: str) -> None:
-        data = text.encode()
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
+    def _chunk(self, frame: bytes) -> bytes:
+        """``frame`` in HTTP/1.1 chunked encoding: one chunk, or chunks of a few bytes in "bytes" mode."""
+        size = BYTES_MODE_CHUNK if self.forge.stream_writes == "bytes" else len(frame)
+        pieces = [frame[i : i + size] for i in range(0, len(frame), size)]
+        return b"".join(b"%x\r\n%b\r\n" % (len(piece), piece) for piece in pieces)
+
+    def _send(self, data: bytes) -> None:
+        if self.forge.stream_writes == "bytes":
+            for i in range(len(data)):
+                self.connection.sendall(data[i : i + 1])
+        else:
+            self.connection.sendall(data)
 
     def _stream(self) -> None:
         forge = self.forge
         q: queue.Queue[Any] = queue.Queue()
         last = self.headers.get("Last-Event-ID")
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        forge.stream_opens.append(time.monotonic())
+        if forge.stream_writes == "bytes":
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             with forge._lock:
                 backlog = [r for r in forge.releases.values() if last is None or r["release_id"] > int(last)]
                 forge._queues.append(q)
-            self._write_chunk(f"retry: {forge.retry_ms}\n\n")
+            forge.stream_opens.append(time.monotonic())
+            # As the FORGE: the head, the retry hint and the replayed releases leave together.
+            first = f"retry: {forge.retry_ms}\n\n".encode() + b"".join(self._frame(r) for r in backlog)
+            self._send(STREAM_HEAD + self._chunk(first))
             last_write = time.monotonic()
-            for release in backlog:
-                q.put(("release", release))
             while True:
                 try:
                     kind, release = q.get(timeout=min(forge.heartbeat, 0.2))
@@ -274,22 +298,17 @@ class _Handler(BaseHTTPRequestHandler):
                     if forge._stopping:
                         break
                     if time.monotonic() - last_write >= forge.heartbeat:
-                        self._write_chunk(": heartbeat\n\n")
+                        self._send(self._chunk(b": heartbeat\n\n"))
                         last_write = time.monotonic()
                     continue
                 if kind == "close":
-                    self.wfile.write(b"0\r\n\r\n")
-                    self.wfile.flush()
+                    self._send(b"0\r\n\r\n")
                     break
                 if kind == "revoked":
-                    self._write_chunk("event: revoked\ndata: {}\n\n")
-                    self.wfile.write(b"0\r\n\r\n")
+                    self._send(self._chunk(b"event: revoked\ndata: {}\n\n") + b"0\r\n\r\n")
                     break
-                data = json.dumps(forge.event_payload(release))
-                # Split the event across two chunks to exercise the client's reassembly.
-                text = f"event: release\nid: {release['release_id']}\ndata: {data}\n\n"
-                self._write_chunk(text[:20])
-                self._write_chunk(text[20:])
+                self._send(self._chunk(self._frame(release)))
+                last_write = time.monotonic()
         except OSError:
             pass
         finally:
@@ -297,3 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if q in forge._queues:
                     forge._queues.remove(q)
             self.close_connection = True
+
+    def _frame(self, release: dict[str, Any]) -> bytes:
+        data = json.dumps(self.forge.event_payload(release))
+        return f"id: {release['release_id']}\nevent: release\ndata: {data}\n\n".encode()
