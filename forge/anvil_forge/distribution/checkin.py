@@ -18,13 +18,34 @@ MAX_SETS = 500
 MAX_USAGE_IDS = 5_000
 MAX_VARIABLES_PER_ID = 200
 MAX_VERSION = 2**31  # as the bundle endpoint's ?version=: a larger number is garbage, not a version
+MAX_PROCESS_ID = 2**31 - 1
+DEFAULT_CHECKIN_INTERVAL = 60  # seconds; what a client that does not say is assumed to use
+MIN_CHECKIN_INTERVAL = 1
+MAX_CHECKIN_INTERVAL = 86_400
+# A process not heard from for GONE_AFTER_INTERVALS of its check-in intervals (and at least GONE_AFTER_MIN_SECONDS)
+# is gone: it tolerates two lost check-ins, and a fast-checking process is not dropped for a short hiccup.
+GONE_AFTER_INTERVALS = 3
+GONE_AFTER_MIN_SECONDS = 30
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # A prompt id, optionally addressed with its set ("core:welcome.message").
 _USAGE_ID = re.compile(r"^(?:[a-z0-9][a-z0-9_-]{0,63}:)?[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _KNOWN_KEYS = frozenset(
-    {"instance_id", "name", "host", "process_count", "client_version", "mode", "pins", "versions", "usage"}
+    {
+        "instance_id",
+        "process_id",
+        "name",
+        "host",
+        "process_count",
+        "client_version",
+        "mode",
+        "pins",
+        "versions",
+        "usage",
+        "checkin_interval",
+        "goodbye",
+    }
 )
 
 
@@ -34,15 +55,26 @@ class CheckInError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class CheckIn:
+    """One process's check-in. ``instance_id`` names the application on its host, shared by all its processes;
+    ``process_id`` is the process (its OS pid; 0 from clients that do not send one)."""
+
     instance_id: str
     name: str
     host: str
-    process_count: int
+    process_count: int  # accepted from older clients; not used
     client_version: str
     mode: str  # InstanceMode value
     pins: dict[str, int]
     versions: dict[str, int]
     usage: dict[str, list[str]]
+    process_id: int = 0
+    checkin_interval: float = DEFAULT_CHECKIN_INTERVAL
+    goodbye: bool = False
+
+    @property
+    def gone_after_seconds(self) -> float:
+        """How long after this check-in the process counts as gone unless it checks in again."""
+        return max(GONE_AFTER_INTERVALS * self.checkin_interval, GONE_AFTER_MIN_SECONDS)
 
 
 def parse_checkin(body: bytes) -> CheckIn:
@@ -67,11 +99,34 @@ def parse_checkin(body: bytes) -> CheckIn:
     host = _text(data, "host", 255, default="")
     client_version = _text(data, "client_version", 32, default="")
     process_count = data.get("process_count", 1)
-    if not isinstance(process_count, int) or isinstance(process_count, bool) or not 1 <= process_count <= 100_000:
+    if not _is_int(process_count) or not 1 <= process_count <= 100_000:
         raise CheckInError("process_count: must be a whole number from 1 to 100000")
     mode = data.get("mode", InstanceMode.ACCEPTING)
     if not isinstance(mode, str) or mode.upper() not in InstanceMode.values:
         raise CheckInError(f"mode: must be one of {', '.join(InstanceMode.values)}")
+    # The optional fields of clients that know of processes; absent (or null) means what older clients meant.
+    process_id = data.get("process_id")
+    if process_id is None:
+        process_id = 0
+    elif not _is_int(process_id) or not 1 <= process_id <= MAX_PROCESS_ID:
+        raise CheckInError(f"process_id: must be a whole number from 1 to {MAX_PROCESS_ID}, not {_shown(process_id)}")
+    interval = data.get("checkin_interval")
+    if interval is None:
+        interval = DEFAULT_CHECKIN_INTERVAL
+    elif (
+        not isinstance(interval, int | float)
+        or isinstance(interval, bool)
+        or not (MIN_CHECKIN_INTERVAL <= interval <= MAX_CHECKIN_INTERVAL)
+    ):
+        raise CheckInError(
+            f"checkin_interval: must be a number of seconds from {MIN_CHECKIN_INTERVAL} to {MAX_CHECKIN_INTERVAL}, "
+            f"not {_shown(interval)}"
+        )
+    goodbye = data.get("goodbye")
+    if goodbye is None:
+        goodbye = False
+    elif not isinstance(goodbye, bool):
+        raise CheckInError(f"goodbye: must be true or false, not {_shown(goodbye)}")
     return CheckIn(
         instance_id=instance_id,
         name=name or instance_id,
@@ -82,7 +137,25 @@ def parse_checkin(body: bytes) -> CheckIn:
         pins=_versions(data, "pins"),
         versions=_versions(data, "versions"),
         usage=_usage(data),
+        process_id=process_id,
+        checkin_interval=float(interval),
+        goodbye=goodbye,
     )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    """What a refused value is, for the error: its JSON type, and the number itself when it is one."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return str(value) if value.bit_length() <= 64 else "a larger number"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def _text(data: dict[str, Any], key: str, limit: int, *, default: str) -> str:
