@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.db import models
 
@@ -64,8 +66,27 @@ class InstanceMode(models.TextChoices):
     FROZEN = "FROZEN", "Frozen"
 
 
+# An instance none of whose processes has been live for this long is no longer listed, and its rows are deleted
+# (opportunistically, when another instance of its environment first checks in).
+OFFLINE_RETENTION = timedelta(days=1)
+
+
+class LiveInstanceQuerySet(models.QuerySet["LiveInstance"]):
+    def retained(self, *, now: datetime) -> LiveInstanceQuerySet:
+        """The instances live, or offline for less than :data:`OFFLINE_RETENTION`."""
+        cutoff = now - OFFLINE_RETENTION
+        recent = LiveProcess.objects.filter(instance=models.OuterRef("pk"), expires_at__gt=cutoff)
+        return self.filter(models.Q(last_seen_at__gte=cutoff) | models.Exists(recent))
+
+
 class LiveInstance(models.Model):
-    """A running client that checked in. One row per (environment, instance id)."""
+    """One application on one host that checked in: one row per (environment, instance id).
+
+    All processes of the application on that host (pre-fork workers, restarts) share the instance id; each
+    is a :class:`LiveProcess`, and what the instance runs is what its live processes run. ``last_seen_at`` is
+    written with the instance's own fields (name, host, token) and on a goodbye, not on every check-in: the
+    exact times are on the processes.
+    """
 
     project = models.ForeignKey("prompts.Project", on_delete=models.CASCADE, related_name="instances")
     environment = models.ForeignKey("prompts.Environment", on_delete=models.CASCADE, related_name="instances")
@@ -73,15 +94,10 @@ class LiveInstance(models.Model):
     instance_id = models.CharField(max_length=64)
     name = models.CharField(max_length=200)
     host = models.CharField(max_length=255)
-    process_count = models.PositiveIntegerField(default=1)
-    client_version = models.CharField(max_length=32)
-    mode = models.CharField(max_length=16, choices=InstanceMode.choices, default=InstanceMode.ACCEPTING)
-    pins = models.JSONField(default=dict, blank=True)  # {"core": 3}
-    versions = models.JSONField(default=dict, blank=True)  # {"core": 4}: what it runs per set
-    # {"welcome.message": ["name", "plan"], ...}: the prompt ids and variable names the application used.
-    usage = models.JSONField(default=dict, blank=True)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField()
+
+    objects = LiveInstanceQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -91,3 +107,40 @@ class LiveInstance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.host})"
+
+
+class LiveProcessQuerySet(models.QuerySet["LiveProcess"]):
+    def live(self, *, now: datetime) -> LiveProcessQuerySet:
+        """The processes not yet aged out (see ``expires_at``)."""
+        return self.filter(expires_at__gt=now)
+
+
+class LiveProcess(models.Model):
+    """One process of a LIVE instance, as it last checked in. One row per (instance, process id).
+
+    ``process_id`` is the OS pid the client sends (0 for clients that send none: one process per instance).
+    A process is live until ``expires_at`` (its last check-in plus a few of its check-in intervals, see
+    :attr:`~anvil_forge.distribution.checkin.CheckIn.gone_after_seconds`); one that says goodbye is deleted at
+    once, and aged-out rows are deleted when the instance next gains or loses a process.
+    """
+
+    instance = models.ForeignKey(LiveInstance, on_delete=models.CASCADE, related_name="processes")
+    process_id = models.PositiveIntegerField()
+    client_version = models.CharField(max_length=32)
+    mode = models.CharField(max_length=16, choices=InstanceMode.choices, default=InstanceMode.ACCEPTING)
+    pins = models.JSONField(default=dict, blank=True)  # {"core": 3}
+    versions = models.JSONField(default=dict, blank=True)  # {"core": 4}: what it runs per set
+    # {"welcome.message": ["name", "plan"], ...}: the prompt ids and variable names the process used.
+    usage = models.JSONField(default=dict, blank=True)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    objects = LiveProcessQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["instance", "process_id"], name="process_unique_in_instance")]
+        ordering = ["process_id"]
+
+    def __str__(self) -> str:
+        return f"process {self.process_id}"

@@ -8,21 +8,21 @@ API, whose caller is already bound to one project and environment by its token.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from anvil_forge.accounts.models import Membership, Organisation
 from anvil_forge.accounts.permissions import Capability, SystemActor, require
 from anvil_forge.audit.models import AuditEvent
-from anvil_forge.distribution.models import AccessToken, InstanceMode, LiveInstance, Release
+from anvil_forge.distribution.models import AccessToken, InstanceMode, LiveInstance, LiveProcess, Release
 from anvil_forge.prompts.models import Environment, Project, PromptSet, PromptSetVersion
 
-# Clients check in every CHECKIN_INTERVAL_SECONDS; one not seen for QUIET_AFTER_INTERVALS of them is "quiet".
+# The check-in interval the FORGE asks of clients (in its check-in answer). How long a process stays live is
+# each process's own: see CheckIn.gone_after_seconds.
 CHECKIN_INTERVAL_SECONDS = 60
-QUIET_AFTER_INTERVALS = 3
 
 
 def _release_related(releases: QuerySet[Release]) -> QuerySet[Release]:
@@ -140,17 +140,155 @@ def _organisation_ids(actor: Any) -> Any:
 
 
 def instances_for(
-    *, actor: Any, organisation: Organisation | None = None, project: Project | None = None
+    *,
+    actor: Any,
+    organisation: Organisation | None = None,
+    project: Project | None = None,
+    environment: Environment | None = None,
+    now: datetime | None = None,
 ) -> QuerySet[LiveInstance]:
-    """The LIVE instances the actor may see (their organisations), optionally of one organisation or project."""
-    instances = LiveInstance.objects.filter(project__organisation_id__in=_organisation_ids(actor)).select_related(
-        "project__organisation", "environment", "token"
+    """The LIVE instances the actor may see (their organisations), optionally of one organisation, project or
+    environment, with their processes. Instances offline for longer than ``OFFLINE_RETENTION`` are left out.
+    Turn them into :class:`InstanceState` with :func:`instance_states`."""
+    now = now or timezone.now()
+    instances = (
+        LiveInstance.objects.filter(project__organisation_id__in=_organisation_ids(actor))
+        .retained(now=now)
+        .select_related("project__organisation", "environment", "token")
+        .prefetch_related(Prefetch("processes", queryset=LiveProcess.objects.order_by("process_id")))
     )
     if organisation is not None:
         instances = instances.filter(project__organisation=organisation)
     if project is not None:
         instances = instances.filter(project=project)
+    if environment is not None:
+        instances = instances.filter(environment=environment)
     return instances.order_by("project__organisation__slug", "project__slug", "environment__slug", "name")
+
+
+@dataclass(frozen=True)
+class SetMix:
+    """What the live processes of one instance run (or are pinned to) of one set."""
+
+    slug: str
+    numbers: list[tuple[int, int]]  # (version number, processes), most processes first
+    processes: int  # the instance's live processes that follow the set
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.numbers) != 1 or self.numbers[0][1] != self.processes
+
+    @property
+    def text(self) -> str:
+        """``v3``, or ``v3 on 3 of 4 processes, v2 on 1`` when the processes differ."""
+        if not self.numbers:
+            return "none"
+        if not self.mixed:
+            return f"v{self.numbers[0][0]}"
+        parts = [f"v{number} on {count}" for number, count in self.numbers]
+        parts[0] += f" of {self.processes} process{'es' if self.processes != 1 else ''}"
+        return ", ".join(parts)
+
+
+@dataclass
+class InstanceState:
+    """One instance as the FORGE shows it: derived from its live processes, or "offline" when it has none.
+
+    ``processes`` are the live ones. An offline instance keeps what its processes last reported
+    (``known``), so the pages can say which sets it followed; it counts nowhere as running or behind.
+    """
+
+    instance: LiveInstance
+    processes: list[LiveProcess]
+    known: list[LiveProcess]  # the live processes, or every row when there is none
+    last_seen_at: datetime
+
+    @property
+    def offline(self) -> bool:
+        return not self.processes
+
+    @property
+    def modes(self) -> list[str]:
+        return sorted({process.mode for process in self.known})
+
+    @property
+    def client_versions(self) -> list[str]:
+        return sorted({process.client_version for process in self.known if process.client_version})
+
+    @property
+    def versions(self) -> list[SetMix]:
+        return _mixes(self.known, "versions")
+
+    @property
+    def pins(self) -> list[SetMix]:
+        return _mixes(self.known, "pins")
+
+    @property
+    def shows_processes(self) -> bool:
+        """Whether to list the processes: clients that send no process id report one process, id 0."""
+        return any(process.process_id for process in self.processes)
+
+    def following(self, slug: str) -> list[LiveProcess]:
+        return [process for process in self.known if slug in process.versions or slug in process.pins]
+
+    def versions_of(self, slug: str) -> SetMix | None:
+        return next((mix for mix in self.versions if mix.slug == slug), None)
+
+    def pinned_to(self, slug: str) -> str:
+        numbers = sorted({process.pins[slug] for process in self.known if slug in process.pins})
+        return "pinned to " + " and ".join(f"v{number}" for number in numbers)
+
+    def standing(self, slug: str, version: int | None) -> str | None:
+        """Where the instance stands on ``slug`` against ``version`` (the live version, or ``None`` for none).
+
+        ``None`` when it does not follow the set; ``"offline"`` without live processes; otherwise by its
+        processes that follow the set: ``"pinned"`` if one is pinned, else ``"frozen"`` if one is FROZEN, else
+        ``"behind"`` if one runs an older version (or none), else ``"running"`` (all run ``version`` or newer).
+        """
+        following = self.following(slug)
+        if not following:
+            return None
+        if self.offline:
+            return "offline"
+        kinds = {_process_standing(process, slug, version) for process in following}
+        return next((kind for kind in ("pinned", "frozen", "behind") if kind in kinds), "running")
+
+
+def _process_standing(process: LiveProcess, slug: str, version: int | None) -> str:
+    if slug in process.pins:
+        return "pinned"
+    if process.mode == InstanceMode.FROZEN:
+        return "frozen"
+    if version is not None and process.versions.get(slug, 0) >= version:
+        return "running"
+    return "behind"
+
+
+def _mixes(processes: list[LiveProcess], attribute: str) -> list[SetMix]:
+    counts: dict[str, dict[int, int]] = {}
+    for process in processes:
+        for slug, number in getattr(process, attribute).items():
+            per_set = counts.setdefault(slug, {})
+            per_set[number] = per_set.get(number, 0) + 1
+    mixes = []
+    for slug, per_set in sorted(counts.items()):
+        following = sum(1 for process in processes if slug in process.versions or slug in process.pins)
+        numbers = sorted(per_set.items(), key=lambda item: (-item[1], -item[0]))
+        mixes.append(SetMix(slug=slug, numbers=numbers, processes=following))
+    return mixes
+
+
+def instance_state(instance: LiveInstance, *, now: datetime) -> InstanceState:
+    """The state of ``instance`` at ``now``; reads its prefetched ``processes`` (see :func:`instances_for`)."""
+    rows = list(instance.processes.all())
+    live = [process for process in rows if process.expires_at > now]
+    seen = [instance.last_seen_at, *(process.last_seen_at for process in rows)]
+    return InstanceState(instance=instance, processes=live, known=live or rows, last_seen_at=max(seen))
+
+
+def instance_states(instances: Any, *, now: datetime | None = None) -> list[InstanceState]:
+    now = now or timezone.now()
+    return [instance_state(instance, now=now) for instance in instances]
 
 
 def tokens_for(*, actor: Any, project: Project) -> QuerySet[AccessToken]:
@@ -161,31 +299,30 @@ def tokens_for(*, actor: Any, project: Project) -> QuerySet[AccessToken]:
 
 @dataclass
 class SetDistribution:
-    """Where one prompt set stands in one environment."""
+    """Where one prompt set stands in one environment, counted in instances (not processes)."""
 
     prompt_set: PromptSet
     environment: Environment
     release: Release | None
     version: int | None  # the current release's version number
-    running: int = 0  # instances running the current version
-    behind: int = 0  # running an older version (or none) while accepting
+    running: int = 0  # instances whose every live process runs the current version
+    behind: int = 0  # accepting, with a live process on an older version (or none)
     frozen: int = 0
     pinned: int = 0
-    quiet: int = 0  # not seen for more than QUIET_AFTER_INTERVALS check-in intervals
+    offline: int = 0  # no live process (they said goodbye or aged out)
     total: int = 0
-    versions: dict[int, int] = field(default_factory=dict)  # version number -> instances (not quiet)
+    versions: dict[int, int] = field(default_factory=dict)  # version number -> instances running it (live)
 
 
 def distribution_state(*, actor: Any, project: Project, now: datetime | None = None) -> list[SetDistribution]:
     """Per prompt set and environment of ``project``: the current release and how the instances stand.
 
-    An instance counts in exactly one of ``running``, ``behind``, ``frozen``, ``pinned`` or ``quiet``
-    (quiet first, then pinned, then frozen), and in ``versions`` when it is not quiet. Ordered by set slug,
-    then environment.
+    An instance counts in exactly one of ``running``, ``behind``, ``frozen``, ``pinned`` or ``offline`` (see
+    :meth:`InstanceState.standing`), and in ``versions`` under each version one of its live processes runs.
+    Ordered by set slug, then environment.
     """
     require(actor, project.organisation, Capability.VIEW, what=f"project {project}")
     now = now or timezone.now()
-    quiet_before = now - timedelta(seconds=CHECKIN_INTERVAL_SECONDS * QUIET_AFTER_INTERVALS)
     environments = list(Environment.objects.filter(project=project).order_by("id"))
     sets = list(PromptSet.objects.filter(project=project).order_by("slug"))
     current = {
@@ -193,10 +330,10 @@ def distribution_state(*, actor: Any, project: Project, now: datetime | None = N
         for environment in environments
         for release in current_releases(environment=environment)
     }
-    instances_by_env: dict[int, list[LiveInstance]] = {}
-    for instance in LiveInstance.objects.filter(project=project):
-        instances_by_env.setdefault(instance.environment_id, []).append(instance)
-    state: list[SetDistribution] = []
+    states_by_env: dict[int, list[InstanceState]] = {}
+    for state in instance_states(instances_for(actor=actor, project=project, now=now), now=now):
+        states_by_env.setdefault(state.instance.environment_id, []).append(state)
+    result: list[SetDistribution] = []
     for prompt_set in sets:
         for environment in environments:
             release = current.get((prompt_set.pk, environment.pk))
@@ -206,41 +343,34 @@ def distribution_state(*, actor: Any, project: Project, now: datetime | None = N
                 release=release,
                 version=release.version.number if release else None,
             )
-            for instance in instances_by_env.get(environment.pk, []):
-                running = instance.versions.get(prompt_set.slug)
-                if running is None and prompt_set.slug not in instance.pins:
+            for state in states_by_env.get(environment.pk, []):
+                standing = state.standing(prompt_set.slug, row.version)
+                if standing is None:
                     continue  # this instance does not follow the set
                 row.total += 1
-                if instance.last_seen_at < quiet_before:
-                    row.quiet += 1
-                    continue
-                if running is not None:
-                    row.versions[running] = row.versions.get(running, 0) + 1
-                if prompt_set.slug in instance.pins:
-                    row.pinned += 1
-                elif instance.mode == InstanceMode.FROZEN:
-                    row.frozen += 1
-                elif row.version is not None and running == row.version:
-                    row.running += 1
-                else:
-                    row.behind += 1
-            state.append(row)
-    return state
+                setattr(row, standing, getattr(row, standing) + 1)
+                mix = state.versions_of(prompt_set.slug) if standing != "offline" else None
+                for number, _processes in mix.numbers if mix else []:
+                    row.versions[number] = row.versions.get(number, 0) + 1
+            result.append(row)
+    return result
 
 
 def publish_warnings(*, version: PromptSetVersion, environment: Environment, now: datetime | None = None) -> list[str]:
     """Warnings to show before publishing ``version`` to ``environment`` (empty when there is nothing to say).
 
-    Connected instances (seen within the quiet limit) that follow the set report the prompt ids and variable
-    names their application used. Warned about: an id they used that the version lacks (and that no other
-    set live in the environment provides), and a required parameter without a default that they never pass.
+    Live processes that follow the set report the prompt ids and variable names their application used.
+    Warned about, naming the instances: an id they used that the version lacks (and that no other set live in
+    the environment provides), and a required parameter without a default that they never pass.
     """
     now = now or timezone.now()
-    quiet_before = now - timedelta(seconds=CHECKIN_INTERVAL_SECONDS * QUIET_AFTER_INTERVALS)
     set_slug = version.prompt_set.slug
     prompts = {p["id"]: p for p in version.snapshot.get("prompts", [])}
-    instances = LiveInstance.objects.filter(environment=environment, last_seen_at__gte=quiet_before).filter(
-        Q(versions__has_key=set_slug) | Q(pins__has_key=set_slug)
+    processes = (
+        LiveProcess.objects.live(now=now)
+        .filter(instance__environment=environment)
+        .filter(Q(versions__has_key=set_slug) | Q(pins__has_key=set_slug))
+        .select_related("instance")
     )
     elsewhere = {
         p["id"]
@@ -250,20 +380,21 @@ def publish_warnings(*, version: PromptSetVersion, environment: Environment, now
     }
     missing: dict[str, set[str]] = {}
     unpassed: dict[tuple[str, str], set[str]] = {}
-    for instance in instances:
-        for used_id, variables in (instance.usage or {}).items():
+    for process in processes:
+        name = process.instance.name
+        for used_id, variables in (process.usage or {}).items():
             owner, _, prompt_id = used_id.rpartition(":")
             if owner and owner != set_slug:
                 continue
             prompt = prompts.get(prompt_id)
             if prompt is None:
                 if owner or prompt_id not in elsewhere:
-                    missing.setdefault(prompt_id, set()).add(instance.name)
+                    missing.setdefault(prompt_id, set()).add(name)
                 continue
             passed = set(variables)
             for parameter in prompt.get("parameters", []):
                 if parameter.get("required") and parameter.get("default") is None and parameter["name"] not in passed:
-                    unpassed.setdefault((prompt_id, parameter["name"]), set()).add(instance.name)
+                    unpassed.setdefault((prompt_id, parameter["name"]), set()).add(name)
     warnings = [
         f"Version {version.number} has no prompt {prompt_id!r}, which {_names(names)} used."
         for prompt_id, names in sorted(missing.items())

@@ -15,11 +15,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from anvil_forge.accounts.permissions import Capability, require
+from anvil_forge.audit.models import AuditEvent
 from anvil_forge.audit.services import audit_record
 from anvil_forge.core.exceptions import ApplicationError, Conflict
 from anvil_forge.distribution import events
 from anvil_forge.distribution.checkin import CheckIn
-from anvil_forge.distribution.models import AccessToken, LiveInstance, Release, TokenKind
+from anvil_forge.distribution.models import AccessToken, LiveInstance, LiveProcess, Release, TokenKind
 from anvil_forge.distribution.tokens import token_generate, token_hash, token_well_formed
 from anvil_forge.prompts.models import Environment, Project
 
@@ -153,70 +154,160 @@ def token_ids_inactive(token_ids: list[int]) -> set[int]:
     return set(token_ids) - active
 
 
-def instance_checkin(*, token: AccessToken, checkin: CheckIn) -> LiveInstance:
-    """Record what a LIVE instance reports (upsert by environment and instance id).
+def instance_checkin(*, token: AccessToken, checkin: CheckIn) -> LiveInstance | None:
+    """Record what one process of a LIVE instance reports; return its instance (``None`` after a goodbye of an
+    instance never seen).
 
-    When the instance now runs the environment's current version of a set that it did not run before, an
-    acknowledgement (``release.acknowledge``) is audited for that release.
+    The instance is the application on its host (``checkin.instance_id``, shared by its processes); the
+    process is ``checkin.process_id``. A periodic check-in of a known process that runs what it ran costs one
+    small UPDATE of its row. A new process, a change of versions, mode or pins, or of the instance's name,
+    host or token takes the full path (one transaction, the instance row locked). A goodbye marks the
+    process gone at once; the instance's other processes stay.
+
+    When every live process of the instance that follows a set runs the environment's current version of
+    it, an acknowledgement (``release.acknowledge``) is audited for that release, once per instance.
     """
-    try:
-        return _instance_checkin(token=token, checkin=checkin)
-    except IntegrityError:
-        # Two first check-ins of one instance raced; the other one created the row, so this is an update.
-        return _instance_checkin(token=token, checkin=checkin)
-
-
-def _instance_checkin(*, token: AccessToken, checkin: CheckIn) -> LiveInstance:
-    environment = token.environment
-    project = token.project
     now = timezone.now()
+    if checkin.goodbye:
+        return _process_goodbye(token=token, checkin=checkin, now=now)
+    process = _known_process(environment_id=token.environment_id, checkin=checkin)
+    if process is not None and _process_touch(process=process, token=token, checkin=checkin, now=now):
+        return process.instance
+    try:
+        return _process_register(token=token, checkin=checkin, now=now)
+    except IntegrityError:
+        # Two first check-ins of one instance or process raced; the other created the row, so this is an update.
+        return _process_register(token=token, checkin=checkin, now=now)
+
+
+def _known_process(*, environment_id: int, checkin: CheckIn) -> LiveProcess | None:
+    try:
+        # get(), not first(): the pair is unique, and first() would add an ORDER BY to compile and run.
+        return LiveProcess.objects.select_related("instance").get(
+            instance__environment_id=environment_id,
+            instance__instance_id=checkin.instance_id,
+            process_id=checkin.process_id,
+        )
+    except LiveProcess.DoesNotExist:
+        return None
+
+
+def _process_touch(*, process: LiveProcess, token: AccessToken, checkin: CheckIn, now: datetime) -> bool:
+    """The cheap path: one UPDATE of the process row when nothing that counts changed; ``False``: the full path."""
+    instance = process.instance
+    if (
+        process.versions != checkin.versions
+        or process.pins != checkin.pins
+        or process.mode != checkin.mode
+        or process.expires_at <= now  # aged out (perhaps pruned): the full path counts it in again
+        or instance.name != checkin.name
+        or instance.host != checkin.host
+        or instance.token_id != token.pk
+    ):
+        return False
+    fields: dict[str, Any] = {"last_seen_at": now, "expires_at": now + timedelta(seconds=checkin.gone_after_seconds)}
+    if process.client_version != checkin.client_version:
+        fields["client_version"] = checkin.client_version
+    if process.usage != checkin.usage:
+        fields["usage"] = checkin.usage
+    return LiveProcess.objects.filter(pk=process.pk).update(**fields) == 1
+
+
+def _process_register(*, token: AccessToken, checkin: CheckIn, now: datetime) -> LiveInstance:
+    environment = token.environment
     with transaction.atomic():
         instance = (
             LiveInstance.objects.select_for_update()
             .filter(environment=environment, instance_id=checkin.instance_id)
             .first()
         )
-        previous_versions: dict[str, int] = dict(instance.versions) if instance else {}
+        own = {"project": token.project, "token": token, "name": checkin.name, "host": checkin.host}
+        if instance is None:
+            _prune_offline_instances(environment=environment, now=now)
+            instance = LiveInstance.objects.create(
+                environment=environment, instance_id=checkin.instance_id, last_seen_at=now, **own
+            )
+        elif any(getattr(instance, key) != value for key, value in own.items()):
+            for key, value in own.items():
+                setattr(instance, key, value)
+            instance.last_seen_at = now
+            instance.save(update_fields=[*own, "last_seen_at"])
+        process = LiveProcess.objects.filter(instance=instance, process_id=checkin.process_id).first()
+        previous: dict[str, int] = dict(process.versions) if process and process.expires_at > now else {}
         fields = {
-            "project": project,
-            "token": token,
-            "name": checkin.name,
-            "host": checkin.host,
-            "process_count": checkin.process_count,
             "client_version": checkin.client_version,
             "mode": checkin.mode,
             "pins": checkin.pins,
             "versions": checkin.versions,
             "usage": checkin.usage,
             "last_seen_at": now,
+            "expires_at": now + timedelta(seconds=checkin.gone_after_seconds),
         }
-        if instance is None:
-            instance = LiveInstance.objects.create(
-                environment=environment, instance_id=checkin.instance_id, **fields
-            )
+        if process is None:
+            # A process joins: the rows of the instance's processes that have aged out or said goodbye go.
+            LiveProcess.objects.filter(instance=instance, expires_at__lte=now).delete()
+            LiveProcess.objects.create(instance=instance, process_id=checkin.process_id, first_seen_at=now, **fields)
         else:
-            for key, value in fields.items():
-                setattr(instance, key, value)
-            instance.save(update_fields=list(fields))
-        newly_running = {
-            slug: number for slug, number in checkin.versions.items() if previous_versions.get(slug) != number
-        }
+            LiveProcess.objects.filter(pk=process.pk).update(**fields)
+        newly_running = {slug for slug, number in checkin.versions.items() if previous.get(slug) != number}
         if newly_running:
-            _record_acknowledgements(instance=instance, token=token, newly_running=newly_running)
+            _record_acknowledgements(instance=instance, token=token, slugs=newly_running, now=now)
     return instance
 
 
-def _record_acknowledgements(*, instance: LiveInstance, token: AccessToken, newly_running: dict[str, int]) -> None:
+def _process_goodbye(*, token: AccessToken, checkin: CheckIn, now: datetime) -> LiveInstance | None:
+    """The process exits cleanly: it is gone now (its row kept, hidden, with its last state for an offline
+    instance), and the instance's other processes may all run a release it alone did not."""
+    with transaction.atomic():
+        instance = (
+            LiveInstance.objects.select_for_update()
+            .filter(environment=token.environment, instance_id=checkin.instance_id)
+            .first()
+        )
+        if instance is None:
+            return None
+        process = LiveProcess.objects.filter(instance=instance, process_id=checkin.process_id).first()
+        if process is None or process.expires_at <= now:
+            return instance
+        LiveProcess.objects.filter(pk=process.pk).update(last_seen_at=now, expires_at=now)
+        if process.versions or process.pins:
+            _record_acknowledgements(
+                instance=instance, token=token, slugs=set(process.versions) | set(process.pins), now=now
+            )
+    return instance
+
+
+def _prune_offline_instances(*, environment: Environment, now: datetime) -> None:
+    """Delete the environment's instances offline for longer than ``OFFLINE_RETENTION`` (with their processes)."""
+    retained = LiveInstance.objects.filter(environment=environment).retained(now=now).values("pk")
+    LiveInstance.objects.filter(environment=environment).exclude(pk__in=retained).delete()
+
+
+def _record_acknowledgements(*, instance: LiveInstance, token: AccessToken, slugs: set[str], now: datetime) -> None:
+    """Audit ``release.acknowledge`` for each set in ``slugs`` whose current release every live process of the
+    instance that follows the set now runs, unless the instance acknowledged that release before."""
     from anvil_forge.distribution.selectors import current_releases
 
     current = {
         release.prompt_set.slug: release
         for release in current_releases(environment=instance.environment)
-        if release.prompt_set.slug in newly_running
+        if release.prompt_set.slug in slugs
     }
-    for slug, number in sorted(newly_running.items()):
-        release: Release | None = current.get(slug)
-        if release is None or release.version.number != number:
+    if not current:
+        return
+    live = list(LiveProcess.objects.live(now=now).filter(instance=instance))
+    for slug, release in sorted(current.items()):
+        number = release.version.number
+        following = [process for process in live if slug in process.versions or slug in process.pins]
+        if not following or any(process.versions.get(slug) != number for process in following):
+            continue
+        already = AuditEvent.objects.filter(
+            action="release.acknowledge",
+            object_type=Release._meta.label_lower,
+            object_id=str(release.pk),
+            data__instance_id=instance.instance_id,
+        )
+        if already.exists():
             continue
         audit_record(
             actor=None,
@@ -229,6 +320,7 @@ def _record_acknowledgements(*, instance: LiveInstance, token: AccessToken, newl
                 "instance_id": instance.instance_id,
                 "instance": instance.name,
                 "host": instance.host,
+                "processes": len(following),
                 "set": slug,
                 "version": number,
                 "environment": instance.environment.slug,

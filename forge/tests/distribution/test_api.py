@@ -14,7 +14,7 @@ from anvil_client.bundle import load_bundle
 from anvil_forge.audit.models import AuditEvent
 from anvil_forge.distribution.bundles import bundle_cache
 from anvil_forge.distribution.checkin import MAX_CHECKIN_BYTES
-from anvil_forge.distribution.models import AccessToken, LiveInstance
+from anvil_forge.distribution.models import AccessToken, LiveInstance, LiveProcess
 from anvil_forge.distribution.services import token_create, token_revoke
 from anvil_forge.distribution.tokens import failure_limiter
 from anvil_forge.prompts.models import Environment
@@ -206,8 +206,11 @@ def test_checkin_records_the_instance_and_updates_it_in_place(live):
 
     instance = LiveInstance.objects.get()
     assert instance.instance_id == "5f0c2b7e" and instance.environment == live.token.environment
-    assert instance.mode == "FROZEN" and instance.process_count == 8 and instance.token == live.token
-    assert instance.usage == {"welcome.message": ["name", "plan"]}
+    assert instance.token == live.token and instance.name == "web-1" and instance.host == "web-1.internal"
+    [process] = LiveProcess.objects.filter(instance=instance)
+    assert process.process_id == 0, "a client that sends no process id is one process, id 0"
+    assert process.mode == "FROZEN" and process.client_version == "0.1.0"
+    assert process.usage == {"welcome.message": ["name", "plan"]}
 
 
 def test_checkin_works_without_a_csrf_token(live):
@@ -233,6 +236,9 @@ def test_checkin_works_without_a_csrf_token(live):
         (b'{"instance_id": "x", "surprise": 1}', "surprise"),
         (b'{"instance_id": "x", "name": "a\\nb"}', "name"),
         (b'{"instance_id": "x", "process_count": NaN}', "not valid JSON"),
+        (b'{"instance_id": "x", "process_id": "123"}', "process_id"),
+        (b'{"instance_id": "x", "checkin_interval": 0}', "checkin_interval"),
+        (b'{"instance_id": "x", "goodbye": "yes"}', "goodbye"),
         (b"\xff\xfe", "UTF-8"),
     ],
 )

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from anvil_forge.core.exceptions import NotFound, PermissionDenied
 from anvil_forge.distribution.checkin import CheckIn
-from anvil_forge.distribution.models import LiveInstance
+from anvil_forge.distribution.models import LiveInstance, LiveProcess
 from anvil_forge.distribution.selectors import (
     acknowledgements_for,
     distribution_state,
@@ -44,7 +44,7 @@ def production_row(state, live):
     return row
 
 
-def test_distribution_state_counts_running_behind_frozen_pinned_and_quiet_instances(live):
+def test_distribution_state_counts_running_behind_frozen_pinned_and_offline_instances(live):
     slug = live.prompt_set.slug
     version = factories.make_approved_version(live.prompt_set, author=live.team.editor, reviewer=live.team.reviewer)
     factories.make_release(version, actor=live.team.editor)
@@ -53,14 +53,14 @@ def test_distribution_state_counts_running_behind_frozen_pinned_and_quiet_instan
     checkin(live, "behind", versions={slug: 1})
     checkin(live, "frozen", versions={slug: 1}, mode="FROZEN")
     checkin(live, "pinned", versions={slug: 1}, pins={slug: 1})
-    quiet = checkin(live, "quiet", versions={slug: 2})
-    LiveInstance.objects.filter(pk=quiet.pk).update(last_seen_at=timezone.now() - timedelta(minutes=10))
+    offline = checkin(live, "offline", versions={slug: 2})
+    LiveProcess.objects.filter(instance=offline).update(expires_at=timezone.now() - timedelta(minutes=7))
     checkin(live, "other-set-only", versions={"something-else": 4})
 
     row = production_row(distribution_state(actor=live.team.viewer, project=live.project), live)
 
     assert row.version == 2 and row.release is not None
-    assert (row.running, row.behind, row.frozen, row.pinned, row.quiet, row.total) == (2, 1, 1, 1, 1, 6)
+    assert (row.running, row.behind, row.frozen, row.pinned, row.offline, row.total) == (2, 1, 1, 1, 1, 6)
     assert row.versions == {2: 2, 1: 3}
 
 
@@ -119,10 +119,10 @@ def test_publish_warns_about_a_required_variable_the_application_does_not_pass(l
     assert "requires the variable 'name'" in warnings[0] and "web-1" in warnings[0]
 
 
-def test_publish_warnings_ignore_quiet_instances_and_other_environments(live):
+def test_publish_warnings_ignore_offline_instances_and_other_environments(live):
     slug = live.prompt_set.slug
-    quiet = checkin(live, "old", versions={slug: 1}, usage={"gone.prompt": []})
-    LiveInstance.objects.filter(pk=quiet.pk).update(last_seen_at=timezone.now() - timedelta(hours=1))
+    offline = checkin(live, "old", versions={slug: 1}, usage={"gone.prompt": []})
+    LiveProcess.objects.filter(instance=offline).update(expires_at=timezone.now() - timedelta(hours=1))
     staging = factories.environment(live.project, "staging")
     assert publish_warnings(version=live.release.version, environment=live.token.environment) == []
     assert publish_warnings(version=live.release.version, environment=staging) == []

@@ -154,18 +154,18 @@ def test_version_page_shows_the_snapshot(as_user, team, urls, two_versions):
     assert as_user(team.viewer).get(urls["base"] + "versions/9/").status_code == 404
 
 
-def test_publish_confirmation_lists_quiet_instances_apart(as_user, team, project, urls, two_versions):
+def test_publish_confirmation_lists_offline_instances_apart(as_user, team, project, urls, two_versions):
     from datetime import timedelta
 
     from django.utils import timezone
 
-    from anvil_forge.distribution.models import LiveInstance
+    from anvil_forge.distribution.models import LiveProcess
 
     production = factories.environment(project)
     token, _ = distribution.token_create(
         actor=team.owner, project=project, environment=production, kind="live", name="t"
     )
     _checkin(token, "old-box", versions={two_versions[0].prompt_set.slug: 1})
-    LiveInstance.objects.filter(instance_id="old-box").update(last_seen_at=timezone.now() - timedelta(hours=2))
+    LiveProcess.objects.filter(instance__instance_id="old-box").update(expires_at=timezone.now() - timedelta(hours=2))
     body = as_user(team.editor).get(urls["base"] + "versions/2/publish/production/").content.decode()
     assert 'data-testid="takers">0<' in body and "Not seen lately" in body and "old-box" in body

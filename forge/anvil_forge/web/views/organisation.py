@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from anvil_forge.audit.selectors import audit_events_for
-from anvil_forge.distribution.selectors import CHECKIN_INTERVAL_SECONDS, QUIET_AFTER_INTERVALS, instances_for
+from anvil_forge.distribution.selectors import instance_states, instances_for
 from anvil_forge.prompts import selectors
 from anvil_forge.web.access import place_get
 
@@ -34,16 +34,16 @@ def instances(request: HttpRequest, org: str) -> HttpResponse:
     projects = list(selectors.projects_for(actor=request.user, organisation=place.organisation))
     project_slug = request.GET.get("project", "")
     chosen = next((p for p in projects if p.slug == project_slug), None)
-    rows = instances_for(actor=request.user, organisation=place.organisation, project=chosen)
+    now = timezone.now()
+    rows = instances_for(actor=request.user, organisation=place.organisation, project=chosen, now=now)
     return render(
         request,
         "web/instances.html",
         {
             **place.context(),
-            "instances": rows,
+            "instances": instance_states(rows, now=now),
             "projects": projects,
             "project_slug": chosen.slug if chosen else "",
-            "quiet_after": timezone.now() - timedelta(seconds=CHECKIN_INTERVAL_SECONDS * QUIET_AFTER_INTERVALS),
         },
     )
 

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from anvil_forge.core.exceptions import ApplicationError, NotFound
-from anvil_forge.distribution.models import InstanceMode, Release
+from anvil_forge.distribution.models import Release
 from anvil_forge.distribution.selectors import (
-    CHECKIN_INTERVAL_SECONDS,
-    QUIET_AFTER_INTERVALS,
     acknowledgements_for,
     distribution_state,
+    instance_states,
     instances_for,
     publish_warnings,
 )
@@ -153,20 +149,20 @@ def version_publish(
         else:
             return redirect("web:release", org, project, prompt_set, release.pk)
     current = selectors.current_release(environment=target, prompt_set=place.prompt_set)
-    takers, refusers, quiet = [], [], []
-    quiet_before = timezone.now() - timedelta(seconds=CHECKIN_INTERVAL_SECONDS * QUIET_AFTER_INTERVALS)
-    for instance in instances_for(actor=request.user, project=place.project).filter(environment=target):
-        follows = place.prompt_set.slug in instance.versions or place.prompt_set.slug in instance.pins
-        if not follows:
+    slug = place.prompt_set.slug
+    takers, refusers, offline = [], [], []
+    for state in instance_states(instances_for(actor=request.user, project=place.project, environment=target)):
+        standing = state.standing(slug, None)  # against no version: every accepting instance is "behind"
+        if standing is None:
             continue
-        if instance.last_seen_at < quiet_before:
-            quiet.append(instance)
-        elif place.prompt_set.slug in instance.pins:
-            refusers.append((instance, f"pinned to v{instance.pins[place.prompt_set.slug]}"))
-        elif instance.mode == InstanceMode.FROZEN:
-            refusers.append((instance, "FROZEN"))
+        if standing == "offline":
+            offline.append(state)
+        elif standing == "pinned":
+            refusers.append((state, state.pinned_to(slug)))
+        elif standing == "frozen":
+            refusers.append((state, "FROZEN"))
         else:
-            takers.append(instance)
+            takers.append(state)
     return render(
         request,
         "web/publish.html",
@@ -178,7 +174,7 @@ def version_publish(
             "diff": snapshot_diff(current.version.snapshot if current else None, version.snapshot),
             "takers": takers,
             "refusers": refusers,
-            "quiet": quiet,
+            "offline": offline,
             "warnings": publish_warnings(version=version, environment=target),
             "error": error,
         },
@@ -201,18 +197,22 @@ def _ack_context(request: HttpRequest, place: Place, release: Release) -> dict:
     slug = place.prompt_set.slug
     acks = list(acknowledgements_for(release=release))
     acked = {event.data.get("instance_id") for event in acks}
-    waiting, refusing, running = [], [], []
-    for instance in instances_for(actor=request.user, project=place.project).filter(environment=release.environment):
-        if instance.instance_id in acked or (slug not in instance.versions and slug not in instance.pins):
+    waiting, refusing, running, offline = [], [], [], []
+    instances = instances_for(actor=request.user, project=place.project, environment=release.environment)
+    for state in instance_states(instances):
+        standing = state.standing(slug, release.version.number)
+        if standing is None or state.instance.instance_id in acked:
             continue
-        if slug in instance.pins:
-            refusing.append((instance, f"pinned to v{instance.pins[slug]}"))
-        elif instance.mode == InstanceMode.FROZEN:
-            refusing.append((instance, "FROZEN"))
-        elif instance.versions.get(slug, 0) >= release.version.number:
-            running.append((instance, instance.versions.get(slug)))
+        if standing == "offline":
+            offline.append(state)
+        elif standing == "pinned":
+            refusing.append((state, state.pinned_to(slug)))
+        elif standing == "frozen":
+            refusing.append((state, "FROZEN"))
+        elif standing == "running":
+            running.append((state, state.versions_of(slug)))
         else:
-            waiting.append(instance)
+            waiting.append((state, state.versions_of(slug)))
     return {
         **place.context(),
         "release": release,
@@ -221,6 +221,7 @@ def _ack_context(request: HttpRequest, place: Place, release: Release) -> dict:
         "running": running,
         "waiting": waiting,
         "refusing": refusing,
+        "offline": offline,
     }
 
 
