@@ -13,7 +13,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q, QuerySet
 
-from anvil_forge.accounts.models import Organisation
+from anvil_forge.accounts.models import Membership, Organisation
 from anvil_forge.accounts.permissions import Capability, require
 from anvil_forge.core.exceptions import NotFound
 from anvil_forge.distribution.models import AccessToken, Release
@@ -166,8 +166,28 @@ def set_sources_for(*, actor: Any, organisation: Organisation) -> QuerySet[SetSo
 
 def set_source_for(*, actor: Any, prompt_set: PromptSet) -> SetSource | None:
     """Where ``prompt_set`` was copied from (``None`` when it was not copied from a peer)."""
-    require(actor, prompt_set.project.organisation, Capability.VIEW, what=f"prompt set {prompt_set}")
+    require(actor, prompt_set.project.organisation, Capability.VIEW, what="prompt set")
     return SetSource.objects.filter(prompt_set=prompt_set).select_related("peer").first()
+
+
+def copied_set_get(*, actor: Any, set_id: int) -> tuple[PromptSet, SetSource | None]:
+    """A prompt set by id, looked for only in the organisations ``actor`` is a member of, and where it was copied
+    from (``None`` when it was not copied from a peer).
+
+    Any other id, existing or not, is the same :class:`NotFound`, which names nothing: an address carrying a
+    bare id must not tell a stranger which organisation, project or set the id belongs to, or that it exists.
+    """
+    prompt_set = None
+    if getattr(actor, "is_authenticated", False) and getattr(actor, "pk", None) is not None:
+        member_of = Membership.objects.filter(user_id=actor.pk).values("organisation_id")
+        prompt_set = (
+            PromptSet.objects.select_related("project__organisation")
+            .filter(pk=set_id, project__organisation__in=member_of)
+            .first()
+        )
+    if prompt_set is None:
+        raise NotFound("No such prompt set was found.")
+    return prompt_set, set_source_for(actor=actor, prompt_set=prompt_set)
 
 
 def provenance_for_submission(*, prompt_set: PromptSet, digest: str) -> dict[str, Any] | None:

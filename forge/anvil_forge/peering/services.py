@@ -539,7 +539,7 @@ def _set_content(prompt_set: PromptSet) -> list[dict[str, Any]]:
 def set_upstream_check(*, actor: Any, source: SetSource) -> SetSource:
     """Ask the peer for the newest approved version of the set ``source`` copies; record it (or why not)."""
     prompt_set = source.prompt_set
-    require(actor, prompt_set.project.organisation, Capability.VIEW, what=f"prompt set {prompt_set}")
+    require(actor, prompt_set.project.organisation, Capability.VIEW, what="prompt set")
     now = timezone.now()
     try:
         peer = source.peer

@@ -335,11 +335,8 @@ def set_upstream_diff(request: HttpRequest, set_id: int) -> HttpResponse:
 
 
 def _set_and_source(request: HttpRequest, set_id: int) -> tuple[PromptSet, SetSource | None]:
-    prompt_set = PromptSet.objects.select_related("project__organisation").filter(pk=set_id).first()
-    if prompt_set is None:
-        raise Http404("No such prompt set.")
-    source = selectors.set_source_for(actor=request.user, prompt_set=prompt_set)
-    return prompt_set, source
+    # Scoped by the user's organisations first: a bare id must not name (or even confirm) another tenant's set.
+    return selectors.copied_set_get(actor=request.user, set_id=set_id)
 
 
 def _set_url(prompt_set: PromptSet) -> str:

@@ -5,6 +5,9 @@ Nobody reads or changes what is not theirs:
 * anonymous: every page sends to sign-in, every POST changes nothing;
 * another organisation's owner: 404 everywhere (never 403, which would say the object exists), also when
   putting our object ids under their own organisation's address, and nothing changes;
+* neither a stranger nor an anonymous visitor reads any of our names in an answer (organisation, project,
+  set and environment slugs, prompt ids): a 404 that says "No prompt set acme/support-bot/core" leaks as
+  surely as a 200;
 * a member whose role lacks the capability: 403 on POST and nothing changes; pages they may read answer 200.
 
 The URL table below must name every route the FORGE has (a test compares it with Django's resolver), so a
@@ -14,8 +17,10 @@ every request meets the same world.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.db import transaction
@@ -26,9 +31,9 @@ from anvil_forge.accounts.models import Invitation, Membership
 from anvil_forge.accounts.permissions import ROLE_CAPABILITIES, Capability
 from anvil_forge.audit.models import AuditEvent
 from anvil_forge.distribution.models import AccessToken, LiveInstance, Release
-from anvil_forge.peering.models import Peer, RemoteProjectReference
+from anvil_forge.peering.models import Peer, RemoteProjectReference, SetSource
 from anvil_forge.prompts import models as prompt_models
-from anvil_forge.prompts.models import Prompt, PromptSet, PromptSetVersion
+from anvil_forge.prompts.models import Environment, Project, Prompt, PromptSet, PromptSetVersion
 from forge.tests.security.world import PEER_TOKEN, World
 
 pytestmark = pytest.mark.django_db
@@ -177,6 +182,31 @@ def fingerprint() -> tuple:
     )
 
 
+def victim_names(organisation_slug: str) -> list[str]:
+    """What a stranger must never read of the victim: organisation, project, set and environment slugs, prompt ids."""
+    projects = Project.objects.filter(organisation__slug=organisation_slug)
+    names = {organisation_slug, *projects.values_list("slug", flat=True)}
+    names |= set(PromptSet.objects.filter(project__in=projects).values_list("slug", flat=True))
+    names |= set(Environment.objects.filter(project__in=projects).values_list("slug", flat=True))
+    names |= set(Prompt.objects.filter(prompt_set__project__in=projects).values_list("key", flat=True))
+    return sorted(names)
+
+
+def leaked(response: Any, names: list[str]) -> list[str]:
+    """The victim's names found in an answer: its body and headers, not counting ``next=`` on a sign-in redirect
+    (which only repeats the address the visitor asked for)."""
+    location = response.get("Location", "")
+    if "/login/" in location:
+        location = urlsplit(location).path
+    headers = " ".join(f"{key}: {value}" for key, value in response.items() if key.lower() != "location")
+    return leaked_in(" ".join((response.content.decode("utf-8", "replace"), headers, location)), names)
+
+
+def leaked_in(text: str, names: list[str]) -> list[str]:
+    """The ``names`` found in ``text`` as whole names (``org-1`` is not found in ``org-12``)."""
+    return [name for name in names if re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.\w)", text)]
+
+
 def _client(world: World, role: str) -> Client:
     client = Client()
     if role == "outsider":
@@ -230,16 +260,17 @@ def _check(role: str, route: Route, method: str, path: str, response: Any, chang
 def test_every_url_answers_each_role_as_its_capabilities_say_and_refusals_change_nothing(world):
     """One world for all roles (building it is the slow part); every problem is listed, not only the first."""
     problems: list[str] = []
+    values = {**world.values, "victim_names": victim_names(world.values["org"])}
     for role in ROLES:
         client = _client(world, role)
         for route in ROUTES:
-            paths = [_fill(route.path, world.values)]
+            paths = [_fill(route.path, values)]
             if role == "outsider" and route.ids:  # our ids under the outsider's own organisation
-                paths.append(_fill(route.path, {**world.values, "org": world.values["other_org"]}))
+                paths.append(_fill(route.path, {**values, "org": values["other_org"]}))
             methods = ["GET"] + (["POST"] if route.post is not None or role in ("anonymous", "outsider") else [])
             for path in paths:
                 for method in methods:
-                    problem = _try(client, role, route, method, path, world.values)
+                    problem = _try(client, role, route, method, path, values)
                     if problem:
                         problems.append(problem)
     assert not problems, "\n".join(problems)
@@ -256,7 +287,13 @@ def _try(client: Client, role: str, route: Route, method: str, path: str, values
             raise _Rollback
     except _Rollback:
         pass
-    return _check(role, route, method, path, response, changed)
+    problem = _check(role, route, method, path, response, changed)
+    # Repeating a name the visitor typed tells them nothing; any other name of ours does.
+    typed = " ".join([path, *data.values()])
+    unseen = [name for name in values["victim_names"] if not leaked_in(typed, [name])]
+    if not problem and role in ("outsider", "anonymous") and (names := leaked(response, unseen)):
+        problem = f"{role} {method} {path} -> {response.status_code}: the answer names {', '.join(names)}"
+    return problem
 
 
 class _Rollback(Exception):
@@ -265,17 +302,40 @@ class _Rollback(Exception):
 
 @pytest.mark.parametrize("role", ["outsider", "anonymous"])
 def test_unscoped_pages_leak_nothing_to_strangers(world, role):
+    """Addresses without an organisation (a set id, a switch): strangers get 404 (anonymous: sign in) naming nothing,
+    for every set of ours, a copied one included, and for ids that do not exist."""
     client = _client(world, role)
-    set_id = world.values["set_id"]
-    for path in (f"/forges/sets/{set_id}/upstream", f"/forges/sets/{set_id}/upstream/diff"):
-        response = client.get(path)
-        expected = 404 if role == "outsider" else 302
-        assert response.status_code == expected, path
+    copied = PromptSet.objects.get(project__organisation__slug=world.values["org"], slug="locked")
+    SetSource.objects.create(
+        prompt_set=copied, peer=Peer.objects.get(name="hidden-peer"), peer_name="hidden-peer",
+        peer_url="http://127.0.0.1:9", remote_organisation="racme", remote_project="rproject", remote_set="rset",
+        copied_version=1, copied_digest="sha256:" + "0" * 64,
+    )
+    names = [*victim_names(world.values["org"]), "hidden-peer", "racme", "rproject", "rset"]
+    set_ids = [*PromptSet.objects.filter(project__organisation__slug=world.values["org"]).values_list("pk", flat=True)]
+    problems = []
+    for set_id in [*set_ids, max(set_ids) + 1000]:
+        for path in (f"/forges/sets/{set_id}/upstream", f"/forges/sets/{set_id}/upstream/diff"):
+            response = client.get(path)
+            expected = 404 if role == "outsider" else 302
+            if response.status_code != expected or leaked(response, names):
+                problems.append(f"{path} -> {response.status_code}, names {leaked(response, names)}")
     response = client.get(f"/switch/?org={world.values['org']}")
     assert response.status_code == (404 if role == "outsider" else 302)
+    assert not problems, "\n".join(problems)
+    missing = max(set_ids) + 1000
+    for path in ("/forges/sets/{}/upstream", "/forges/sets/{}/upstream/diff"):  # nor that the id exists
+        ours, nobodys = (_unmasked(client.get(path.format(set_id))) for set_id in (set_ids[0], missing))
+        assert ours == nobodys.replace(str(missing), str(set_ids[0])), path
     if role == "outsider":
         page = client.get("/forges/").content.decode()
         assert "hidden-peer" not in page and world.values["org"] not in page
+
+
+def _unmasked(response: Any) -> str:
+    """The answer without its per-request CSRF token (masked differently on every page)."""
+    body = re.sub(r"[A-Za-z0-9]{64}", "", response.content.decode("utf-8", "replace"))
+    return f"{response.status_code} {response.get('Location', '')} {body}"
 
 
 def test_logout_needs_a_post_and_sign_in_page_is_public(world):
