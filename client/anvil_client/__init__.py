@@ -31,6 +31,7 @@ from anvil_client._exceptions import (
     SyncError,
     TemplateError,
 )
+from anvil_client._version import __version__
 
 if TYPE_CHECKING:
     from anvil_client._cache import read_bootstrap, write_bootstrap
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from anvil_client._config import Config
     from anvil_client._state import HostState, read_host_state, write_host_state
 
-__version__ = "0.1.0"
 
 # Heavier modules (dataclasses, logging, Jinja2...) load on first use, so importing anvil_client stays cheap.
 _LAZY = {

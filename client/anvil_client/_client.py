@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -14,9 +15,19 @@ from typing import Any
 
 from anvil_client._config import Config
 from anvil_client._exceptions import AmbiguousPrompt, AnvilError, BundleError, NotReady, PromptNotFound, SyncError
-from anvil_client._render import RenderLimits
+from anvil_client._pieces import RenderLimits
+from anvil_client._prefork import after_uwsgi_fork, forked_without_python_hooks, threads_cannot_run
 from anvil_client._snapshot import Snapshot
-from anvil_client._state import HostState, read_host_state, state_path, validate_mode, validate_pin, write_host_state
+from anvil_client._state import (
+    HostState,
+    connection_key,
+    read_host_state,
+    record_connection,
+    state_path,
+    validate_mode,
+    validate_pin,
+    write_host_state,
+)
 
 logger = logging.getLogger("anvil_client")
 
@@ -37,8 +48,8 @@ class Client:
     ``Client()`` reads its configuration with :meth:`Config.from_env`; ``Client(config)`` or
     ``Client(forge_url=..., token=..., cache_dir=...)`` configure it explicitly (``options`` build a
     :class:`Config`, or replace fields of the one given). Nothing happens until the first use (or
-    :meth:`start`): then the bootstrap file and the disk cache are loaded and the sync thread starts,
-    waiting at most ``config.startup_timeout`` for the FORGE.
+    :meth:`start`): then the bootstrap file and the disk cache are loaded and the sync thread starts (see
+    :meth:`start` for when the first use waits for the FORGE).
     """
 
     def __init__(self, config: Config | None = None, **options: Any) -> None:
@@ -59,7 +70,9 @@ class Client:
         self._callbacks: list[UpdateCallback] = []
         self._warned: set[tuple[str, type]] = set()
         self._lock = threading.RLock()  # start, apply, state changes (never the hot path)
-        self._started_pid: int | None = None
+        self._started_pid: int | None = None  # the process whose sync this client runs (and fills _prompts)
+        self._loaded_pid: int | None = None  # the process that last loaded the bootstrap file and disk cache
+        self._threadless_pid: int | None = None  # a uWSGI master: serving without a thread (see _prefork)
         self._closed = False
         self._host = HostState(mode=None, pins={})
         self._host_mtime: tuple[int, int, int] | None = None
@@ -70,6 +83,8 @@ class Client:
         self._last_error: str | None = None
         self._connected = False
         self._sync: Any = None
+        self._uwsgi_hooked = False
+        self._local_trusted = False  # what was loaded locally may be served without waiting for the FORGE
         _CLIENTS.add(self)
 
     # ----------------------------------------------------------------------------------------------- hot path
@@ -149,18 +164,30 @@ class Client:
         raise PromptNotFound(prompt_id, difflib.get_close_matches(prompt_id, bare, n=3, cutoff=0.6))
 
     def _not_ready_message(self) -> str:
+        cache = f"no bundle in the disk cache ({self.config.cache_dir})"
+        if self.config.bootstrap is None:
+            local = f"{cache} and no bootstrap file"
+            ship = (
+                "ship a bootstrap file (`anvil pull --out prompts.json`, then bootstrap = \"prompts.json\" in "
+                "anvil.toml, or ANVIL_BOOTSTRAP)"
+            )
+        else:
+            bootstrap = os.path.abspath(self.config.bootstrap)
+            problem = "does not exist" if not os.path.exists(bootstrap) else "could not be used (the log says why)"
+            local = f"{cache}, and the bootstrap file {bootstrap} {problem}"
+            ship = (
+                f"put the bootstrap file there (`anvil pull --out {bootstrap}`), or correct `bootstrap` in anvil.toml "
+                "(relative to that file) or ANVIL_BOOTSTRAP"
+            )
         if self.config.forge_url:
             why = f" ({self._last_error})" if self._last_error else ""
             return (
-                f"No prompts yet: the FORGE at {self.config.forge_url} has not answered{why}, and there is no "
-                f"bundle in the disk cache ({self.config.cache_dir}) or a bootstrap file. Check the FORGE URL and "
-                "token, or ship a bootstrap file (`anvil pull --out prompts.json`, then ANVIL_BOOTSTRAP)."
+                f"No prompts yet: the FORGE at {self.config.forge_url} has not answered{why}, {local}. Check the "
+                f"FORGE URL and token, or {ship}."
             )
         return (
-            "No prompts: this client is not connected to a FORGE and found no bundle in the disk cache "
-            f"({self.config.cache_dir}) or a bootstrap file. Connect it (`anvil connect URL --token TOKEN`, or "
-            "ANVIL_FORGE_URL and ANVIL_TOKEN) or ship a bootstrap file (`anvil pull --out prompts.json`, then "
-            "ANVIL_BOOTSTRAP)."
+            f"No prompts: this client is not connected to a FORGE, {local}. Connect it (`anvil connect URL --token "
+            f"TOKEN`, or ANVIL_FORGE_URL and ANVIL_TOKEN) or {ship}."
         )
 
     # ------------------------------------------------------------------------------------------------ reading
@@ -221,30 +248,38 @@ class Client:
     # -------------------------------------------------------------------------------------------- life cycle
 
     def start(self) -> Client:
-        """Load the bootstrap file and disk cache, start the sync thread, wait for the FORGE (bounded).
+        """Load the bootstrap file and disk cache, start this process's sync thread.
 
-        Never raises because the FORGE is slow or away. Idempotent; called by the first use.
+        With prompts at hand (a verified disk cache or the bootstrap file) it returns at once and serves them,
+        while the sync thread brings newer versions moments later. With nothing to serve, or when
+        ``config.startup_wait`` asks for it, it waits at most ``config.startup_timeout`` for the FORGE. In a
+        process that uWSGI may still fork (its master) it starts no thread: each worker starts its own.
+        Never raises because the FORGE is slow or away. Idempotent; called by the first use in each process.
         """
         wait_for: threading.Event | None = None
         with self._lock:
-            if self._started_pid == os.getpid():
+            pid = os.getpid()
+            if self._started_pid == pid:
                 return self
-            first = self._started_pid is None
-            self._started_pid = os.getpid()
-            if first:
-                try:
-                    self._refresh_host_state(force=True)
-                    self._load_local()
-                except Exception as exc:  # start-up never raises into the host; it says why instead
-                    logger.exception("anvil: loading the bootstrap file and disk cache failed")
-                    self._last_error = f"loading local bundles failed: {exc}"
+            if self._threadless_pid == pid and forked_without_python_hooks():
+                return self
+            if self._loaded_pid != pid:
+                self._load_in_process(refresh=self._loaded_pid is not None)
+                self._loaded_pid = pid
+            if forked_without_python_hooks():
+                self._start_without_thread()
+                return self
+            self._started_pid = pid
             if self.config.forge_url and self.config.sync and not self._closed:
                 from anvil_client._sync import SyncThread
 
-                self._sync = SyncThread(self)
+                why = threads_cannot_run()
+                if why is not None:
+                    logger.warning("anvil: %s", why)
+                self._sync = SyncThread(_SyncLink(self), self.config)
                 self._sync.start()
-                # Also in a forked child: its first answer must not be older than what the FORGE has now.
-                wait_for = self._sync.first_sync
+                if self.config.startup_wait or not (self._snapshot.sets and self._local_trusted):
+                    wait_for = self._sync.first_sync
             self._prompts = self._snapshot.prompts
         if (
             wait_for is not None
@@ -258,6 +293,44 @@ class Client:
                 self._snapshot.source or "nothing yet",
             )
         return self
+
+    def _load_in_process(self, *, refresh: bool) -> None:
+        """Read the host state and the local bundles (caller holds the lock); never raises into the host.
+
+        ``refresh``: in a forked child, whose parent loaded earlier: take what other processes of the host
+        have written to the disk cache since, so a new worker never starts older than its siblings.
+        """
+        try:
+            self._refresh_host_state(force=True)
+            if refresh:
+                self._refresh_from_disk()
+            else:
+                self._load_local()
+        except Exception as exc:  # start-up never raises into the host; it says why instead
+            logger.exception("anvil: loading the bootstrap file and disk cache failed")
+            self._last_error = f"loading local bundles failed: {exc}"
+
+    def _start_without_thread(self) -> None:
+        """In a uWSGI master: no thread, no open socket, no hot-path dict (caller holds the lock).
+
+        The prompts are served from the snapshot by the slow path; a worker forked from here finds the
+        hot-path dict empty, notices its new process id and starts its own sync, at once through uWSGI's
+        post-fork hook or on its first use. With nothing to serve, the FORGE is asked once, synchronously
+        and bounded by ``startup_timeout``, so the workers start with prompts.
+        """
+        self._threadless_pid = os.getpid()
+        self._prompts = {}
+        if not self._uwsgi_hooked:
+            self._uwsgi_hooked = after_uwsgi_fork(_restart_after_uwsgi_fork(self))
+        if self.config.forge_url and self.config.sync and not self._closed and not self._snapshot.sets:
+            try:
+                self.sync(timeout=max(self.config.startup_timeout, 0.1))
+            except AnvilError as exc:
+                self._error(f"the FORGE did not answer in uWSGI's master: {exc}; the workers will ask it")
+        logger.info(
+            "anvil: uWSGI master: serving %s without a sync thread; each worker starts its own",
+            self._snapshot.versions or "nothing yet",
+        )
 
     def _ensure_started(self) -> None:
         if self._started_pid != os.getpid():
@@ -279,14 +352,13 @@ class Client:
         self.close()
 
     def _after_fork_in_child(self) -> None:
-        """In a forked child: no sync thread here; the next use restarts one (see ``_at_fork``)."""
+        """In a forked child: no sync thread here; the next use restarts one (see ``_at_fork_in_child``)."""
         self._lock = threading.RLock()
-        inherited = self._sync._stream if self._sync is not None else None
-        if inherited is not None:
-            inherited.close_inherited()  # not shutdown(): that would end the parent's stream too
+        if self._sync is not None:
+            self._sync.abandon()
         self._sync = None
         self._connected = False
-        if self._started_pid is not None and not self._closed:
+        if self._loaded_pid is not None and not self._closed:
             self._prompts = {}  # the next prompt() takes the slow path, which restarts sync in this process
 
     # --------------------------------------------------------------------------------------- host decisions
@@ -360,7 +432,7 @@ class Client:
                     candidates.setdefault(bundle.set, []).append((bundle, "bootstrap"))
             except BundleError as exc:
                 self._error(f"bootstrap file not used: {exc}")
-        for bundle in read_disk_bundles(self.config.cache_dir):  # type: ignore[arg-type]
+        for bundle in self._disk_bundles(read_disk_bundles):
             candidates.setdefault(bundle.set, []).append((bundle, "disk"))
         snapshot = self._snapshot
         for set_slug, options in sorted(candidates.items()):
@@ -374,15 +446,63 @@ class Client:
             except BundleError as exc:
                 self._error(str(exc))
         self._publish(snapshot)
+        # Served at once only when known to be this connection's: the bootstrap file ships with the app; the
+        # disk cache (perhaps shared with another app, e.g. the default ~/.cache/anvil) once the FORGE has
+        # said which project and environment this token serves.
+        self._local_trusted = bool(snapshot.sets) and (
+            not self.config.forge_url
+            or self._connection_identity() is not None
+            or all(entry.source == "bootstrap" for entry in snapshot.sets.values())
+        )
         if snapshot.sets:
             logger.info("anvil: loaded %s from %s", snapshot.versions, snapshot.source)
+
+    def _connection_identity(self) -> tuple[str, str, str] | None:
+        """The organisation, project and environment the FORGE last said this token serves (host state)."""
+        if not self.config.forge_url or not self.config.token:
+            return None
+        return self._host.connections.get(connection_key(self.config.forge_url, self.config.token))
+
+    def _disk_bundles(self, read_disk_bundles: Callable[[Any], list[Any]]) -> list[Any]:
+        """The disk cache's bundles, without those of another project or environment when that is known."""
+        identity = self._connection_identity()
+        bundles = read_disk_bundles(self.config.cache_dir)
+        if identity is None:
+            return list(bundles)
+        return [b for b in bundles if (b.organisation, b.project, b.environment) == identity]
+
+    def _refresh_from_disk(self) -> None:
+        """Take newer versions other processes wrote to the disk cache (or the pinned one). Caller holds the lock."""
+        from anvil_client._cache import read_disk_bundles
+
+        newest: dict[str, Any] = {}
+        for bundle in self._disk_bundles(read_disk_bundles):
+            if not self._follows(bundle.set):
+                continue
+            pin = self._host.pins.get(bundle.set)
+            best = newest.get(bundle.set)
+            if pin is not None:
+                if bundle.version == pin:
+                    newest[bundle.set] = bundle
+            elif best is None or bundle.version > best.version:
+                newest[bundle.set] = bundle
+        for set_slug, bundle in sorted(newest.items()):
+            current = self._snapshot.sets.get(set_slug)
+            pinned = self._host.pins.get(set_slug) == bundle.version
+            if current is None or bundle.version > current.bundle.version or (
+                pinned and current.bundle.version != bundle.version
+            ):
+                try:
+                    self._apply(bundle, "disk", write=False)
+                except AnvilError as exc:
+                    self._error(str(exc))
 
     def _follows(self, set_slug: str) -> bool:
         return self.config.sets is None or set_slug in self.config.sets
 
     def _publish(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
-        if self._started_pid == os.getpid():
+        if self._started_pid is not None and self._started_pid == os.getpid():
             self._prompts = snapshot.prompts
         if snapshot.ambiguous:
             self._error(
@@ -448,11 +568,11 @@ class Client:
             raise SyncError("this client has no FORGE to sync with (set ANVIL_FORGE_URL and ANVIL_TOKEN)")
         from anvil_client._sync import Forge
 
-        if self._started_pid is None:
+        if self._loaded_pid is None:
             with self._lock:
-                if self._started_pid is None:
-                    self._refresh_host_state(force=True)
-                    self._load_local()
+                if self._loaded_pid is None:
+                    self._load_in_process(refresh=False)
+                    self._loaded_pid = os.getpid()
         forge = Forge(self.config, timeout=timeout)
         try:
             releases = forge.releases()
@@ -493,9 +613,14 @@ class Client:
         return True
 
     def _record_identity(self, releases: Mapping[str, Any]) -> None:
-        identity = (releases.get("organisation"), releases.get("project"), releases.get("environment"))
-        if all(isinstance(part, str) for part in identity):
-            self._identity = identity  # type: ignore[assignment]
+        organisation, project, environment = (releases.get(k) for k in ("organisation", "project", "environment"))
+        if isinstance(organisation, str) and isinstance(project, str) and isinstance(environment, str):
+            identity = (organisation, project, environment)
+            self._identity = identity
+            if self._connection_identity() != identity and self.config.forge_url and self.config.token:
+                key = connection_key(self.config.forge_url, self.config.token)
+                record_connection(self.config.cache_dir, key, identity)  # type: ignore[arg-type]
+                self._host = dataclasses.replace(self._host, connections={**self._host.connections, key: identity})
         for release in releases.get("releases", []):
             if isinstance(release, dict) and isinstance(release.get("set"), str):
                 self._note_release(release)
@@ -620,3 +745,76 @@ def _at_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_at_fork_in_child)
+
+
+class _SyncLink:
+    """What a client gives its sync thread (:class:`anvil_client._sync.SyncTarget`): its decisions, not itself."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def take_releases(self, forge: Any, releases: Mapping[str, Any]) -> None:
+        client = self._client
+        with client._lock:
+            client._refresh_host_state()
+            client._record_identity(releases)
+            for release in releases["releases"]:
+                try:
+                    client._consider(forge, release, None)
+                except AnvilError as exc:
+                    client._error(f"set {release.get('set')!r} version {release.get('version')} not applied: {exc}")
+            client._last_sync = time.time()
+
+    def take_release(self, forge: Any, release: Mapping[str, Any], inline: Any) -> None:
+        client = self._client
+        with client._lock:
+            client._consider(forge, release, inline)
+            client._last_sync = time.time()
+
+    def host_changes(self) -> tuple[bool, bool]:
+        client = self._client
+        with client._lock:
+            changed = client._refresh_host_state()
+            return changed, client._take_sync_request()
+
+    def reconcile(self, forge: Any) -> bool:
+        client = self._client
+        with client._lock:
+            return client._reconcile(forge)[1]
+
+    def host_sync(self, timeout: float) -> dict[str, dict[str, Any]]:
+        return self._client.sync(timeout=timeout)
+
+    def note_error(self, message: str, *, log: bool) -> None:
+        if log:
+            self._client._error(message)
+        else:
+            self._client._last_error = message
+
+    def note_connected(self, connected: bool) -> None:
+        self._client._connected = connected
+
+    def report(self) -> dict[str, Any]:
+        client = self._client
+        return {
+            "mode": client.mode.upper(),
+            "pins": dict(client._host.pins),
+            "versions": client._snapshot.versions,
+            "usage": client._usage_report(),
+        }
+
+
+def _restart_after_uwsgi_fork(client: Client) -> Callable[[], None]:
+    """The post-fork hook of a client loaded in uWSGI's master: start the new worker's sync at once."""
+    ref = weakref.ref(client)
+
+    def restart() -> None:
+        target = ref()
+        if target is None or target._closed:
+            return
+        target._after_fork_in_child()
+        target.start()
+
+    return restart

@@ -1,10 +1,11 @@
 """Client configuration: one immutable, keyword-only object, checked when it is made.
 
 ``Config.from_env()`` reads, in this order of precedence: the environment (``ANVIL_FORGE_URL``,
-``ANVIL_TOKEN``, ``ANVIL_CACHE_DIR``, ``ANVIL_MODE``, ``ANVIL_BOOTSTRAP``), then the ``[anvil]`` table of
-``anvil.toml`` (found in the working directory or one of its parents, or named by ``ANVIL_CONFIG``). The token
-never lives in ``anvil.toml`` (a tracked file): it comes from ``ANVIL_TOKEN`` or from ``anvil.credentials``,
-an untracked file beside ``anvil.toml`` holding ``token = "..."`` (TOML) or just the token.
+``ANVIL_TOKEN``, ``ANVIL_CACHE_DIR``, ``ANVIL_MODE``, ``ANVIL_BOOTSTRAP``, ``ANVIL_STARTUP_WAIT``), then the
+``[anvil]`` table of ``anvil.toml`` (found in the working directory or one of its parents, or named by
+``ANVIL_CONFIG``). The token never lives in ``anvil.toml`` (a tracked file): it comes from ``ANVIL_TOKEN`` or
+from ``anvil.credentials``, an untracked file beside ``anvil.toml`` holding ``token = "..."`` (TOML) or just
+the token.
 """
 
 from __future__ import annotations
@@ -45,7 +46,11 @@ class Config:
     mode: the mode used until the host chooses one (``anvil mode ...`` writes the host state, which wins).
     bootstrap: a bootstrap file shipped with the application (``anvil pull --out FILE``).
     sets: the prompt sets to follow (default: every set released to the token's environment).
-    startup_timeout: how long the first use waits for the FORGE (seconds); never longer.
+    startup_timeout: how long the first use may wait for the FORGE (seconds); never longer.
+    startup_wait: False (the default): the first use waits for the FORGE only when there is nothing to serve
+    (no verified disk cache, no bootstrap file); with prompts at hand it serves them at once and the sync
+    thread brings newer versions moments later. True: wait for the FORGE first in any case (at most
+    ``startup_timeout``), for a host that would rather start a little later on the newest prompts.
     heartbeat_interval: the FORGE's heartbeat; read_timeout (default 3 heartbeats) ends a silent stream.
     poll_interval: conditional-GET polling while the stream cannot be used.
     checkin_interval: periodic check-ins. instance_name: how this instance is shown (default: host name).
@@ -63,6 +68,7 @@ class Config:
     bootstrap: Path | None = None
     sets: tuple[str, ...] | None = None
     startup_timeout: float = 2.0
+    startup_wait: bool = False
     connect_timeout: float = 5.0
     heartbeat_interval: float = 15.0
     read_timeout: float | None = None
@@ -125,6 +131,8 @@ class Config:
         if self.instance_name is not None:
             set_(self, "instance_name", str(self.instance_name)[:200])
         set_(self, "sync", bool(self.sync))
+        if not isinstance(self.startup_wait, bool):
+            raise ConfigError(f"startup_wait must be true or false, not {self.startup_wait!r}")
         for name in ("render_max_steps", "render_max_chars"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -169,6 +177,8 @@ class Config:
         ):
             if env.get(key):
                 values[name] = env[key]
+        if env.get("ANVIL_STARTUP_WAIT"):
+            values["startup_wait"] = _boolean("ANVIL_STARTUP_WAIT", env["ANVIL_STARTUP_WAIT"])
         if env.get("ANVIL_CACHE_DIR"):
             values["cache_dir"] = Path(env["ANVIL_CACHE_DIR"])
         values.update(overrides)
@@ -177,6 +187,15 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown option {unknown[0]!r}")
         return cls(**values)
+
+
+def _boolean(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {text!r}")
 
 
 def default_cache_dir() -> Path:

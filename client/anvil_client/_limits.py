@@ -40,7 +40,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatt
 from jinja2.utils import pass_context
 
 from anvil_client._exceptions import RenderLimitExceeded
-from anvil_client._render import DEFAULT_LIMITS, RenderLimits
+from anvil_client._pieces import DEFAULT_LIMITS, RenderLimits
 
 _CLOCK_EVERY_MASK = 31  # the clock is read every 32 steps
 __all__ = ["DEFAULT_LIMITS", "LimitedSandbox", "RenderLimits", "meter_tree", "metered"]

@@ -19,10 +19,10 @@ from __future__ import annotations
 import keyword
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from anvil_client._exceptions import InvalidVariable, MissingVariables, TemplateError
+from anvil_client._pieces import DEFAULT_LIMITS, RenderLimits, merge_text
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # ``{{ name }}`` with optional ``-`` white space control, as Jinja2's lexer reads it.
@@ -113,34 +113,6 @@ def simple_pieces(source: str) -> tuple[tuple[str, str], ...] | None:
     if text:
         pieces.append(("text", _NEWLINES.sub("\n", text)))
     return merge_text(pieces)
-
-
-def merge_text(pieces: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    """``("text", ...)``/``("var", name)`` pieces with neighbouring texts joined into one."""
-    merged: list[tuple[str, str]] = []
-    for kind, value in pieces:
-        if kind == "text" and merged and merged[-1][0] == "text":
-            merged[-1] = ("text", merged[-1][1] + value)
-        else:
-            merged.append((kind, value))
-    return tuple(merged)
-
-
-@dataclass(frozen=True, slots=True)
-class RenderLimits:
-    """Bounds on one render of one template (what counts: :mod:`anvil_client._limits`).
-
-    A client takes its limits from :class:`~anvil_client.Config` (``render_max_steps``, ``render_max_chars``,
-    ``render_max_seconds``); substitution-only templates, rendered without Jinja2, need none.
-    """
-
-    max_steps: int = 100_000
-    max_chars: int = 20_000_000
-    max_seconds: float = 2.0
-    max_int_bits: int = 65_536
-
-
-DEFAULT_LIMITS = RenderLimits()
 
 
 class _Simple:

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from anvil_client._render import DEFAULT_LIMITS, CompiledPrompt, RenderLimits
+from anvil_client._pieces import DEFAULT_LIMITS, RenderLimits
+from anvil_client._render import CompiledPrompt
 
 SOURCES = ("bootstrap", "disk", "forge")
 

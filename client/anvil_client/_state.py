@@ -3,7 +3,8 @@
 Every process of the host that uses the same cache directory reads the same file: the sync thread of each
 process looks at its modification time a few times a second, so ``anvil mode frozen`` or ``anvil pin core 3``
 reaches every worker within a second and survives restarts. ``anvil sync`` also bumps ``sync_request`` there:
-each running process whose sync thread sees a new value syncs at once, as ``Client.sync()`` would. Writes are
+each running process whose sync thread sees a new value syncs at once, as ``Client.sync()`` would. The file
+also keeps the instance id the FORGE knows this application on this host by (:func:`host_instance_id`). Writes are
 atomic (temp file, fsync, rename, fsync of the directory) and serialised between processes with an advisory
 lock on ``state.lock``.
 """
@@ -11,8 +12,10 @@ lock on ``state.lock``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +27,7 @@ STATE_FORMAT = "anvil.state/1"
 STATE_FILE = "state.json"
 MODES = ("accepting", "frozen")
 _UNSET: Any = object()
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")  # as the FORGE's check-in accepts it
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +41,21 @@ class HostState:
     mode: str | None = None
     pins: Mapping[str, int] = field(default_factory=dict)
     sync_request: int = 0
+    instance_id: str | None = None
+    instance_host: str | None = None
+    connections: Mapping[str, tuple[str, str, str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"format": STATE_FORMAT, "mode": self.mode, "pins": dict(sorted(self.pins.items()))}
         if self.sync_request:
             data["sync_request"] = self.sync_request
+        if self.instance_id:
+            data["instance"] = {"id": self.instance_id, "host": self.instance_host}
+        if self.connections:
+            data["connections"] = {
+                key: {"organisation": o, "project": p, "environment": e}
+                for key, (o, p, e) in sorted(self.connections.items())
+            }
         return data
 
 
@@ -85,7 +99,8 @@ def write_host_state(
                 merged[pin[0]] = pin[1]
             if unpin is not None:
                 merged.pop(unpin, None)
-            state = HostState(
+            state = dataclasses.replace(
+                current,
                 mode=current.mode if mode is _UNSET else mode,
                 pins=merged,
                 sync_request=current.sync_request + 1 if request_sync else current.sync_request,
@@ -94,6 +109,62 @@ def write_host_state(
     except OSError as exc:
         raise ConfigError(f"cannot write the host state in {directory}: {exc}") from exc
     return state
+
+
+def host_instance_id(cache_dir: str | os.PathLike[str], host: str) -> str:
+    """The id this application on this host has at its FORGE: the same for all its processes, kept across restarts.
+
+    Made once and kept in the host state; made again when the state names another host (a cache directory
+    copied to another machine or baked into an image). When the directory cannot be written, a digest of the
+    host name and the directory's path stands in (stable too, but not unique across copies).
+    """
+    directory = Path(cache_dir)
+    state = _parse(state_path(directory))
+    if state.instance_id and state.instance_host == host:
+        return state.instance_id
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with _locked(directory):
+            current = _parse(state_path(directory))  # another process may have made it meanwhile
+            if current.instance_id and current.instance_host == host:
+                return current.instance_id
+            state = dataclasses.replace(current, instance_id=os.urandom(16).hex(), instance_host=host)
+            atomic_write(state_path(directory), json.dumps(state.as_dict(), indent=2).encode() + b"\n")
+            return state.instance_id  # type: ignore[return-value]
+    except OSError:
+        import hashlib
+
+        return hashlib.sha256(f"{host}\0{directory.resolve()}".encode()).hexdigest()[:32]
+
+
+def connection_key(forge_url: str, token: str) -> str:
+    """Names a FORGE and token in the host state without keeping the token (a digest of both)."""
+    import hashlib
+
+    return hashlib.sha256(f"{forge_url}\0{token}".encode()).hexdigest()[:24]
+
+
+def record_connection(cache_dir: str | os.PathLike[str], key: str, identity: tuple[str, str, str]) -> None:
+    """Remember which organisation, project and environment the FORGE said this token serves.
+
+    At the next start, the disk cache is trusted (served at once) only for that identity. Best effort: a
+    directory that cannot be written costs only that next start's wait.
+    """
+    directory = Path(cache_dir)
+    if _parse(state_path(directory)).connections.get(key) == identity:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with _locked(directory):
+            current = _parse(state_path(directory))
+            connections = dict(current.connections)
+            connections[key] = identity
+            while len(connections) > 20:  # at most 20; one forgotten costs only a wait at the next start
+                connections.pop(next(iter(connections)))
+            state = dataclasses.replace(current, connections=connections)
+            atomic_write(state_path(directory), json.dumps(state.as_dict(), indent=2).encode() + b"\n")
+    except OSError:
+        pass
 
 
 def validate_mode(mode: str) -> str:
@@ -185,4 +256,24 @@ def _parse(path: Path) -> HostState:
     sync_request = raw.get("sync_request")
     if isinstance(sync_request, bool) or not isinstance(sync_request, int) or sync_request < 0:
         sync_request = 0
-    return HostState(mode=mode, pins=pins, sync_request=sync_request)
+    instance = raw.get("instance")
+    instance_id = instance_host = None
+    if isinstance(instance, dict) and isinstance(instance.get("id"), str) and _INSTANCE_ID.match(instance["id"]):
+        instance_id = instance["id"]
+        instance_host = instance.get("host") if isinstance(instance.get("host"), str) else None
+    connections: dict[str, tuple[str, str, str]] = {}
+    raw_connections = raw.get("connections")
+    if isinstance(raw_connections, dict):
+        for key, value in raw_connections.items():
+            if isinstance(value, dict):
+                identity = (value.get("organisation"), value.get("project"), value.get("environment"))
+                if all(isinstance(part, str) for part in identity):
+                    connections[key] = identity  # type: ignore[assignment]
+    return HostState(
+        mode=mode,
+        pins=pins,
+        sync_request=sync_request,
+        instance_id=instance_id,
+        instance_host=instance_host,
+        connections=connections,
+    )

@@ -5,30 +5,33 @@ backoff (``backoff_initial`` doubling to ``backoff_max``, with jitter, reset aft
 connected) and ``Last-Event-ID``; treats silence longer than ``read_timeout`` as a dead connection; polls
 ``/releases`` (bundles with conditional GET) while the stream cannot be used; re-reads the host state file
 a few times a second (syncing as ``Client.sync()`` does, even FROZEN, when the host asks for it: ``anvil sync``);
-and checks in at start, after applying or declining a release, and periodically.
-Every error is logged and kept for ``status()``; none reaches the host application.
+and checks in at start, after applying or declining a release, periodically, and with a goodbye when the
+process exits. Every error is logged and kept for ``status()``; none reaches the host application.
+
+The thread knows its client only through :class:`SyncTarget`: the client decides what to take, the thread
+fetches, follows and reports.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import random
 import socket
-import sys
 import threading
 import time
+import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from anvil_client._config import Config
 from anvil_client._exceptions import AnvilError, BundleError
 from anvil_client._http import EventStream, HTTPFailure, request
-
-if TYPE_CHECKING:
-    from anvil_client._client import Client
+from anvil_client._state import host_instance_id
+from anvil_client._version import __version__
 
 logger = logging.getLogger("anvil_client")
 API = "/api/v1/live"
@@ -37,10 +40,9 @@ API = "/api/v1/live"
 class Forge:
     """The FORGE's LIVE API for one configuration."""
 
-    def __init__(self, config: Config, *, timeout: float | None = None, client: Client | None = None) -> None:
+    def __init__(self, config: Config, *, timeout: float | None = None) -> None:
         self.config = config
         self.timeout = config.connect_timeout if timeout is None else timeout
-        self.client = client
 
     def _get(self, path: str, headers: dict[str, str] | None = None) -> Any:
         url = f"{self.config.forge_url}{path}"
@@ -77,22 +79,63 @@ class Forge:
             )
         return response.body
 
-    def checkin(self, body: Mapping[str, Any]) -> None:
+    def checkin(self, body: Mapping[str, Any], *, timeout: float | None = None) -> None:
         url = f"{self.config.forge_url}{API}/checkin"
-        response = request("POST", url, token=self.config.token or "", timeout=self.timeout, body=body)
+        response = request(
+            "POST", url, token=self.config.token or "", timeout=self.timeout if timeout is None else timeout,
+            body=body,
+        )
         if response.status != 200:
             raise HTTPFailure(f"check-in answered {response.status}: {response.body[:200]!r}", status=response.status)
 
 
-class SyncThread:
-    """One ``anvil.sync`` daemon thread for a client in this process."""
+class SyncTarget(Protocol):
+    """What the sync thread needs of its client. Each method takes the client's lock itself."""
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.config = client.config
-        self.forge = Forge(self.config, client=client)
+    def take_releases(self, forge: Forge, releases: Mapping[str, Any]) -> None:
+        """A whole releases list (start-up, polling): take what should be taken; errors are logged per set."""
+
+    def take_release(self, forge: Forge, release: Mapping[str, Any], inline: Any) -> None:
+        """One pushed release (with its bundle inline, or None). Raises AnvilError when it was not applied."""
+
+    def host_changes(self) -> tuple[bool, bool]:
+        """Re-read the host state: (mode or pins changed, a host-wide sync was asked for and not yet made)."""
+
+    def reconcile(self, forge: Forge) -> bool:
+        """Re-decide every known release; True when a fetch failed for a passing reason (worth a retry)."""
+
+    def host_sync(self, timeout: float) -> dict[str, dict[str, Any]]:
+        """Sync as ``Client.sync()`` does (even FROZEN). Raises AnvilError."""
+
+    def note_error(self, message: str, *, log: bool) -> None:
+        """Keep ``message`` for ``status()`` (and log it at ERROR when ``log``)."""
+
+    def note_connected(self, connected: bool) -> None:
+        """The stream opened or closed."""
+
+    def report(self) -> dict[str, Any]:
+        """What the client serves, for a check-in: mode (upper case), pins, versions, usage."""
+
+
+# The sync threads running in this process, told to say goodbye to their FORGE when it exits.
+_RUNNING: weakref.WeakSet[SyncThread] = weakref.WeakSet()
+_goodbye_registered_pid: int | None = None
+
+
+class SyncThread:
+    """One ``anvil.sync`` daemon thread for a client in this process.
+
+    Its check-ins name the application on this host (:meth:`instance_id`: shared by the application's
+    processes, kept across restarts) and this process's id.
+    """
+
+    def __init__(self, target: SyncTarget, config: Config) -> None:
+        self.target = target
+        self.config = config
+        self.forge = Forge(config)
         self.first_sync = threading.Event()
-        self.instance_id = os.urandom(16).hex()  # uuid4's 32 hex digits, without importing uuid
+        self.process_id = os.getpid()
+        self._instance_id: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._checkin_due = True
@@ -104,23 +147,46 @@ class SyncThread:
         self._last_event_id: str | None = None
         self._stream: EventStream | None = None
         self._failures = 0
+        self._legacy_checkin = False
         self._thread = threading.Thread(target=self._run, name="anvil.sync", daemon=True)
 
     # -------------------------------------------------------------------------------------------- control
 
     def start(self) -> None:
-        _warn_if_threads_cannot_run()
+        global _goodbye_registered_pid
         self._thread.start()
+        _RUNNING.add(self)
+        if _goodbye_registered_pid != os.getpid():  # atexit handlers are inherited by forked children
+            _goodbye_registered_pid = os.getpid()
+            atexit.register(_say_goodbye)
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         self._wake.set()
         self.first_sync.set()
+        _RUNNING.discard(self)
         stream = self._stream
         if stream is not None:
             stream.close()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+
+    def abandon(self) -> None:
+        """In a forked child: forget this (the parent's) thread and close the child's copy of its socket only."""
+        _RUNNING.discard(self)
+        stream = self._stream
+        if stream is not None:
+            stream.close_inherited()  # not shutdown(): that would end the parent's stream too
+
+    def goodbye(self, timeout: float = 1.0) -> None:
+        """Stop, then tell the FORGE this process is gone (best effort, bounded by ``timeout``)."""
+        self.stop(timeout)
+        if self.process_id != os.getpid():
+            return
+        try:
+            self.forge.checkin({**self.checkin_body(), "goodbye": True}, timeout=timeout)
+        except (AnvilError, OSError) as exc:
+            logger.info("anvil: goodbye check-in failed: %s", exc)
 
     def wake(self) -> None:
         """The host state changed in this process: re-decide every set now."""
@@ -130,6 +196,12 @@ class SyncThread:
     def request_checkin(self) -> None:
         self._checkin_due = True
         self._wake.set()
+
+    def instance_id(self, host: str) -> str:
+        """This application's id on this host (read once from the host state, made there the first time)."""
+        if self._instance_id is None:
+            self._instance_id = host_instance_id(self.config.cache_dir, host)  # type: ignore[arg-type]
+        return self._instance_id
 
     @property
     def tick(self) -> float:
@@ -150,7 +222,7 @@ class SyncThread:
                 connected_for, hint = self._stream_once()
             except Exception as exc:  # a bug must not end the thread silently
                 logger.exception("anvil: stream loop error")
-                self.client._last_error = f"stream loop error: {exc}"
+                self.target.note_error(f"stream loop error: {exc}", log=False)
                 connected_for, hint = 0.0, None
             if self._stop.is_set():
                 break
@@ -184,7 +256,7 @@ class SyncThread:
             return 0.0, None
         self._stream = stream
         connected_at = time.monotonic()
-        self.client._connected = True
+        self.target.note_connected(True)
         if self._failures:
             logger.info("anvil: stream to %s open again", self.config.forge_url)
         else:
@@ -215,7 +287,7 @@ class SyncThread:
         finally:
             self._stream = None
             stream.close()
-            self.client._connected = False
+            self.target.note_connected(False)
         return time.monotonic() - connected_at, hint
 
     def _idle(self, seconds: float) -> None:
@@ -229,17 +301,14 @@ class SyncThread:
             self._housekeeping(connected=False)
 
     def _housekeeping(self, *, connected: bool) -> None:
-        client = self.client
         try:
-            with client._lock:
-                retry = self._retry_at is not None and time.monotonic() >= self._retry_at
-                changed = client._refresh_host_state() or self._reconcile_due
+            retry = self._retry_at is not None and time.monotonic() >= self._retry_at
+            changed, requested = self.target.host_changes()
+            if changed or retry or self._reconcile_due:
                 self._reconcile_due = False
-                if changed or retry:
-                    _, transient = client._reconcile(self.forge)
-                    self._checkin_due = True
-                    self._schedule_retry(transient)
-                requested = client._take_sync_request()
+                transient = self.target.reconcile(self.forge)
+                self._checkin_due = True
+                self._schedule_retry(transient)
             if requested:
                 self._host_sync()
             if not connected and time.monotonic() - self._last_poll >= self.config.poll_interval:
@@ -252,9 +321,9 @@ class SyncThread:
     def _host_sync(self) -> None:
         """The host asked every process to sync (``anvil sync``, the admin page): take the releases, even FROZEN."""
         try:
-            changes = self.client.sync(timeout=self.config.connect_timeout)
+            changes = self.target.host_sync(self.config.connect_timeout)
         except AnvilError as exc:
-            self.client._error(f"the host's sync request failed: {exc}")
+            self.target.note_error(f"the host's sync request failed: {exc}", log=True)
             return
         logger.info("anvil: synced at the host's request: %s", changes or "already up to date")
 
@@ -267,19 +336,18 @@ class SyncThread:
                 if not isinstance(data, dict):
                     raise ValueError("not an object")
             except ValueError as exc:
-                self.client._error(f"the FORGE sent an unreadable release event: {exc}")
+                self.target.note_error(f"the FORGE sent an unreadable release event: {exc}", log=True)
                 return
-            with self.client._lock:
-                try:
-                    self.client._consider(self.forge, data, data.get("bundle"))
-                    self.client._last_sync = time.time()
-                except AnvilError as exc:
-                    what = f"set {data.get('set')!r} version {data.get('version')}"
-                    self.client._error(f"release of {what} not applied: {exc}")
-                    self._schedule_retry(isinstance(exc, HTTPFailure))
+            try:
+                self.target.take_release(self.forge, data, data.get("bundle"))
+            except AnvilError as exc:
+                what = f"set {data.get('set')!r} version {data.get('version')}"
+                self.target.note_error(f"release of {what} not applied: {exc}", log=True)
+                self._schedule_retry(isinstance(exc, HTTPFailure))
             self._checkin_due = True
         elif event.event == "revoked":
-            self.client._error("the FORGE revoked this instance's token; still serving the last good prompts")
+            message = "the FORGE revoked this instance's token; still serving the last good prompts"
+            self.target.note_error(message, log=True)
             raise _Revoked
 
     def _schedule_retry(self, transient: bool) -> None:
@@ -299,48 +367,45 @@ class SyncThread:
         except (AnvilError, OSError) as exc:
             self._failure(f"cannot get the releases: {exc}")
             return
-        client = self.client
-        with client._lock:
-            client._refresh_host_state()
-            client._record_identity(releases)
-            for release in releases["releases"]:
-                try:
-                    client._consider(self.forge, release, None)
-                except AnvilError as exc:
-                    client._error(f"set {release.get('set')!r} version {release.get('version')} not applied: {exc}")
-            client._last_sync = time.time()
+        self.target.take_releases(self.forge, releases)
         if initial and isinstance(releases.get("last_event_id"), str | int):
             self._last_event_id = str(releases["last_event_id"])
         self._checkin_due = True
 
     def checkin_body(self) -> dict[str, Any]:
         """What this process reports to the FORGE (``docs/protocol.md``, Check-in)."""
-        client = self.client
-        snapshot = client._snapshot
         host = _printable(socket.gethostname())[:255]
+        instance_id = self.instance_id(host)
         return {
-            "instance_id": self.instance_id,
-            "name": _printable(self.config.instance_name or host)[:200] or self.instance_id,
+            "instance_id": instance_id,
+            "process_id": self.process_id,
+            "name": _printable(self.config.instance_name or host)[:200] or instance_id,
             "host": host,
-            "process_count": 1,
-            "client_version": _version(),
-            "mode": client.mode.upper(),
-            "pins": dict(client._host.pins),
-            "versions": snapshot.versions,
-            "usage": client._usage_report(),
+            "client_version": __version__,
+            "checkin_interval": max(1.0, self.config.checkin_interval),  # the FORGE takes 1 s or more
+            **self.target.report(),
         }
 
     def _checkin(self) -> None:
         self._checkin_due = False
         self._last_checkin = time.monotonic()
+        body = self.checkin_body()
         try:
-            self.forge.checkin(self.checkin_body())
+            if self._legacy_checkin:
+                body = _legacy_checkin(body)
+            self.forge.checkin(body)
+        except HTTPFailure as exc:
+            if exc.status == 400 and "is not a check-in field" in str(exc) and not self._legacy_checkin:
+                # A FORGE older than this client: report as one instance per process, as clients before did.
+                self._legacy_checkin = True
+                self._checkin_due = True
+            logger.info("anvil: check-in failed: %s", exc)
         except (AnvilError, OSError) as exc:
             logger.info("anvil: check-in failed: %s", exc)
 
     def _failure(self, message: str) -> None:
         self._failures += 1
-        self.client._last_error = message
+        self.target.note_error(message, log=False)
         if self._failures == 1:
             logger.warning("anvil: %s (serving the last good prompts; retrying)", message)
         else:
@@ -351,22 +416,18 @@ def _printable(text: str) -> str:
     return "".join(c for c in text if c.isprintable())
 
 
-def _warn_if_threads_cannot_run() -> None:
-    """uWSGI without --enable-threads (or --threads) never runs Python threads: say so instead of going stale."""
-    uwsgi = sys.modules.get("uwsgi")
-    options = getattr(uwsgi, "opt", None)
-    if isinstance(options, dict) and not (options.get("enable-threads") or options.get("threads")):
-        logger.error(
-            "anvil: uWSGI runs without --enable-threads, so the sync thread cannot run and this worker will "
-            "not receive updates; start uWSGI with --enable-threads (and --lazy-apps or the default fork hooks)"
-        )
-
-
 class _Revoked(Exception):
     pass
 
 
-def _version() -> str:
-    from anvil_client import __version__
+def _legacy_checkin(body: dict[str, Any]) -> dict[str, Any]:
+    """A check-in an older FORGE accepts: no process fields, one instance id per process."""
+    legacy = {k: v for k, v in body.items() if k not in ("process_id", "checkin_interval", "goodbye")}
+    legacy["instance_id"] = f"{body['instance_id'][:40]}-{body['process_id']}"
+    return legacy
 
-    return __version__
+
+def _say_goodbye() -> None:
+    """At exit: every sync thread of this process stops and tells its FORGE, so it drops this process at once."""
+    for thread in list(_RUNNING):
+        thread.goodbye()

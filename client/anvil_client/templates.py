@@ -17,7 +17,7 @@ from jinja2 import meta, nodes
 
 from anvil_client._exceptions import MissingVariables, RenderLimitExceeded, TemplateError
 from anvil_client._limits import DEFAULT_LIMITS, LimitedSandbox, RenderLimits, meter_tree, metered
-from anvil_client._render import merge_text
+from anvil_client._pieces import merge_text
 
 __all__ = [
     "DEFAULT_LIMITS",

@@ -16,7 +16,7 @@ import pytest
 from forge_stub import TOKEN, StubForge, make_bundle
 
 import anvil_client
-from anvil_client import SyncError, write_host_state
+from anvil_client import NotReady, SyncError, write_bootstrap, write_host_state
 from anvil_client._cache import write_disk_bundle
 from anvil_client.bundle import load_bundle
 
@@ -341,16 +341,90 @@ def silent_server() -> Any:
     server.close()
 
 
-def test_a_forge_that_never_answers_delays_start_by_at_most_startup_timeout(
+def known_connection(cache: Path, url: str) -> None:
+    """As after an earlier run (or `anvil connect`): the FORGE said which project this token serves."""
+    from anvil_client._state import connection_key, record_connection
+
+    record_connection(cache, connection_key(url, TOKEN), ("acme", "support-bot", "production"))
+
+
+def test_with_a_disk_cache_the_first_prompt_does_not_wait_for_a_forge_that_never_answers(
     make_client: MakeClient, tmp_path: Path, silent_server: Any
 ) -> None:
     url, _ = silent_server
     cache = tmp_path / "cache"
     write_disk_bundle(cache, load_bundle(make_bundle("core", 4)))
+    known_connection(cache, url)
+    client = make_client(forge_url=url, token=TOKEN, cache_dir=cache, startup_timeout=2, connect_timeout=5)
+    started = time.monotonic()
+    assert text(client) == "Hello Ada (v4)"
+    assert time.monotonic() - started < 0.3  # it waited the whole startup_timeout (2 s) before
+
+
+def test_a_disk_cache_not_yet_known_to_be_this_tokens_project_waits_for_the_forge_bounded(
+    make_client: MakeClient, tmp_path: Path, silent_server: Any
+) -> None:
+    url, _ = silent_server
+    cache = tmp_path / "cache"  # perhaps shared with another application (the default ~/.cache/anvil)
+    write_disk_bundle(cache, load_bundle(make_bundle("core", 4)))
     client = make_client(forge_url=url, token=TOKEN, cache_dir=cache, startup_timeout=0.5, connect_timeout=5)
     started = time.monotonic()
     assert text(client) == "Hello Ada (v4)"
     assert 0.4 < time.monotonic() - started < 1.0
+
+
+def test_with_a_bootstrap_file_the_first_prompt_does_not_wait_for_a_forge_that_never_answers(
+    make_client: MakeClient, tmp_path: Path, silent_server: Any
+) -> None:
+    url, _ = silent_server
+    bootstrap = tmp_path / "prompts.json"
+    write_bootstrap(bootstrap, [load_bundle(make_bundle("core", 3))])
+    client = make_client(
+        forge_url=url, token=TOKEN, cache_dir=tmp_path / "cache", bootstrap=bootstrap, startup_timeout=2
+    )
+    started = time.monotonic()
+    assert text(client) == "Hello Ada (v3)"
+    assert time.monotonic() - started < 0.3
+
+
+def test_startup_wait_waits_for_the_forge_at_most_startup_timeout_even_with_a_cache(
+    make_client: MakeClient, tmp_path: Path, silent_server: Any
+) -> None:
+    url, _ = silent_server
+    cache = tmp_path / "cache"
+    write_disk_bundle(cache, load_bundle(make_bundle("core", 4)))
+    known_connection(cache, url)
+    client = make_client(
+        forge_url=url, token=TOKEN, cache_dir=cache, startup_timeout=0.5, connect_timeout=5, startup_wait=True
+    )
+    started = time.monotonic()
+    assert text(client) == "Hello Ada (v4)"
+    assert 0.4 < time.monotonic() - started < 1.0
+
+
+def test_with_nothing_to_serve_the_first_use_waits_at_most_startup_timeout_then_says_what_to_do(
+    make_client: MakeClient, tmp_path: Path, silent_server: Any
+) -> None:
+    url, _ = silent_server
+    client = make_client(forge_url=url, token=TOKEN, cache_dir=tmp_path / "cache", startup_timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(NotReady, match="has not answered"):
+        client.prompt("greeting.welcome", customer_name="Ada")
+    assert 0.4 < time.monotonic() - started < 1.0
+
+
+def test_a_cached_start_takes_the_forges_newer_version_moments_later(
+    stub: StubForge, make_client: MakeClient, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    write_disk_bundle(cache, load_bundle(make_bundle("core", 1)))
+    known_connection(cache, stub.url)
+    stub.publish("core", 2)
+    client = make_client(stub, cache_dir=cache)
+    assert text(client) == "Hello Ada (v1)"  # at once, from the disk cache
+    started = time.monotonic()
+    assert eventually(lambda: text(client) == "Hello Ada (v2)", 2)
+    assert time.monotonic() - started < 1.0
 
 
 def test_a_silent_stream_is_dropped_after_the_read_timeout(stub: StubForge, make_client: MakeClient) -> None:
@@ -454,20 +528,60 @@ def test_mode_change_while_disconnected_is_applied_at_once(stub: StubForge, make
     assert eventually(lambda: text(client) == "Hello Ada (v2)", 3)
 
 
-def test_uwsgi_without_threads_is_reported(
-    stub: StubForge, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, caplog: Any
-) -> None:
-    import logging
+def _fake_uwsgi(monkeypatch: pytest.MonkeyPatch, *, has_threads: int, worker_id: int, **opt: Any) -> Any:
     import sys
     import types
 
     fake = types.ModuleType("uwsgi")
-    fake.opt = {"master": True}  # type: ignore[attr-defined]
+    fake.opt = {"master": True, **opt}  # type: ignore[attr-defined]
+    fake.has_threads = has_threads  # type: ignore[attr-defined]
+    fake.worker_id = lambda: worker_id  # type: ignore[attr-defined]
+    fake.mule_id = lambda: 0  # type: ignore[attr-defined]
+    fake.i_am_the_spooler = lambda: False  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "uwsgi", fake)
+    return fake
+
+
+def test_uwsgi_without_threads_is_reported_once_with_the_fix(
+    stub: StubForge, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    import logging
+
+    _fake_uwsgi(monkeypatch, has_threads=0, worker_id=1)
     stub.publish("core", 1)
-    with caplog.at_level(logging.ERROR, logger="anvil_client"):
+    with caplog.at_level(logging.WARNING, logger="anvil_client"):
         make_client(stub).start()
-    assert "--enable-threads" in caplog.text
+    warnings = [r for r in caplog.records if "has_threads is 0" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert "--enable-threads" in warnings[0].getMessage()
+
+
+def test_uwsgi_with_threads_on_by_default_is_not_reported(
+    stub: StubForge, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    import logging
+
+    _fake_uwsgi(monkeypatch, has_threads=1, worker_id=1)  # 2.0.27+: no --enable-threads in opt, threads on
+    stub.publish("core", 1)
+    with caplog.at_level(logging.INFO, logger="anvil_client"):
+        client = make_client(stub)
+        assert text(client) == "Hello Ada (v1)"
+    assert "thread" not in caplog.text.lower()
+
+
+def test_in_a_uwsgi_master_no_thread_runs_and_the_hot_path_stays_empty(
+    stub: StubForge, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _fake_uwsgi(monkeypatch, has_threads=1, worker_id=0)
+    stub.publish("core", 1)
+    before = {t.ident for t in threading.enumerate()}
+    client = make_client(stub)
+    assert text(client) == "Hello Ada (v1)"  # fetched once, synchronously, in the master
+    assert {t.ident for t in threading.enumerate()} == before  # no thread left behind to hang a fork
+    assert client._prompts == {}  # a worker's first prompt() misses it and starts the worker's sync
+    assert not client.status()["started"]
+    assert stub.open_streams() == 0
+    assert callable(fake.post_fork_hook)
 
 
 def test_a_cache_left_by_another_project_is_replaced_even_by_a_lower_version(
@@ -479,6 +593,28 @@ def test_a_cache_left_by_another_project_is_replaced_even_by_a_lower_version(
     client = make_client(stub, cache_dir=cache)
     assert text(client) == "Hello Ada (v2)"
     assert client.get("welcome.message")["version"] == 2
+
+
+def test_once_the_forge_named_the_project_a_restart_serves_its_cache_at_once_and_never_another_projects(
+    stub: StubForge, make_client: MakeClient, tmp_path: Path, silent_server: Any
+) -> None:
+    from anvil_client._state import connection_key, read_host_state, record_connection
+
+    cache = tmp_path / "cache"
+    stub.publish("core", 2)
+    first = make_client(stub, cache_dir=cache)
+    assert text(first) == "Hello Ada (v2)"
+    identity = read_host_state(cache).connections[connection_key(stub.url, TOKEN)]
+    assert identity == ("acme", "support-bot", "production")  # what the FORGE said this token serves
+    first.close()
+    write_disk_bundle(cache, load_bundle(make_bundle("extra", 9, project="other-app")))  # another app's set
+    url, _ = silent_server  # now the FORGE hangs: it stands at another address, so record it there too
+    record_connection(cache, connection_key(url, TOKEN), identity)
+    hung = make_client(forge_url=url, token=TOKEN, cache_dir=cache, startup_timeout=2)
+    started = time.monotonic()
+    assert text(hung) == "Hello Ada (v2)"
+    assert time.monotonic() - started < 0.3
+    assert hung.status()["versions"] == {"core": 2}  # not the other project's set
 
 
 def test_a_release_whose_changed_template_cannot_compile_is_refused(stub: StubForge, make_client: MakeClient) -> None:
