@@ -26,6 +26,8 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 ## Set up, migrate and seed a SQLite FORGE under var/, then serve it and the demo LIVE app.
+## Other ports: make run FORGE_PORT=8010 DEMO_PORT=8011 (the printed addresses follow).
+run: export ANVIL_PUBLIC_URL ?= http://127.0.0.1:$(FORGE_PORT)
 run: install
 	DEBUG=true $(BIN)/anvil-forge manage migrate --no-input
 	DEBUG=true $(BIN)/anvil-forge demo
@@ -55,7 +57,8 @@ $(VENV)/.installed-bench: $(VENV)/.installed-test requirements/bench.txt $(CONST
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -r requirements/bench.txt
 	touch $@
 
-## Run every benchmark (about ten minutes on 2 cores); figures in bench/results/, report in docs/benchmarks.md.
+## Run every benchmark (about four minutes on a quiet 2-core machine); figures in bench/results/, report in
+## docs/benchmarks.md.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench
 

@@ -9,7 +9,10 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from anvil_client._console import parse_arguments, quiet_closed_pipes
+from anvil_forge.core.exceptions import ApplicationError
 from anvil_forge.distribution.cli import add_token_arguments, run_token
 from anvil_forge.peering.cli import add_peer_arguments, run_peer
 from anvil_forge.prompts.cli import add_export_arguments, add_import_arguments, run_export, run_import
@@ -215,20 +218,106 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run before the database is set up (`manage migrate` is what sets it up).
+WITHOUT_DATABASE = frozenset({"manage"})
+# Commands that answer requests: SECRET_KEY and ALLOWED_HOSTS come from the environment, never a console default.
+SERVERS = frozenset({"serve"})
+CONSOLE_VARIABLE = "ANVIL_CONSOLE_COMMAND"  # read by settings.py
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from django.core.exceptions import ImproperlyConfigured
+    with quiet_closed_pipes():
+        args = parse_arguments(build_parser(), argv)
+        from django.core.exceptions import ImproperlyConfigured
 
-    from anvil_forge.core.exceptions import ApplicationError
+        try:
+            _prepare(args.command)
+            return args.handler(args)
+        except ImproperlyConfigured as exc:
+            print(f"anvil-forge: configuration error: {exc}", file=sys.stderr)
+            return 2
+        except ApplicationError as exc:
+            print(f"anvil-forge: {exc.message}", file=sys.stderr)
+            return 1
 
+
+def _prepare(command: str) -> None:
+    """Read the settings and check the database before a command runs, so that what is missing is said in one line.
+
+    Console commands run where `make run` set the FORGE up without DEBUG or SECRET_KEY (settings.py uses the key
+    generated there). A FORGE that is not set up is said to be so, and nothing is created on the way (no ./var/).
+    """
+    from django.conf import settings
+
+    if not settings.configured:  # not when called in-process, with the settings read already (tests)
+        if command not in WITHOUT_DATABASE:
+            _require_database_file()
+        if command in SERVERS:
+            os.environ.pop(CONSOLE_VARIABLE, None)
+        else:
+            os.environ[CONSOLE_VARIABLE] = "1"
+        if command in WITHOUT_DATABASE:
+            return  # Django's own commands read the settings themselves
+        _setup_django()
+    if command not in WITHOUT_DATABASE | SERVERS:
+        _require_migrated()
+
+
+def _require_database_file() -> None:
+    path = _sqlite_path()
+    if path is not None and not path.exists():
+        raise ApplicationError(_not_set_up(f"there is no database at {path}"))
+
+
+def _sqlite_path() -> Path | None:
+    """The SQLite file the settings will open (None for PostgreSQL), found as settings.py does, creating nothing."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return Path(os.environ.get("ANVIL_DATA_DIR") or Path.cwd() / "var").resolve() / "forge.sqlite3"
+    if url.startswith("sqlite:"):
+        import dj_database_url
+
+        name = str(dj_database_url.parse(url).get("NAME") or "")
+        return Path(name).resolve() if name and name != ":memory:" else None
+    return None
+
+
+def _require_migrated() -> None:
+    from django.db import DatabaseError, connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    where = _database_name()
     try:
-        return args.handler(args)
-    except ImproperlyConfigured as exc:
-        print(f"anvil-forge: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except ApplicationError as exc:
-        print(f"anvil-forge: {exc.message}", file=sys.stderr)
-        return 1
+        executor = MigrationExecutor(connection)
+        missing = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        applied = len(executor.loader.applied_migrations)
+    except DatabaseError as exc:
+        raise ApplicationError(f"cannot read the database {where}: {exc}") from exc
+    if missing and not applied:
+        raise ApplicationError(_not_set_up(f"the database {where} is empty (never migrated)"))
+    if missing:
+        raise ApplicationError(
+            f"The database {where} is not set up for this version of Anvil: {len(missing)} migrations are not "
+            "applied. Run `anvil-forge manage migrate` (after an upgrade, before starting the FORGE)."
+        )
+
+
+def _database_name() -> str:
+    from django.db import connection
+
+    database = connection.settings_dict
+    if database["ENGINE"].endswith("sqlite3"):
+        return str(database["NAME"])
+    return f"{database['NAME']} on {database.get('HOST') or 'localhost'}:{database.get('PORT') or 5432}"
+
+
+def _not_set_up(reason: str) -> str:
+    return (
+        f"The FORGE is not set up here: {reason}. `make run` sets one up in the repository's var/: run the command "
+        "in that directory, or point at a FORGE's data with ANVIL_DATA_DIR=/path/to/var or DATABASE_URL "
+        "(sqlite:////path/to/forge.sqlite3 or postgresql://user@host:5432/db). A new FORGE starts with "
+        "`anvil-forge manage migrate`."
+    )
 
 
 if __name__ == "__main__":

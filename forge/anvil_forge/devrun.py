@@ -154,8 +154,8 @@ Anvil is running. Ctrl-C stops it.
   Admin page   {self.demo_url}/anvil/   (the demo app's LIVE client; secret: {secret})
 
 Try it: version 2 of {PROJECT}/core is approved but not published. Publish it to {ENVIRONMENT}
-(sign in as editor, or run `DEBUG=true .venv/bin/anvil-forge publish {PROJECT}/core --version 2
---environment {ENVIRONMENT} --as editor`) and watch the demo app change within a second.
+(sign in as editor, or run `.venv/bin/anvil-forge publish {PROJECT}/core --version 2
+--environment {ENVIRONMENT} --as editor` here) and watch the demo app change within a second.
 
 Logs: {self.log_dir}/forge.log and {self.log_dir}/demo-app.log
 """,

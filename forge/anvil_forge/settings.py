@@ -42,6 +42,10 @@ BASE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("ANVIL_DATA_DIR") or Path.cwd() / "var").resolve()
 DEBUG = _env_bool("DEBUG")
 TESTING = _env_bool("ANVIL_TESTING")
+# Set by `anvil-forge` for its console commands (all but `serve`): they answer no requests, so they need no
+# ALLOWED_HOSTS, and without SECRET_KEY they use the key `make run` generated under ANVIL_DATA_DIR (the same key
+# the FORGE there runs with, which encrypts the stored peer tokens).
+CONSOLE = _env_bool("ANVIL_CONSOLE_COMMAND")
 
 
 def _secret_key() -> str:
@@ -50,13 +54,15 @@ def _secret_key() -> str:
         if not DEBUG and len(key) < 32:
             raise ImproperlyConfigured("SECRET_KEY is too short: use at least 32 random characters.")
         return key
+    key_file = DATA_DIR / "secret_key"
+    if CONSOLE and not DEBUG and key_file.is_file():
+        return key_file.read_text().strip()
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set SECRET_KEY to a long random string (for example the output of "
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`), or set DEBUG=true for local use."
         )
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    key_file = DATA_DIR / "secret_key"
     if not key_file.exists():
         key_file.write_text(secrets.token_urlsafe(50))
         key_file.chmod(0o600)
@@ -67,7 +73,7 @@ SECRET_KEY = _secret_key()
 
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS")
 if not ALLOWED_HOSTS:
-    if not DEBUG:
+    if not DEBUG and not CONSOLE:
         raise ImproperlyConfigured(
             "ALLOWED_HOSTS is not set. Set ALLOWED_HOSTS to the host names this FORGE answers to, "
             "comma-separated (for example forge.example.com), or set DEBUG=true for local use."

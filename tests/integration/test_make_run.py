@@ -244,3 +244,31 @@ def test_demo_page_open_in_a_browser_shows_a_publish_without_a_reload(devrun_env
                 browser.close()
     finally:
         assert run.interrupt() == 0, "".join(run.output)
+
+
+def test_make_run_on_other_ports_names_them_everywhere(tmp_path):
+    """`make run FORGE_PORT=... DEMO_PORT=...` as typed: the Makefile's own steps (migrate, demo) for real, with
+    the last step (the servers, tested above) replaced by a stand-in that shows what it was given."""
+    root = Path(__file__).resolve().parents[2]
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "anvil-forge").symlink_to(Path(sys.executable).with_name("anvil-forge"))
+    stand_in = venv / "bin" / "python"
+    stand_in.write_text('#!/bin/sh\necho "servers: $* FORGE_PORT=$FORGE_PORT ANVIL_PUBLIC_URL=$ANVIL_PUBLIC_URL"\n')
+    stand_in.chmod(0o755)
+    (venv / ".installed").touch()  # the packages are installed: make skips that step
+    forge_port, demo_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANVIL_", "DJANGO_", "MAKE")) and k not in (
+        "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL")}
+    env["ANVIL_DATA_DIR"] = str(tmp_path / "var")
+
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(root), "run", f"VENV={venv}", f"FORGE_PORT={forge_port}",
+         f"DEMO_PORT={demo_port}"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert f"Sign in at http://127.0.0.1:{forge_port}/ as one of" in result.stdout
+    assert ":8000" not in result.stdout
+    assert f"servers: -m anvil_forge.devrun FORGE_PORT={forge_port}" in result.stdout

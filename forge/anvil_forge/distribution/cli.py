@@ -1,12 +1,14 @@
 """``anvil-forge token create|list|revoke``: ACCESS_TOKENs from the server's console.
 
 The console acts as a ``SystemActor`` (the operator); every token event is audited like one made in the
-web interface. ``create`` prints the token once, on its own line, so scripts can capture it.
+web interface. ``create`` prints the token once, alone on stdout (``TOKEN=$(anvil-forge token create ...)``
+captures it), and what it is for on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -85,6 +87,7 @@ def _create(args: argparse.Namespace) -> int:
         f"# {token.kind} token {token.prefix}… '{token.name}' for {project}/{environment.slug}"
         + (f", expires {token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else "")
         + ". It is shown only now: store it in a secret store.",
+        file=sys.stderr,
     )
     return 0
 
