@@ -10,8 +10,9 @@
     anvil pull --out FILE [--from-cache]
 
 Every command works on the application whose ``anvil.toml`` is found from ``--path`` (default: the working
-directory) upwards, or named by ``ANVIL_CONFIG``. Exit codes: 0 done, 1 failed (the message says why),
-2 wrong usage.
+directory) upwards, or named by ``ANVIL_CONFIG``. Exit statuses: 0 done, 1 failed (the message says why),
+2 wrong usage. ``anvil status`` exits 1 when the FORGE refuses the token (the host gets no new prompts until it
+is replaced), and 0 when the FORGE cannot be reached (the host serves what it has; the output says so).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ from anvil_client._exceptions import AnvilError, ConfigError
 
 OK, FAILED, USAGE = 0, 1, 2
 RELEASES = "/api/v1/live/releases"
+PEER_TOKEN_START = "anvil_peer_"
+CREATE_LIVE_TOKEN = (
+    "Create a live token for the project and environment in the FORGE (Tokens page, or "
+    "`anvil-forge token create ORG/PROJECT --environment ENV --kind live --name NAME`)."
+)
 
 
 class CommandError(AnvilError):
@@ -97,6 +103,8 @@ def run_connect(args: argparse.Namespace) -> int:
     token = (args.token or os.environ.get("ANVIL_TOKEN", "")).strip()
     if not token:
         raise CommandError("give the token with --token TOKEN (or in the ANVIL_TOKEN environment variable)", USAGE)
+    if token.startswith(PEER_TOKEN_START):
+        raise CommandError(_peer_token_message())
     try:
         probe = Config(forge_url=args.url, token=token, cache_dir=Path("."))
     except ConfigError as exc:
@@ -107,11 +115,7 @@ def run_connect(args: argparse.Namespace) -> int:
         response = request("GET", url + RELEASES, token=token, timeout=args.timeout)
     except HTTPFailure as exc:
         if exc.status == 401:
-            raise CommandError(
-                f"the FORGE at {url} refused the token (401): it is wrong, expired or revoked. "
-                "Create a live token for the project and environment in the FORGE (Tokens page, or "
-                "`anvil-forge token create ORG/PROJECT --environment ENV --kind live --name NAME`)."
-            ) from exc
+            raise CommandError(_refused_message(url, token)) from exc
         raise CommandError(f"{exc}. Is the FORGE running, and is {url} its address?") from exc
     if response.status == 404:
         raise CommandError(
@@ -141,6 +145,19 @@ def run_connect(args: argparse.Namespace) -> int:
     _set_aside_foreign_bundles(config, identity)
     _pull_into_cache(config, args.timeout)
     return OK
+
+
+def _peer_token_message() -> str:
+    return (
+        "this is a peer token (anvil_peer_...): it lets another FORGE read this one, not an application. "
+        f"The LIVE client needs a live token (anvil_live_...). {CREATE_LIVE_TOKEN}"
+    )
+
+
+def _refused_message(url: str | None, token: str) -> str:
+    if token.startswith(PEER_TOKEN_START):
+        return f"the FORGE at {url} refused the token (401): {_peer_token_message()}"
+    return f"the FORGE at {url} refused the token (401): it is wrong, expired or revoked. {CREATE_LIVE_TOKEN}"
 
 
 def _config_path_for(path: Path) -> Path:
@@ -293,15 +310,23 @@ def run_status(args: argparse.Namespace) -> int:
     status = client.status()
     forge: dict[str, Any] = {"url": client.config.forge_url}
     if client.config.forge_url:
+        from anvil_client._http import HTTPFailure
         from anvil_client._sync import Forge
 
         try:
             releases = Forge(client.config, timeout=args.timeout).releases()
+        except HTTPFailure as exc:
+            if exc.status == 401:
+                refused = _refused_message(client.config.forge_url, client.config.token or "")
+                forge.update(reachable=True, token_accepted=False, error=refused)
+            else:
+                forge.update(reachable=exc.status is not None, error=str(exc))
         except AnvilError as exc:
-            forge.update(reachable=False, error=str(exc))
+            forge.update(reachable=True, error=str(exc))
         else:
             forge.update(
                 reachable=True,
+                token_accepted=True,
                 organisation=releases.get("organisation"),
                 project=releases.get("project"),
                 environment=releases.get("environment"),
@@ -310,19 +335,24 @@ def run_status(args: argparse.Namespace) -> int:
     status["forge"] = forge
     # This command's own client never streams: report the FORGE as reachable now or not, and leave out
     # what only describes a running process (its sync thread). Running instances check in to the FORGE.
-    status["connected"] = bool(forge.get("reachable"))
+    status["connected"] = bool(forge.get("token_accepted"))
     status.pop("started", None)
+    code = FAILED if forge.get("token_accepted") is False else OK
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True, default=str))
-        return OK
+        return code
     _say(f"Mode:       {status['mode'].upper()}")
     _say(f"Cache:      {status['cache_dir']}")
     if not forge["url"]:
         _say("FORGE:      not connected (run `anvil connect URL --token TOKEN`)")
-    elif forge["reachable"]:
+    elif forge.get("token_accepted"):
         _say(f"FORGE:      {forge['url']} ({forge['organisation']}/{forge['project']}, {forge['environment']})")
+    elif forge.get("token_accepted") is False:
+        _say(f"FORGE:      {forge['error']}")
+    elif forge["reachable"]:
+        _say(f"FORGE:      {forge['url']}: answered with an error ({forge['error']})")
     else:
-        _say(f"FORGE:      {forge['url']}: unreachable ({forge['error']})")
+        _say(f"FORGE:      {forge['url']}: unreachable ({forge['error']}); serving what this host has")
     sets = sorted(set(status["versions"]) | set(status["pins"]) | set(forge.get("releases") or {}))
     if not sets:
         _say("Sets:       none yet (no bundle in the cache or the bootstrap file)")
@@ -340,7 +370,7 @@ def run_status(args: argparse.Namespace) -> int:
         _say(f"Set {name}: {', '.join(parts)}")
     if status.get("last_error"):
         _say(f"Last error: {status['last_error']}")
-    return OK
+    return code
 
 
 def run_sync(args: argparse.Namespace) -> int:
@@ -434,8 +464,21 @@ def run_pull(args: argparse.Namespace) -> int:
     target = write_bootstrap(args.out, bundles)
     summary = ", ".join(f"{b['set']} v{b['version']}" for b in sorted(bundles, key=lambda b: b["set"]))
     _say(f"Wrote {target}: {summary}.")
-    _say(f"Ship it with the application and set bootstrap = \"{target.name}\" in anvil.toml (or ANVIL_BOOTSTRAP).")
+    _say(_bootstrap_hint(target.resolve(), Path(args.path)))
     return OK
+
+
+def _bootstrap_hint(target: Path, path: Path) -> str:
+    """How the application finds the file: ``bootstrap`` in anvil.toml is relative to anvil.toml's directory."""
+    variable = f"ANVIL_BOOTSTRAP={target}"
+    config_file = find_config_file(os.environ, path)
+    if config_file is None:
+        return f"Ship it with the application and set {variable} in its environment."
+    relative = Path(os.path.relpath(target, config_file.resolve().parent)).as_posix()
+    return (
+        f"Ship it with the application and set bootstrap = {json.dumps(relative)} in {config_file} (relative to "
+        f"that file), or {variable}."
+    )
 
 
 def _current_bundles(client: Any, timeout: float) -> list[dict[str, Any]]:
@@ -477,7 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anvil",
         description="Wire the Anvil LIVE client into an application and manage this host's prompts.",
-        epilog="Exit codes: 0 done, 1 failed, 2 wrong usage.",
+        epilog="Exit statuses: 0 done, 1 failed (the message says why; `anvil status`: the FORGE refused the "
+        "token), 2 wrong usage.",
     )
     from anvil_client import __version__
 
@@ -534,18 +578,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.handler(args))
-    except CommandError as exc:
-        print(f"anvil: error: {exc}", file=sys.stderr)
-        return exc.code
-    except AnvilError as exc:
-        print(f"anvil: error: {exc}", file=sys.stderr)
-        return FAILED
-    except KeyboardInterrupt:
-        print("anvil: interrupted", file=sys.stderr)
-        return FAILED
+    from anvil_client._console import parse_arguments, quiet_closed_pipes
+
+    with quiet_closed_pipes():
+        args = parse_arguments(build_parser(), argv)
+        try:
+            return int(args.handler(args))
+        except CommandError as exc:
+            print(f"anvil: error: {exc}", file=sys.stderr)
+            return exc.code
+        except AnvilError as exc:
+            print(f"anvil: error: {exc}", file=sys.stderr)
+            return FAILED
+        except KeyboardInterrupt:
+            print("anvil: interrupted", file=sys.stderr)
+            return FAILED
 
 
 if __name__ == "__main__":

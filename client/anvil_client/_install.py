@@ -130,7 +130,8 @@ class Plan:
 def detect(root: Path, framework: str | None = None) -> Detected:
     """Find the application under ``root``: Django (manage.py), then FastAPI, then Flask, else plain.
 
-    ``framework`` forces one; the file to edit is still searched for (and its absence is an error).
+    ``framework`` forces one; the file to edit is still searched for (and its absence is an error). A directory
+    without any Python file is no application (an error, unless ``framework`` is ``"plain"``).
     """
     root = Path(root).resolve()
     if not root.is_dir():
@@ -140,6 +141,13 @@ def detect(root: Path, framework: str | None = None) -> Detected:
     if framework == "plain":
         return Detected("plain", root)
     files = list(_python_files(root))
+    if not files and framework is None:
+        raise InstallError(
+            f"found no Python application in {root} (no .py file outside hidden and virtualenv directories). "
+            "Run `anvil install` in the application's directory, or name it: `anvil install --path DIR`. For an "
+            "application whose code is elsewhere, `anvil install --framework plain` writes only anvil.toml and "
+            ".gitignore."
+        )
     if framework in (None, "django"):
         settings = _django_settings(root, files)
         if settings:

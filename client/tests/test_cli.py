@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -292,3 +294,158 @@ def test_token_is_saved_ignored_and_private_in_a_git_work_tree(tmp_path):
     assert credentials.stat().st_mode & 0o777 == 0o600
     ignored = subprocess.run(["git", "check-ignore", "-q", "anvil.credentials"], cwd=tmp_path)
     assert ignored.returncode == 0
+
+
+# -- the commands as a newcomer meets them (the real program, in a subprocess) ---------------------------------
+
+_ENTRY_POINT = Path(sys.executable).with_name("anvil")
+ANVIL = [str(_ENTRY_POINT)] if _ENTRY_POINT.exists() else [sys.executable, "-m", "anvil_client._cli"]
+TRACEBACK_WORDS = ("Traceback", "Exception ignored", "BrokenPipeError")
+
+
+def user_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ANVIL_")}
+
+
+def anvil(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ANVIL, *args], cwd=cwd, env=user_env(), capture_output=True, text=True, timeout=60)
+
+
+def python(cwd: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """A host application's process started in ``cwd``."""
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=user_env(), capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.fixture
+def cached_app(tmp_path: Path) -> Path:
+    """An application in tmp_path/app with anvil.toml and set core version 3 in its disk cache (no FORGE)."""
+    from anvil_client._cache import write_disk_bundle
+    from anvil_client.bundle import load_bundle
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "anvil.toml").write_text(ANVIL_TOML)
+    write_disk_bundle(app / ".anvil", load_bundle(make_bundle(3)))
+    return app
+
+
+def test_install_in_an_empty_directory_says_it_found_no_application_and_writes_nothing(tmp_path):
+    result = anvil(tmp_path, "install", "--yes")
+
+    assert result.returncode == 1
+    assert "found no Python application" in result.stderr and str(tmp_path) in result.stderr
+    assert "--path" in result.stderr and "--framework plain" in result.stderr
+    assert "plain Python application" not in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_install_with_framework_plain_in_an_empty_directory_still_writes_the_settings(tmp_path):
+    result = anvil(tmp_path, "install", "--yes", "--framework", "plain")
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "anvil.toml").exists()
+
+
+@pytest.mark.parametrize("out", ["prompts.json", "dist/prompts.json", "app/config/prompts.json"])
+def test_the_bootstrap_setting_pull_suggests_works_when_followed_literally(cached_app, out):
+    work = cached_app.parent  # run from the application's parent, naming the application with --path
+
+    result = anvil(work, "pull", "--from-cache", "--out", out, "--path", "app")
+
+    assert result.returncode == 0, result.stderr
+    assert (work / out).exists()
+    suggested = re.search(r'bootstrap = ("[^"]+")', result.stdout)
+    assert suggested, result.stdout
+    settings = (cached_app / "anvil.toml").read_text()
+    (cached_app / "anvil.toml").write_text(
+        settings.replace('# bootstrap = "anvil-bootstrap.json"', f"bootstrap = {suggested.group(1)}")
+    )
+    shutil.rmtree(cached_app / ".anvil")  # only the bootstrap file can serve now
+    served = python(cached_app, "import anvil_client; print(anvil_client.prompt('core.hello', name='Ada'))")
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.strip() == "Hello Ada!"
+
+
+def test_the_bootstrap_variable_pull_suggests_is_an_absolute_path(cached_app):
+    result = anvil(cached_app.parent, "pull", "--from-cache", "--out", "dist/prompts.json", "--path", "app")
+
+    assert f"ANVIL_BOOTSTRAP={cached_app.parent / 'dist' / 'prompts.json'}" in result.stdout
+
+
+def test_not_ready_names_the_bootstrap_file_that_is_missing(tmp_path):
+    (tmp_path / "anvil.toml").write_text(ANVIL_TOML.replace('# bootstrap = "anvil-bootstrap.json"',
+                                                            'bootstrap = "prompts.json"'))
+
+    result = python(tmp_path, "import anvil_client; anvil_client.prompt('core.hello', name='Ada')")
+
+    assert result.returncode == 1
+    raised = result.stderr.strip().splitlines()[-1]
+    assert raised.startswith("anvil_client._exceptions.NotReady: ")
+    assert f"the bootstrap file {tmp_path / 'prompts.json'} does not exist" in raised
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        (["status", "extra"], "anvil status"),
+        (["mode", "frozen", "extra"], "anvil mode"),
+        (["pull", "--out", "x.json", "--bogus"], "anvil pull"),
+    ],
+)
+def test_wrong_arguments_print_the_usage_of_the_command_given(command, usage, tmp_path):
+    result = anvil(tmp_path, *command)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"usage: {usage} "), result.stderr
+
+
+def into_closed_pipe(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run with stdout into a pipe nobody reads any more (as `| head -1` does once it has its line)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([*ANVIL, *args], cwd=cwd, env=user_env(), stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        (["--help"], 0),
+        (["--version"], 0),
+        (["status"], 0),
+        (["status", "--json"], 0),
+        (["mode", "frozen"], 0),
+        (["pin", "core", "3"], 0),
+        (["unpin", "core"], 0),
+        (["pull", "--from-cache", "--out", "shipped.json"], 0),
+        (["sync"], 1),
+        (["connect", "http://127.0.0.1:9", "--token", "anvil_live_x", "--timeout", "1"], 1),
+        (["install", "--dry-run"], 0),
+    ],
+    ids=lambda value: " ".join(value[:2]) if isinstance(value, list) else None,
+)
+def test_every_command_exits_quietly_into_a_closed_pipe(command, code, cached_app):
+    (cached_app / "worker.py").write_text("print('a plain application')\n")
+
+    result = into_closed_pipe(cached_app, *command)
+
+    assert not any(word in result.stderr for word in TRACEBACK_WORDS), result.stderr
+    assert result.returncode == code, result.stderr
+
+
+def test_mode_into_a_closed_pipe_still_changes_the_mode(cached_app):
+    into_closed_pipe(cached_app, "mode", "frozen")
+
+    assert read_host_state(cached_app / ".anvil").mode == "frozen"
+
+
+@pytest.mark.parametrize("command", ["", *build_parser()._subparsers._group_actions[0].choices])  # type: ignore[union-attr]
+def test_every_help_exits_quietly_into_a_closed_pipe(command, tmp_path):
+    result = into_closed_pipe(tmp_path, *([command] if command else []), "--help")
+
+    assert not any(word in result.stderr for word in TRACEBACK_WORDS), result.stderr
+    assert result.returncode == 0

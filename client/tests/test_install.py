@@ -272,10 +272,19 @@ def test_existing_gitignore_is_extended_not_replaced(flask_project):
 
 
 def test_virtualenvs_and_hidden_directories_are_not_searched(tmp_path):
+    write(tmp_path, "worker.py", "print('hello')\n")
     write(tmp_path, ".venv/lib/site.py", "from flask import Flask\napp = Flask(__name__)\n")
     write(tmp_path, "node_modules/x/app.py", "from flask import Flask\napp = Flask(__name__)\n")
 
     assert detect(tmp_path).framework == "plain"
+
+
+def test_a_directory_with_only_virtualenvs_and_hidden_directories_holds_no_application(tmp_path):
+    write(tmp_path, ".venv/lib/site.py", "from flask import Flask\napp = Flask(__name__)\n")
+
+    with pytest.raises(InstallError, match="found no Python application"):
+        detect(tmp_path)
+    assert detect(tmp_path, "plain").framework == "plain"
 
 
 def test_forcing_a_framework_that_is_not_there_is_an_error(tmp_path):

@@ -318,3 +318,61 @@ def _eventually(check, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(check())
+
+
+# -- the commands as a newcomer meets them ---------------------------------------------------------------------
+
+
+def test_connect_with_a_peer_token_says_a_live_token_is_needed(forge, app):
+    peer = forge.cli("token", "create", "acme/support-bot", "--environment", "production", "--kind", "peer",
+                     "--name", "eu forge").split()[0]
+
+    result = anvil(app, "connect", forge.url, "--token", peer)
+
+    assert result.returncode == 1
+    assert "peer token" in result.stderr and "live token" in result.stderr and "--kind live" in result.stderr
+    assert "wrong, expired or revoked" not in result.stderr
+    assert not (app / "anvil.toml").exists() and not (app / "anvil.credentials").exists()
+
+
+def test_status_with_a_refused_token_says_so_and_exits_1(connected, forge):
+    app, token = connected
+    forge.cli("token", "revoke", token)
+
+    text = anvil(app, "status")
+    as_json = anvil(app, "status", "--json")
+
+    assert text.returncode == 1
+    assert "refused the token" in text.stdout and "unreachable" not in text.stdout
+    assert "Set core: v1" in text.stdout  # what the host serves is still shown
+    assert as_json.returncode == 1
+    data = json.loads(as_json.stdout)
+    assert data["forge"]["token_accepted"] is False and data["connected"] is False
+
+
+def test_status_with_a_peer_token_says_it_is_a_peer_token(connected, forge):
+    app, _ = connected
+    peer = forge.cli("token", "create", "acme/support-bot", "--environment", "production", "--kind", "peer",
+                     "--name", "eu forge").split()[0]
+
+    result = anvil(app, "status", token=peer)
+
+    assert result.returncode == 1
+    assert "peer token" in result.stdout
+
+
+def test_connect_piped_into_head_exits_quietly_and_finishes_its_work(forge, app):
+    entry = Path(sys.executable).with_name("anvil")
+    command = [str(entry)] if entry.exists() else [sys.executable, "-m", "anvil_client._cli"]
+    token = live_token(forge)
+    line = " ".join([*command, "connect", forge.url, "--token", token, "--path", str(app)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANVIL_")}
+
+    result = subprocess.run(["bash", "-c", f"set -o pipefail; {line} | head -1"], env=env, capture_output=True,
+                            text=True, timeout=60)
+
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Token accepted by") and result.stdout.count("\n") == 1
+    assert tomllib.loads((app / "anvil.toml").read_text())["anvil"]["forge_url"] == forge.url
+    assert (app / ".anvil" / "bundles" / "core.json").exists()
