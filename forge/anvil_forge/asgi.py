@@ -21,7 +21,7 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import Mount, Route  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 
-from anvil_forge.distribution import stream  # noqa: E402
+from anvil_forge.distribution import live_api, stream  # noqa: E402
 
 django_application = get_asgi_application()
 
@@ -30,6 +30,8 @@ def build_application() -> Starlette:
     routes = [
         Mount(settings.STATIC_URL.rstrip("/"), app=StaticFiles(directory=settings.STATIC_DIR), name="static"),
         Route(stream.PATH, endpoint=stream.live_stream, name="live-stream"),
+        # The LIVE API's releases and bundles, from in-memory caches (live_api.py).
+        *live_api.routes(django_application),
         Mount("/", app=django_application),
     ]
     return Starlette(routes=routes, lifespan=stream.lifespan)

@@ -10,7 +10,13 @@ client that stopped reading) is dropped. Background tasks, one each for the whol
 * the safety net: every ``ANVIL_RELEASE_POLL_SECONDS``, the releases of the last minutes that were not
   announced (NOTIFY is not replayed; SQLite has none) and the tokens of open streams that were revoked or
   expired meanwhile;
-* on PostgreSQL, the LISTEN task that hears other processes' publishes and revocations.
+* on PostgreSQL, the LISTEN task that hears other processes' publishes and revocations;
+* on SQLite, the change check: ``PRAGMA data_version`` every ``ANVIL_CHANGE_CHECK_SECONDS`` (20 ms) on a
+  connection of its own, which changes when any other connection commits (the ``anvil-forge`` command, or
+  this process's pages); a change empties the LIVE API's caches and runs the safety net's check at once, so
+  a publish from another process is out within tens of milliseconds, not at the next periodic check.
+
+Every publish and revocation heard here also empties the LIVE API's caches (:mod:`.caches`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from django import db
 from django.conf import settings
 from django.utils import timezone
 
+from anvil_forge.distribution.caches import live_caches
 from anvil_forge.distribution.events import CHANNEL, RELEASE, REVOKE, parse_notify_payload
 
 logger = logging.getLogger(__name__)
@@ -201,6 +208,8 @@ class Broadcaster:
         ]
         if listen:
             self._tasks.append(asyncio.create_task(self._listen_loop(), name="anvil.stream-listen"))
+        if _sqlite_file() is not None:
+            self._tasks.append(asyncio.create_task(self._change_check_loop(), name="anvil.change-check"))
         self._started.set()
 
     async def stop(self) -> None:
@@ -245,6 +254,7 @@ class Broadcaster:
 
     def announce_threadsafe(self, kind: str, ident: int, prebuilt: tuple[int, bytes] | None = None) -> None:
         """Called from any thread (a publish's ``on_commit``): hand the news to the loop."""
+        live_caches.invalidate()  # before the loop hop: the publisher's next request must see it
         loop = self.loop
         if loop is None or loop.is_closed():
             return  # no streams in this process (the command line, a test): nothing to tell
@@ -257,10 +267,12 @@ class Broadcaster:
         if kind == RELEASE:
             if ident in self._announced:
                 return
+            live_caches.invalidate()
             self._announced[ident] = time.monotonic()
             if self._deliveries is not None:
                 self._deliveries.put_nowait((ident, prebuilt))
         elif kind == REVOKE:
+            live_caches.invalidate()
             self.close_token(ident)
 
     def close_token(self, token_id: int) -> None:
@@ -367,6 +379,29 @@ class Broadcaster:
             for token_id in await run_in_db_thread(self.load_inactive_tokens, list(self.by_token)):
                 self.close_token(token_id)
 
+    async def _change_check_loop(self) -> None:
+        """SQLite: notice any commit by another connection within ``ANVIL_CHANGE_CHECK_SECONDS``."""
+        assert self._poke is not None
+        interval = getattr(settings, "ANVIL_CHANGE_CHECK_SECONDS", 0.02)
+        check = DataVersion(str(_sqlite_file()))
+        last: int | None = None
+        try:
+            while True:
+                try:
+                    version = await check.read()
+                except Exception as exc:  # the file is gone or locked for long: the safety net still runs
+                    logger.warning("SQLite change check failed (%s); retrying", exc)
+                    check.reset()
+                    await asyncio.sleep(1.0)
+                    continue
+                if last is not None and version != last:
+                    live_caches.invalidate()
+                    self._poke.set()  # the periodic check, now: new releases, revoked tokens of open streams
+                last = version
+                await asyncio.sleep(interval)
+        finally:
+            await check.close()
+
     async def _listen_loop(self) -> None:
         import psycopg
 
@@ -389,6 +424,47 @@ class Broadcaster:
                 logger.warning("PostgreSQL LISTEN connection lost (%s); reconnecting in %.0f s", exc, backoff)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, 30.0)
+
+
+class DataVersion:
+    """``PRAGMA data_version`` of one SQLite file, read on a connection and a thread of its own."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._connection: Any = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anvil.change-check")
+
+    def _read(self) -> int:
+        import sqlite3
+
+        if self._connection is None:
+            self._connection = sqlite3.connect(self.path, timeout=1.0, check_same_thread=False, isolation_level=None)
+        return self._connection.execute("PRAGMA data_version").fetchone()[0]
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    async def read(self) -> int:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._read)
+
+    def reset(self) -> None:
+        self._executor.submit(self._close)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asyncio.get_running_loop().run_in_executor(self._executor, self._close))
+        self._executor.shutdown(wait=False)
+
+
+def _sqlite_file() -> str | None:
+    """The SQLite database file of this FORGE, or ``None`` (PostgreSQL, or an in-memory test database)."""
+    connection = db.connections["default"]
+    if connection.vendor != "sqlite":
+        return None
+    name = str(connection.settings_dict["NAME"])
+    return None if connection.creation.is_in_memory_db(name) else name
 
 
 def _built_for_this_forge(data: bytes) -> bool:

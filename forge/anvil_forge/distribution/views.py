@@ -16,16 +16,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from anvil_forge.distribution import live_api as answers
 from anvil_forge.distribution import selectors, services
-from anvil_forge.distribution.bundles import (
-    BuiltBundle,
-    bundle_for,
-    cached_bundle,
-    etag_matches,
-    release_entry,
-    servable,
-    servable_state,
-)
+from anvil_forge.distribution.bundles import etag_matches
 from anvil_forge.distribution.checkin import MAX_CHECKIN_BYTES, CheckInError, parse_checkin
 from anvil_forge.distribution.models import AccessToken, TokenKind
 from anvil_forge.distribution.tokens import bearer_token, failure_limiter, loggable_prefix
@@ -77,30 +70,18 @@ def live_api(*methods: str) -> Callable[[View], View]:
 
 @live_api("GET", "HEAD")
 def releases(request: HttpRequest) -> HttpResponse:
+    # Under uvicorn the ASGI route of live_api.py answers first, from its caches; this view builds the same
+    # answer from the database (the Django test client, and any server without that route).
     token: AccessToken = request.access_token  # type: ignore[attr-defined]
-    environment = token.environment
-    current = selectors.current_releases(environment=environment)
-    return JsonResponse(
-        {
-            "organisation": token.project.organisation.slug,
-            "project": token.project.slug,
-            "environment": environment.slug,
-            "last_event_id": str(max((r.pk for r in current), default=0)),
-            "releases": [release_entry(release) for release in current],
-        }
-    )
+    return HttpResponse(answers.releases_body(token), content_type="application/json")
 
 
 @live_api("GET", "HEAD")
 def bundle(request: HttpRequest, set_slug: str) -> HttpResponse:
     token: AccessToken = request.access_token  # type: ignore[attr-defined]
-    wanted = request.GET.get("version")
-    built = _cached_bundle(token, set_slug, wanted)
-    if built is None:
-        answer = _load_bundle(token, set_slug, wanted)
-        if isinstance(answer, HttpResponse):
-            return answer
-        built = answer
+    built = answers.resolve_bundle(token, set_slug, request.GET.get("version"))
+    if isinstance(built, answers.ApiError):
+        return error(built.message, built.status)
     headers = {"ETag": built.etag, "Cache-Control": "private, no-cache"}
     if etag_matches(request.headers.get("If-None-Match"), built.etag):
         response = HttpResponse(status=304)
@@ -109,52 +90,6 @@ def bundle(request: HttpRequest, set_slug: str) -> HttpResponse:
     for name, value in headers.items():
         response[name] = value
     return response
-
-
-def _cached_bundle(token: AccessToken, set_slug: str, wanted: str | None) -> BuiltBundle | None:
-    """The bundle to serve when it is already built, found with one narrow query (the polling clients' hot path)."""
-    if wanted is not None and (not wanted.isdigit() or not 1 <= int(wanted) <= 2**31):
-        return None  # the full path answers the error, in its usual order
-    environment = token.environment
-    row = selectors.bundle_key_row(
-        environment_id=environment.pk,
-        project_id=token.project_id,
-        set_slug=set_slug,
-        number=None if wanted is None else int(wanted),
-    )
-    if row is None:
-        return None
-    release_id, version_id, state, reviewed_at = row
-    if wanted is not None and not servable_state(state, environment):
-        return None
-    return cached_bundle(
-        version_id=version_id,
-        state=state,
-        reviewed_at=reviewed_at,
-        environment_id=environment.pk,
-        release_id=release_id,
-    )
-
-
-def _load_bundle(token: AccessToken, set_slug: str, wanted: str | None) -> BuiltBundle | HttpResponse:
-    """The bundle to serve, loading the version and building it when needed, or the error to answer."""
-    environment = token.environment
-    prompt_set = selectors.prompt_set_in(project=token.project, slug=set_slug)
-    if prompt_set is None:
-        return error(f"no prompt set {set_slug!r} in this project", 404)
-    if wanted is None:
-        release = selectors.newest_release_of(environment=environment, prompt_set=prompt_set)
-        if release is None:
-            return error(f"prompt set {set_slug!r} has no release in {environment.slug}", 404)
-        version = release.version
-    else:
-        if not wanted.isdigit() or not 1 <= int(wanted) <= 2**31:
-            return error("version must be a whole number of 1 or more", 400)
-        version = selectors.version_of(prompt_set=prompt_set, number=int(wanted))
-        if version is None or not servable(version, environment):
-            return error(f"prompt set {set_slug!r} has no version {wanted} that {environment.slug} may use", 404)
-        release = selectors.newest_release_of(environment=environment, prompt_set=prompt_set, version=version)
-    return bundle_for(version=version, environment=environment, release=release)
 
 
 @live_api("POST")
