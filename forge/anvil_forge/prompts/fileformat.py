@@ -7,7 +7,7 @@ Layout (``docs/import-export.md`` is the reference)::
     set.yaml                 optional: the set's name and description
 
 A prompt file may start with YAML front matter between two ``---`` lines (``description``, ``parameters``,
-``metadata``); the rest is the template, exactly, except that the file's last newline is not part of it.
+``metadata``, ``tests``); the rest is the template, exactly, except that the file's last newline is not part of it.
 Export writes this layout with :func:`export_files`; importing an export changes nothing.
 
 Sources read by :func:`load_path` and :func:`load_upload`: such a directory, a ``.zip`` of one, an
@@ -50,6 +50,7 @@ from anvil_forge.prompts.analysis import (
     validate_prompt_fields,
     validate_prompt_id,
 )
+from anvil_forge.prompts.samples import CHECK_KINDS, validate_tests
 
 EXTENSIONS = (".j2", ".txt", ".md")
 EXPORT_EXTENSION = ".j2"
@@ -61,7 +62,8 @@ MAX_TOTAL_BYTES = 32 * 1024 * 1024  # everything read from one source, uncompres
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024  # one web upload, or one .zip / JSON file as it is on disk
 MAX_ZIP_ENTRIES = 2 * MAX_FILES
 
-_FRONT_KEYS = ("description", "parameters", "metadata")
+_FRONT_KEYS = ("description", "parameters", "metadata", "tests")
+_TEST_KEYS = ("values", "checks")
 _PARAMETER_KEYS = ("type", "required", "default", "description")
 _SET_KEYS = ("name", "description")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -168,6 +170,9 @@ def parse_prompt_file(filename: str, data: bytes) -> dict[str, Any]:
             line=key_lines.get("metadata"),
         )
     prompt = {"id": key, "template": body, "description": description, "parameters": parameters, "metadata": metadata}
+    tests = _tests(filename, front.get("tests"), key_lines)
+    if tests:
+        prompt["tests"] = tests
     return _checked_prompt(prompt, file=filename, body_line=body_line, key_lines=key_lines)
 
 
@@ -197,9 +202,10 @@ def _front_matter(filename: str, text: str, *, first_line: int) -> tuple[dict[st
                 f"unknown front matter key {key!r} (use {', '.join(_FRONT_KEYS)})", file=filename,
                 line=lines.get(str(key)),
             )
-    parameters_node = _value_node(node, "parameters")
-    if parameters_node is not None:
-        lines.update({f"parameters.{k}": v for k, v in _key_lines(parameters_node, first_line).items()})
+    for section in ("parameters", "tests"):
+        section_node = _value_node(node, section)
+        if section_node is not None:
+            lines.update({f"{section}.{k}": v for k, v in _key_lines(section_node, first_line).items()})
     return data, lines
 
 
@@ -296,6 +302,52 @@ def _parameters(filename: str, value: Any, lines: dict[str, int]) -> list[dict[s
     return out
 
 
+def _tests(filename: str, value: Any, lines: dict[str, int]) -> list[dict[str, Any]]:
+    """``tests:`` maps each sample's name to its ``values`` (parameter: value) and ``checks``, a list of
+    one-key mappings (``- contains: Ada``, ``- max_chars: 200``, ``- json: true``); the samples' own rules are
+    :func:`~anvil_forge.prompts.samples.validate_tests`'s, checked with the prompt."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        raise ImportFormatError("tests must map each test case's name to its values and checks", file=filename,
+                                line=lines.get("tests"))
+    out: list[dict[str, Any]] = []
+    for name, spec in value.items():
+        line = lines.get(f"tests.{name}", lines.get("tests"))
+        if not isinstance(name, str):
+            raise ImportFormatError(f"test case name {name!r} must be text (quote it)", file=filename, line=line)
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, dict):
+            raise ImportFormatError(f"test case {name}: give a mapping of values and checks", file=filename,
+                                    line=line)
+        for key in spec:
+            if key not in _TEST_KEYS:
+                raise ImportFormatError(f"test case {name}: unknown key {key!r} (use {', '.join(_TEST_KEYS)})",
+                                        file=filename, line=line)
+        values = spec.get("values")
+        if values is not None and (not isinstance(values, dict) or not all(isinstance(k, str) for k in values)):
+            raise ImportFormatError(f"test case {name}: values must map parameter names to values", file=filename,
+                                    line=line)
+        checks_spec = spec.get("checks")
+        if checks_spec is None:
+            checks_spec = []
+        if not isinstance(checks_spec, list):
+            raise ImportFormatError(f"test case {name}: checks must be a list (- contains: text)", file=filename,
+                                    line=line)
+        checks: list[dict[str, Any]] = []
+        for number, check in enumerate(checks_spec, start=1):
+            if not isinstance(check, dict) or len(check) != 1:
+                raise ImportFormatError(
+                    f"test case {name}, check {number}: write each check as one kind and its value (use "
+                    f"{', '.join(CHECK_KINDS)}; for example - contains: Hello)", file=filename, line=line,
+                )
+            ((kind, check_value),) = check.items()
+            checks.append({"kind": kind, "value": check_value})
+        out.append({"name": name, "values": values or {}, "checks": checks})
+    return out
+
+
 def _checked_prompt(
     prompt: dict[str, Any],
     *,
@@ -330,6 +382,19 @@ def _checked_prompt(
     except (TypeError, ValueError, RecursionError) as exc:
         raise ImportFormatError(f"cannot be read: {exc}", file=file) from None
     checked = normalise_prompt({**prompt, "parameters": parameters})
+    if prompt.get("tests"):
+        names = [t.get("name") if isinstance(t, Mapping) else None for t in prompt["tests"]] \
+            if isinstance(prompt["tests"], list) else []
+        try:
+            tests = validate_tests(key=checked["id"], tests=prompt["tests"], parameters=parameters)
+        except ApplicationError as exc:
+            index = exc.extra.get("sample")
+            named = names[index - 1] if isinstance(index, int) and 0 < index <= len(names) else None
+            line = key_lines.get(f"tests.{named}", key_lines.get("tests"))
+            raise ImportFormatError(exc.message.removeprefix(f"{checked['id']}, ").rstrip("."), file=file,
+                                    line=line) from None
+        if tests:
+            checked["tests"] = tests
     try:
         canonical_json(checked)
     except (TypeError, ValueError) as exc:  # NaN, infinity, dates...: not plain JSON
@@ -657,6 +722,7 @@ def load_upload(files: list[tuple[str, bytes]]) -> Collection:
 
 def serialise_prompt(prompt: Mapping[str, Any]) -> str:
     """One prompt file's text: front matter when there is something to say, then the template and a newline."""
+    tests = prompt.get("tests") or []
     prompt = normalise_prompt(prompt)
     front: dict[str, Any] = {}
     if prompt["description"]:
@@ -665,6 +731,8 @@ def serialise_prompt(prompt: Mapping[str, Any]) -> str:
         front["parameters"] = {p["name"]: _parameter_yaml(p) for p in prompt["parameters"]}
     if prompt["metadata"]:
         front["metadata"] = prompt["metadata"]
+    if tests:
+        front["tests"] = {t["name"]: _test_yaml(t) for t in tests}
     template = prompt["template"]
     first = template.splitlines()[0] if template else ""
     text = ""
@@ -681,6 +749,16 @@ def _parameter_yaml(parameter: Mapping[str, Any]) -> Any:
         if parameter[key] != plain or type(parameter[key]) is not type(plain)
     }
     return {"type": parameter["type"], **extra} if extra else parameter["type"]
+
+
+def _test_yaml(test: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if test.get("values"):
+        out["values"] = dict(test["values"])
+    if test.get("checks"):
+        out["checks"] = [{c["kind"]: c.get("value", True) if c["kind"] == "json" else c["value"]}
+                         for c in test["checks"]]
+    return out
 
 
 def serialise_set(name: str, description: str = "") -> str:

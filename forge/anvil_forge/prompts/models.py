@@ -89,6 +89,9 @@ class Prompt(models.Model):
     # [{"name": "name", "type": "string", "required": true, "default": null, "description": ""}, ...]
     parameters = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)  # model, temperature...
+    # Test cases: [{"name", "values": {param: value}, "checks": [{"kind", "value"}]}] (see prompts.samples).
+    # Kept in versions beside the prompts (snapshot["tests"]), never in LIVE bundles.
+    tests = models.JSONField(default=list, blank=True)
     revision = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -137,9 +140,11 @@ class PromptSetVersion(models.Model):
 
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
-    # {"prompts": [{"id", "template", "description", "parameters", "metadata"}, ...]}, canonical order.
+    # {"prompts": [{"id", "template", "description", "parameters", "metadata"}, ...]}, canonical order; when
+    # prompts have test cases also "tests" ({id: samples}) and "test_results" (prompts.samples.results_for, run
+    # at submit). Bundles and the digest take only "prompts".
     snapshot = models.JSONField()
-    digest = models.CharField(max_length=71)  # "sha256:" + 64 hex, over the canonical JSON of the snapshot
+    digest = models.CharField(max_length=71)  # "sha256:" + 64 hex, over the canonical JSON of snapshot["prompts"]
     state = models.CharField(max_length=16, choices=VersionState.choices, default=VersionState.IN_REVIEW)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

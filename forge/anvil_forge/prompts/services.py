@@ -51,6 +51,7 @@ from anvil_forge.prompts.models import (
     SetStatus,
     VersionState,
 )
+from anvil_forge.prompts.samples import failing_samples, results_for, snapshot_tests, validate_tests
 
 __all__ = [
     "environment_create",
@@ -359,13 +360,15 @@ def prompt_create(
     description: str = "",
     parameters: list[dict[str, Any]] | None = None,
     metadata: dict[str, Any] | None = None,
+    tests: list[dict[str, Any]] | None = None,
 ) -> Prompt:
-    """Add a prompt to a LIVE set. The id, template, parameters and metadata are checked first."""
+    """Add a prompt to a LIVE set. The id, template, parameters, metadata and test cases are checked first."""
     project = prompt_set.project
     require(actor, project.organisation, Capability.EDIT, what=f"prompt set {prompt_set}")
     parameters = validate_prompt_fields(
         key=key, template=template, description=description, parameters=parameters or [], metadata=metadata or {}
     )
+    tests = validate_tests(key=key, tests=tests, parameters=parameters)
     with transaction.atomic():
         prompt_set = _lock_set(prompt_set)
         _require_editable(prompt_set)
@@ -380,6 +383,7 @@ def prompt_create(
             description=description,
             parameters=parameters,
             metadata=dict(metadata or {}),
+            tests=tests,
             updated_by=_user(actor),
         )
         _touch_set(prompt_set, actor)
@@ -403,6 +407,7 @@ def prompt_update(
     description: str = _UNCHANGED,
     parameters: list[dict[str, Any]] = _UNCHANGED,
     metadata: dict[str, Any] = _UNCHANGED,
+    tests: list[dict[str, Any]] = _UNCHANGED,
 ) -> Prompt:
     """Save changes to a prompt that the actor made starting from ``base_revision``.
 
@@ -426,6 +431,10 @@ def prompt_update(
         }
         new["parameters"] = validate_prompt_fields(key=current.key, **new)
         new["metadata"] = dict(new["metadata"])
+        # Kept test cases are checked again too: they must still fit the parameters.
+        new["tests"] = validate_tests(
+            key=current.key, tests=current.tests if tests is _UNCHANGED else tests, parameters=new["parameters"]
+        )
         changed = sorted(k for k, v in new.items() if getattr(current, k) != v)
         if not changed:
             return current
@@ -540,6 +549,13 @@ def prompt_set_submit(*, actor: Actor, prompt_set: PromptSet, base_revision: int
         )
         if not prompts:
             raise ApplicationError(f"{prompt_set.slug} has no prompts yet; add one before submitting it.")
+        # Test cases travel beside the prompts (never inside them: bundles and the digest take only prompts),
+        # run once here and recorded with the version for its reviewer.
+        tests = snapshot_tests(prompt_set.prompts.order_by("key").values_list("key", "tests"))
+        snapshot: dict[str, Any] = {"prompts": prompts}
+        if tests:
+            snapshot["tests"] = tests
+            snapshot["test_results"] = results_for(prompts, tests)
         number = (prompt_set.versions.aggregate(n=Max("number"))["n"] or 0) + 1
         digest = content_digest(prompts)
         # Peering imports this module's models; import it here, not at module level.
@@ -548,7 +564,7 @@ def prompt_set_submit(*, actor: Actor, prompt_set: PromptSet, base_revision: int
         version = PromptSetVersion.objects.create(
             prompt_set=prompt_set,
             number=number,
-            snapshot={"prompts": prompts},
+            snapshot=snapshot,
             digest=digest,
             state=VersionState.IN_REVIEW,
             created_by=_user(actor),
@@ -569,16 +585,21 @@ def prompt_set_submit(*, actor: Actor, prompt_set: PromptSet, base_revision: int
                 "digest": version.digest,
                 "prompts": len(prompts),
                 **({"provenance": version.provenance} if version.provenance else {}),
+                **({"tests": _tests_summary(snapshot["test_results"])} if tests else {}),
             },
         )
     return version
 
 
-def version_approve(*, actor: Actor, version: PromptSetVersion, comment: str = "") -> PromptSetVersion:
+def version_approve(
+    *, actor: Actor, version: PromptSetVersion, comment: str = "", override: bool = False
+) -> PromptSetVersion:
     """Approve a version in review: the version becomes approved and its set LOCKED.
 
     With the project's four-eyes rule (the default) the version's author may not approve it. Two racing
     approvals make one: the state moves with a conditional UPDATE and the loser gets :class:`Conflict`.
+    A version whose test cases failed at submit is approved only with ``override`` and a comment saying
+    why; that approval is audited as ``prompt_set.approve_override`` besides ``version.approve``.
     """
     prompt_set = version.prompt_set
     project = prompt_set.project
@@ -592,6 +613,18 @@ def version_approve(*, actor: Actor, version: PromptSetVersion, comment: str = "
             raise ApplicationError(
                 f"You submitted version {version.number} of {prompt_set.slug}; this project asks for four eyes, "
                 "so another reviewer must approve it."
+            )
+        failing = failing_samples(version.snapshot.get("test_results"))
+        if failing and not override:
+            raise ApplicationError(
+                f"Version {version.number} of {prompt_set.slug} has failing test cases ({', '.join(failing)}). "
+                "Request changes, or approve anyway with the override and a comment saying why.",
+                {"field": "override", "failing": failing},
+            )
+        if failing and not comment:
+            raise ApplicationError(
+                "Approving despite failing test cases needs a comment saying why.",
+                {"field": "comment", "failing": failing},
             )
         now = timezone.now()
         moved = PromptSetVersion.objects.filter(pk=version.pk, state=VersionState.IN_REVIEW).update(
@@ -608,8 +641,23 @@ def version_approve(*, actor: Actor, version: PromptSetVersion, comment: str = "
             obj=version,
             organisation=project.organisation,
             project=project,
-            data={"set": prompt_set.slug, "version": version.number, "digest": version.digest, "comment": comment},
+            data={
+                "set": prompt_set.slug,
+                "version": version.number,
+                "digest": version.digest,
+                "comment": comment,
+                **({"override": True} if failing else {}),
+            },
         )
+        if failing:
+            audit_record(
+                actor=actor,
+                action="prompt_set.approve_override",
+                obj=version,
+                organisation=project.organisation,
+                project=project,
+                data={"set": prompt_set.slug, "version": version.number, "failing": failing, "comment": comment},
+            )
     return version
 
 
@@ -871,6 +919,10 @@ def _already_reviewed(version: PromptSetVersion) -> str:
     if version.state == VersionState.REJECTED:
         return f"Version {version.number} already had changes requested by {who} at {_when(version.reviewed_at)}."
     return f"Version {version.number} is not in review."
+
+
+def _tests_summary(results: dict[str, Any]) -> dict[str, Any]:
+    return {"passed": results["passed"], "failed": results["failed"], "failing": failing_samples(results)}
 
 
 def _comment(comment: Any, *, required: bool) -> str:

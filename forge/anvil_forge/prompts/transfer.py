@@ -72,13 +72,21 @@ class SetExport:
     version: int | None = None
 
 
+def _with_tests(prompt: dict[str, Any], tests: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A normalised prompt with its test cases, when it has any (the file format's ``tests``)."""
+    return {**prompt, "tests": tests} if tests else prompt
+
+
 def _current(prompt_set: PromptSet | None) -> dict[str, dict[str, Any]]:
     if prompt_set is None:
         return {}
     return {
-        p.key: normalise_prompt(
-            {"id": p.key, "template": p.template, "description": p.description, "parameters": p.parameters,
-             "metadata": p.metadata}
+        p.key: _with_tests(
+            normalise_prompt(
+                {"id": p.key, "template": p.template, "description": p.description, "parameters": p.parameters,
+                 "metadata": p.metadata}
+            ),
+            p.tests,
         )
         for p in Prompt.objects.filter(prompt_set=prompt_set).order_by("key")
     }
@@ -210,6 +218,7 @@ def _apply(prompt_set: PromptSet, plan: ImportPlan, collection: Collection, acto
         prompt.description = new["description"]
         prompt.parameters = new["parameters"]
         prompt.metadata = new["metadata"]
+        prompt.tests = new.get("tests", [])
         prompt.revision += 1
         prompt.updated_by = user
         prompt.save()
@@ -222,6 +231,7 @@ def _apply(prompt_set: PromptSet, plan: ImportPlan, collection: Collection, acto
                 description=incoming[key]["description"],
                 parameters=incoming[key]["parameters"],
                 metadata=incoming[key]["metadata"],
+                tests=incoming[key].get("tests", []),
                 updated_by=user,
             )
             for key in plan.added
@@ -236,7 +246,8 @@ def prompt_set_export(*, actor: Actor, prompt_set: PromptSet, version: int | Non
         prompts = list(_current(prompt_set).values())
     else:
         found = selectors.version_get(actor=actor, prompt_set=prompt_set, number=version)
-        prompts = [normalise_prompt(p) for p in found.snapshot.get("prompts", [])]
+        tests = found.snapshot.get("tests", {})
+        prompts = [_with_tests(normalise_prompt(p), tests.get(p["id"])) for p in found.snapshot.get("prompts", [])]
     return SetExport(
         slug=prompt_set.slug,
         name=prompt_set.name,

@@ -19,3 +19,11 @@ def ago(moment: datetime | None) -> str:
     if (timezone.now() - moment).total_seconds() < 60:
         return "just now"
     return f"{timesince(moment)} ago"
+
+
+@register.filter
+def check_label(check: dict) -> str:
+    """A test case's check in words: 'contains 'Ada'', 'at most 200 characters', 'is valid JSON'..."""
+    from anvil_forge.prompts.samples import check_label as label
+
+    return label(check)

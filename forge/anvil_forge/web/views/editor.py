@@ -20,18 +20,21 @@ from anvil_forge.core.exceptions import ApplicationError, Conflict
 from anvil_forge.prompts import selectors, services
 from anvil_forge.prompts.analysis import prompt_analysis, prompt_preview
 from anvil_forge.prompts.models import Prompt, SetStatus
+from anvil_forge.web import test_cases
 from anvil_forge.web.access import Place, place_get
 from anvil_forge.web.forms import parameter_rows, parameters_from_rows, rows_from_parameters, sample_values
 
 
 def _state_from_prompt(prompt: Prompt) -> dict[str, Any]:
+    cases = test_cases.rows_from_tests(prompt.tests, prompt.parameters)
     return {
         "template": prompt.template,
         "description": prompt.description,
         "rows": rows_from_parameters(prompt.parameters),
         "metadata": json.dumps(prompt.metadata, indent=2, ensure_ascii=False) if prompt.metadata else "",
         "base_revision": prompt.revision,
-        "samples": {},
+        "samples": test_cases.first_sample_values(cases),  # the preview starts from the first test case
+        "cases": cases,
     }
 
 
@@ -44,6 +47,7 @@ def _state_from_request(request: HttpRequest) -> dict[str, Any]:
         "metadata": data.get("metadata", ""),
         "base_revision": data.get("base_revision", ""),
         "samples": sample_values(data),
+        "cases": test_cases.case_rows(data),
     }
 
 
@@ -104,6 +108,7 @@ def _editor(
         "new_key": prompt.key,
         "unsaved": request.method == "POST" and request.resolver_match.url_name == "prompt",
         **_live(state),
+        **_cases(prompt, state),
         **extra,
     }
     return render(request, "web/editor.html", context, status=status)
@@ -119,9 +124,13 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
     declare = request.POST.get("declare")
     if declare or request.POST.get("add_parameter") or request.POST.get("remove_parameter"):
         return _editor(request, place, prompt, _change_rows(state, declare, request.POST.get("remove_parameter")))
+    cases = test_cases.change_rows(state["cases"], request.POST)
+    if cases is not None:
+        return _editor(request, place, prompt, {**state, "cases": cases})
     try:
         parameters = parameters_from_rows(state["rows"])
         metadata = _metadata(state["metadata"])
+        tests = test_cases.tests_from_rows(state["cases"], parameters)
         base_revision = int(state["base_revision"])
     except (ApplicationError, ValueError) as exc:
         message = exc.message if isinstance(exc, ApplicationError) else "The form is missing its revision: reload."
@@ -135,6 +144,7 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
             description=state["description"],
             parameters=parameters,
             metadata=metadata,
+            tests=tests,
         )
     except Conflict as exc:
         current = Prompt.objects.filter(pk=prompt.pk).first()
@@ -152,8 +162,39 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
             save_error=exc.message,
             error_line=exc.extra.get("line"),
         )
-    messages.success(request, f"Saved {prompt.key}.")
+    messages.success(request, f"Saved {prompt.key}.{_cases_summary(prompt, state)}")
     return redirect("web:prompt", org, project, prompt_set, prompt.key)
+
+
+def _cases(prompt: Prompt, state: dict[str, Any]) -> dict[str, Any]:
+    """The "Test cases" section: the rows as typed and, when they are valid samples, each one's result."""
+    parameters = _lenient_parameters(state["rows"])
+    results, error = test_cases.case_results(
+        key=prompt.key, template=state["template"], parameters=parameters, rows=state["cases"]
+    )
+    rows = []
+    for i, row in enumerate(state["cases"]):
+        result = results[i] if i < len(results) else None
+        outcomes = result.checks if result is not None and len(result.checks) == len(row["checks"]) else []
+        rows.append({
+            "index": i,
+            "name": row["name"],
+            "result": result,
+            "fields": [{**p, "value": row["values"].get(p["name"], "")} for p in parameters],
+            "checks": [{**c, "outcome": outcomes[j] if outcomes else None} for j, c in enumerate(row["checks"])],
+        })
+    return {"cases": rows, "cases_error": error, "check_kinds": test_cases.check_kinds(),
+            "cases_failing": sum(1 for r in results if r is not None and not r.ok)}
+
+
+def _cases_summary(prompt: Prompt, state: dict[str, Any]) -> str:
+    if not state["cases"]:
+        return ""
+    context = _cases(prompt, state)
+    failing, total = context["cases_failing"], len(state["cases"])
+    if failing:
+        return f" {failing} of {total} test case{'s' if total != 1 else ''} fail{'s' if failing == 1 else ''}."
+    return f" All {total} test case{'s' if total != 1 else ''} pass."
 
 
 def _change_rows(state: dict[str, Any], declare: str | None, remove: str | None) -> dict[str, Any]:

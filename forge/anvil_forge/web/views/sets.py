@@ -14,6 +14,7 @@ from anvil_forge.audit.selectors import audit_events_for
 from anvil_forge.core.exceptions import ApplicationError
 from anvil_forge.prompts import selectors, services
 from anvil_forge.prompts.models import SetStatus, VersionState
+from anvil_forge.prompts.samples import failing_samples
 from anvil_forge.web.access import Place, place_get
 
 HISTORY_LENGTH = 25
@@ -28,11 +29,16 @@ def _set_page(request: HttpRequest, place: Place, *, status: int = 200, **extra:
         return render(request, "web/partials/prompt_rows.html", context)
     versions = list(selectors.versions_for(actor=request.user, prompt_set=prompt_set)[:1])
     latest = versions[0] if versions else None
+    in_review = latest if latest and latest.state == VersionState.IN_REVIEW else None
     history = audit_events_for(actor=request.user, project=place.project).filter(data__set=prompt_set.slug)
     context.update(
         {
             "latest": latest,
-            "in_review": latest if latest and latest.state == VersionState.IN_REVIEW else None,
+            "in_review": in_review,
+            # The test cases run at submit, recorded with the version: pass/fail per prompt and sample.
+            "test_results": (in_review.snapshot.get("test_results") if in_review else None),
+            "tests_failing": failing_samples(in_review.snapshot.get("test_results")) if in_review else [],
+            "override": False,
             "history": history[:HISTORY_LENGTH],
             "is_live": prompt_set.status == SetStatus.LIVE,
             "new_key": "",
@@ -77,7 +83,10 @@ def set_submit(request: HttpRequest, org: str, project: str, prompt_set: str) ->
         )
     except ApplicationError as exc:
         return _set_page(request, place, status=exc.status_code, workflow_error=exc.message)
-    messages.success(request, f"Submitted for review as version {version.number}.")
+    results = version.snapshot.get("test_results")
+    failing = failing_samples(results)
+    tested = f" Test cases: {results['passed']} pass, {len(failing)} fail." if results else ""
+    messages.success(request, f"Submitted for review as version {version.number}.{tested}")
     return redirect("web:set", org, project, prompt_set)
 
 
@@ -93,7 +102,9 @@ def set_review(request: HttpRequest, org: str, project: str, prompt_set: str) ->
             actor=request.user, prompt_set=place.prompt_set, number=_int(request.POST.get("version")) or 0
         )
         if decision == "approve":
-            services.version_approve(actor=request.user, version=version, comment=comment)
+            services.version_approve(
+                actor=request.user, version=version, comment=comment, override=bool(request.POST.get("override"))
+            )
             messages.success(request, f"Approved version {version.number}: it is ready to publish.")
         elif decision == "changes":
             services.version_request_changes(actor=request.user, version=version, comment=comment)
@@ -101,7 +112,8 @@ def set_review(request: HttpRequest, org: str, project: str, prompt_set: str) ->
         else:
             raise ApplicationError("Choose approve or request changes.")
     except ApplicationError as exc:
-        return _set_page(request, place, status=exc.status_code, review_error=exc.message, comment=comment)
+        return _set_page(request, place, status=exc.status_code, review_error=exc.message, comment=comment,
+                         override=bool(request.POST.get("override")))
     return redirect("web:set", org, project, prompt_set)
 
 
