@@ -22,6 +22,8 @@ from starlette.routing import Mount, Route  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 
 from anvil_forge.distribution import live_api, stream  # noqa: E402
+from anvil_forge.distribution.checkin_api import PATH as CHECKIN_PATH  # noqa: E402
+from anvil_forge.distribution.checkin_api import live_checkin  # noqa: E402
 
 django_application = get_asgi_application()
 
@@ -30,6 +32,8 @@ def build_application() -> Starlette:
     routes = [
         Mount(settings.STATIC_URL.rstrip("/"), app=StaticFiles(directory=settings.STATIC_DIR), name="static"),
         Route(stream.PATH, endpoint=stream.live_stream, name="live-stream"),
+        # Check-ins are answered at once and written in batches (checkin_api.py, checkin_writer.py).
+        Route(CHECKIN_PATH, endpoint=live_checkin, name="live-checkin"),
         # The LIVE API's releases and bundles, from in-memory caches (live_api.py).
         *live_api.routes(django_application),
         Mount("/", app=django_application),

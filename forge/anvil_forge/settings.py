@@ -203,13 +203,27 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_DIR = BASE_DIR / "web" / "static"
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level() -> str:
+    """``ANVIL_LOG_LEVEL``, in any case ("warning", "WARNING"); an unknown level is refused with the known ones."""
+    raw = os.environ.get("ANVIL_LOG_LEVEL", "")
+    level = raw.strip().upper() or "INFO"
+    if level not in _LOG_LEVELS:
+        raise ImproperlyConfigured(
+            f"ANVIL_LOG_LEVEL={raw!r} is not a log level: use one of {', '.join(name.lower() for name in _LOG_LEVELS)}."
+        )
+    return level
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "anvil_forge": {"handlers": ["console"], "level": os.environ.get("ANVIL_LOG_LEVEL", "INFO")},
+        "anvil_forge": {"handlers": ["console"], "level": _log_level()},
         "django": {"handlers": ["console"], "level": "WARNING"},
     },
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from anvil_forge.distribution.models import InstanceMode
@@ -19,6 +19,9 @@ MAX_USAGE_IDS = 5_000
 MAX_VARIABLES_PER_ID = 200
 MAX_VERSION = 2**31  # as the bundle endpoint's ?version=: a larger number is garbage, not a version
 MAX_PROCESS_ID = 2**31 - 1
+# ``applied``: the versions a process applied since its last check-in, per set; a process that applied more
+# (a burst of publishes while it could not check in) reports the newest ones.
+MAX_APPLIED_PER_SET = 20
 DEFAULT_CHECKIN_INTERVAL = 60  # seconds; what a client that does not say is assumed to use
 MIN_CHECKIN_INTERVAL = 1
 MAX_CHECKIN_INTERVAL = 86_400
@@ -45,6 +48,7 @@ _KNOWN_KEYS = frozenset(
         "usage",
         "checkin_interval",
         "goodbye",
+        "applied",
     }
 )
 
@@ -70,6 +74,9 @@ class CheckIn:
     process_id: int = 0
     checkin_interval: float = DEFAULT_CHECKIN_INTERVAL
     goodbye: bool = False
+    # Set slug -> the version numbers this process applied since its last check-in (oldest first), so a release
+    # superseded before the check-in lands is still acknowledged.
+    applied: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def gone_after_seconds(self) -> float:
@@ -140,6 +147,7 @@ def parse_checkin(body: bytes) -> CheckIn:
         process_id=process_id,
         checkin_interval=float(interval),
         goodbye=goodbye,
+        applied=_applied(data),
     )
 
 
@@ -184,6 +192,28 @@ def _versions(data: dict[str, Any], key: str) -> dict[str, int]:
         if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= MAX_VERSION:
             raise CheckInError(f"{key}.{slug}: must be a version number from 1 to {MAX_VERSION}")
         result[slug] = number
+    return result
+
+
+def _applied(data: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    value = data.get("applied")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckInError("applied: must be an object of set slug to version numbers")
+    if len(value) > MAX_SETS:
+        raise CheckInError(f"applied: at most {MAX_SETS} sets")
+    result: dict[str, tuple[int, ...]] = {}
+    for slug, numbers in value.items():
+        if not _SLUG.match(slug):
+            raise CheckInError(f"applied.{slug[:64]}: is not a set slug")
+        if not isinstance(numbers, list) or len(numbers) > MAX_APPLIED_PER_SET:
+            raise CheckInError(f"applied.{slug}: must be a list of at most {MAX_APPLIED_PER_SET} version numbers")
+        for number in numbers:
+            if not _is_int(number) or not 1 <= number <= MAX_VERSION:
+                raise CheckInError(f"applied.{slug}: {_shown(number)} is not a version number from 1 to {MAX_VERSION}")
+        if numbers:
+            result[slug] = tuple(dict.fromkeys(numbers))
     return result
 
 

@@ -21,6 +21,7 @@ from anvil_forge.core.exceptions import ApplicationError, Conflict
 from anvil_forge.distribution import events
 from anvil_forge.distribution.checkin import CheckIn
 from anvil_forge.distribution.models import AccessToken, LiveInstance, LiveProcess, Release, TokenKind
+from anvil_forge.distribution.page_events import project_changed
 from anvil_forge.distribution.tokens import token_generate, token_hash, token_well_formed
 from anvil_forge.prompts.models import Environment, Project
 
@@ -154,7 +155,7 @@ def token_ids_inactive(token_ids: list[int]) -> set[int]:
     return set(token_ids) - active
 
 
-def instance_checkin(*, token: AccessToken, checkin: CheckIn) -> LiveInstance | None:
+def instance_checkin(*, token: AccessToken, checkin: CheckIn, now: datetime | None = None) -> LiveInstance | None:
     """Record what one process of a LIVE instance reports; return its instance (``None`` after a goodbye of an
     instance never seen).
 
@@ -165,16 +166,91 @@ def instance_checkin(*, token: AccessToken, checkin: CheckIn) -> LiveInstance | 
     process gone at once; the instance's other processes stay.
 
     When every live process of the instance that follows a set runs the environment's current version of
-    it, an acknowledgement (``release.acknowledge``) is audited for that release, once per instance.
+    it, an acknowledgement (``release.acknowledge``) is audited for that release, once per instance. The
+    versions the process reports in ``applied`` are acknowledged too, for the release that put each of them
+    live, even when a newer release has superseded it since (see :func:`_record_applied`).
+
+    ``now`` is when the check-in arrived (the batch writer records it a moment later); default: now.
     """
-    now = timezone.now()
+    now = now or timezone.now()
     if checkin.goodbye:
-        return _process_goodbye(token=token, checkin=checkin, now=now)
-    process = _known_process(environment_id=token.environment_id, checkin=checkin)
-    if process is not None and _process_touch(process=process, token=token, checkin=checkin, now=now):
-        return process.instance
+        instance = _process_goodbye(token=token, checkin=checkin, now=now)
+    else:
+        process = _known_process(environment_id=token.environment_id, checkin=checkin)
+        if process is not None and _process_touch(process=process, token=token, checkin=checkin, now=now):
+            instance = process.instance
+        else:
+            instance = _process_register_retrying(token=token, checkin=checkin, now=now)
+    if instance is not None and checkin.applied:
+        _record_applied(instance=instance, token=token, applied=checkin.applied, now=now)
+    return instance
+
+
+def instance_checkins_record(*, checkins: list[tuple[AccessToken, CheckIn, datetime]]) -> None:
+    """Record many check-ins at once (the batch writer's call): ``(token, check-in, when it arrived)`` each.
+
+    One transaction for the batch. The known processes of the batch are read in one query; those whose
+    check-in changes nothing that counts (the periodic check-in of almost every process) are written with one
+    upsert of their rows; the others take :func:`instance_checkin`'s full path, each in a savepoint so a
+    failing one does not undo the rest. Several check-ins of one process in a batch: the writer keeps the
+    newest (with the ``applied`` versions of all).
+    """
+    if not checkins:
+        return
+    with transaction.atomic():
+        known = _known_processes([(token.environment_id, checkin) for token, checkin, _ in checkins])
+        touched: list[LiveProcess] = []
+        full: list[tuple[AccessToken, CheckIn, datetime]] = []
+        for token, checkin, now in checkins:
+            process = known.get((token.environment_id, checkin.instance_id, checkin.process_id))
+            if checkin.goodbye or checkin.applied or process is None or not _touchable(process, token, checkin, now):
+                full.append((token, checkin, now))
+                continue
+            process.last_seen_at = now
+            process.expires_at = now + timedelta(seconds=checkin.gone_after_seconds)
+            process.client_version = checkin.client_version
+            process.usage = checkin.usage
+            touched.append(process)
+        if touched:
+            LiveProcess.objects.bulk_create(
+                touched,
+                update_conflicts=True,
+                unique_fields=["instance", "process_id"],
+                update_fields=["last_seen_at", "expires_at", "client_version", "usage"],
+            )
+        for token, checkin, now in full:
+            try:
+                with transaction.atomic():
+                    instance_checkin(token=token, checkin=checkin, now=now)
+            except Exception:
+                logger.exception(
+                    "check-in of instance %s process %s could not be recorded", checkin.instance_id, checkin.process_id
+                )
+
+
+def _known_processes(keys: list[tuple[int, CheckIn]]) -> dict[tuple[int, str, int], LiveProcess]:
+    """The processes of ``keys`` (environment id, check-in) that exist, by (environment id, instance id, pid)."""
+    found: dict[tuple[int, str, int], LiveProcess] = {}
+    wanted = {(environment_id, checkin.instance_id, checkin.process_id) for environment_id, checkin in keys}
+    by_environment: dict[int, set[str]] = {}
+    for environment_id, instance_id, _ in wanted:
+        by_environment.setdefault(environment_id, set()).add(instance_id)
+    for environment_id, instance_ids in by_environment.items():
+        ids = sorted(instance_ids)
+        for start in range(0, len(ids), 500):  # SQLite allows a few hundred parameters per query
+            rows = LiveProcess.objects.select_related("instance").filter(
+                instance__environment_id=environment_id, instance__instance_id__in=ids[start : start + 500]
+            )
+            for process in rows:
+                key = (environment_id, process.instance.instance_id, process.process_id)
+                if key in wanted:
+                    found[key] = process
+    return found
+
+
+def _process_register_retrying(*, token: AccessToken, checkin: CheckIn, now: datetime) -> LiveInstance:
     try:
-        return _process_register(token=token, checkin=checkin, now=now)
+        return _process_register(token=token, checkin=checkin, now=now)  # its own transaction (or savepoint)
     except IntegrityError:
         # Two first check-ins of one instance or process raced; the other created the row, so this is an update.
         return _process_register(token=token, checkin=checkin, now=now)
@@ -194,16 +270,7 @@ def _known_process(*, environment_id: int, checkin: CheckIn) -> LiveProcess | No
 
 def _process_touch(*, process: LiveProcess, token: AccessToken, checkin: CheckIn, now: datetime) -> bool:
     """The cheap path: one UPDATE of the process row when nothing that counts changed; ``False``: the full path."""
-    instance = process.instance
-    if (
-        process.versions != checkin.versions
-        or process.pins != checkin.pins
-        or process.mode != checkin.mode
-        or process.expires_at <= now  # aged out (perhaps pruned): the full path counts it in again
-        or instance.name != checkin.name
-        or instance.host != checkin.host
-        or instance.token_id != token.pk
-    ):
+    if not _touchable(process, token, checkin, now):
         return False
     fields: dict[str, Any] = {"last_seen_at": now, "expires_at": now + timedelta(seconds=checkin.gone_after_seconds)}
     if process.client_version != checkin.client_version:
@@ -211,6 +278,20 @@ def _process_touch(*, process: LiveProcess, token: AccessToken, checkin: CheckIn
     if process.usage != checkin.usage:
         fields["usage"] = checkin.usage
     return LiveProcess.objects.filter(pk=process.pk).update(**fields) == 1
+
+
+def _touchable(process: LiveProcess, token: AccessToken, checkin: CheckIn, now: datetime) -> bool:
+    """Whether the check-in changes nothing but the process's last-seen time, client version and usage."""
+    instance = process.instance
+    return not (
+        process.versions != checkin.versions
+        or process.pins != checkin.pins
+        or process.mode != checkin.mode
+        or process.expires_at <= now  # aged out (perhaps pruned): the full path counts it in again
+        or instance.name != checkin.name
+        or instance.host != checkin.host
+        or instance.token_id != token.pk
+    )
 
 
 def _process_register(*, token: AccessToken, checkin: CheckIn, now: datetime) -> LiveInstance:
@@ -249,6 +330,7 @@ def _process_register(*, token: AccessToken, checkin: CheckIn, now: datetime) ->
             LiveProcess.objects.create(instance=instance, process_id=checkin.process_id, first_seen_at=now, **fields)
         else:
             LiveProcess.objects.filter(pk=process.pk).update(**fields)
+        project_changed(token.project_id, "instance.checkin")  # open pages show the instance's new state
         newly_running = {slug for slug, number in checkin.versions.items() if previous.get(slug) != number}
         if newly_running:
             _record_acknowledgements(instance=instance, token=token, slugs=newly_running, now=now)
@@ -270,6 +352,7 @@ def _process_goodbye(*, token: AccessToken, checkin: CheckIn, now: datetime) -> 
         if process is None or process.expires_at <= now:
             return instance
         LiveProcess.objects.filter(pk=process.pk).update(last_seen_at=now, expires_at=now)
+        project_changed(token.project_id, "instance.goodbye")
         if process.versions or process.pins:
             _record_acknowledgements(
                 instance=instance, token=token, slugs=set(process.versions) | set(process.pins), now=now
@@ -301,13 +384,7 @@ def _record_acknowledgements(*, instance: LiveInstance, token: AccessToken, slug
         following = [process for process in live if slug in process.versions or slug in process.pins]
         if not following or any(process.versions.get(slug) != number for process in following):
             continue
-        already = AuditEvent.objects.filter(
-            action="release.acknowledge",
-            object_type=Release._meta.label_lower,
-            object_id=str(release.pk),
-            data__instance_id=instance.instance_id,
-        )
-        if already.exists():
+        if _acknowledged(release, instance):
             continue
         audit_record(
             actor=None,
@@ -327,6 +404,70 @@ def _record_acknowledgements(*, instance: LiveInstance, token: AccessToken, slug
                 "token": token.prefix,
             },
         )
+
+
+def _acknowledged(release: Release, instance: LiveInstance) -> bool:
+    return AuditEvent.objects.filter(
+        action="release.acknowledge",
+        object_type=Release._meta.label_lower,
+        object_id=str(release.pk),
+        data__instance_id=instance.instance_id,
+    ).exists()
+
+
+def _record_applied(
+    *, instance: LiveInstance, token: AccessToken, applied: dict[str, tuple[int, ...]], now: datetime
+) -> None:
+    """Audit ``release.acknowledge`` for the releases a process reports it applied, once per instance and release.
+
+    The release of an applied version is the newest release of that version of the set in the environment
+    published by ``now`` (when the check-in arrived). A release that is still current is left to
+    :func:`_record_acknowledgements` (every live process of the instance must run it); one superseded since
+    counts the instance as soon as one of its processes applied it: it cannot be asked to run it any more.
+    """
+    environment = instance.environment
+    candidates = (
+        Release.objects.filter(
+            environment=environment,
+            prompt_set__slug__in=list(applied),
+            published_at__lte=now,
+            version__number__in=sorted({number for numbers in applied.values() for number in numbers}),
+        )
+        .select_related("prompt_set", "version")
+        .order_by("id")
+    )
+    releases: dict[tuple[str, int], Release] = {}
+    for release in candidates:
+        releases[(release.prompt_set.slug, release.version.number)] = release  # the newest wins
+    if not releases:
+        return
+    from anvil_forge.distribution.selectors import current_release_ids
+
+    current = set(current_release_ids(environment_id=environment.pk))
+    for slug, numbers in sorted(applied.items()):
+        for number in numbers:
+            release = releases.get((slug, number))
+            if release is None or release.pk in current or _acknowledged(release, instance):
+                continue
+            audit_record(
+                actor=None,
+                actor_label=f"instance {instance.name}"[:200],
+                action="release.acknowledge",
+                obj=release,
+                organisation=token.project.organisation,
+                project=token.project,
+                data={
+                    "instance_id": instance.instance_id,
+                    "instance": instance.name,
+                    "host": instance.host,
+                    "processes": 1,
+                    "set": slug,
+                    "version": number,
+                    "environment": environment.slug,
+                    "token": token.prefix,
+                    "superseded": True,
+                },
+            )
 
 
 def _user_or_none(actor: Any) -> Any:

@@ -14,8 +14,12 @@ import gc
 import json
 import logging
 import random
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+from django.conf import settings
 
 from anvil_forge.distribution.broadcast import (
     Subscriber,
@@ -23,6 +27,7 @@ from anvil_forge.distribution.broadcast import (
     retry_frame,
     run_in_db_thread,
 )
+from anvil_forge.distribution.checkin_writer import checkin_writer
 from anvil_forge.distribution.models import AccessToken, TokenKind
 from anvil_forge.distribution.tokens import bearer_token, failure_limiter, loggable_prefix
 
@@ -30,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 PATH = "/api/v1/live/stream"
 CONNECT_RETRY_MS = 2000
+# The retry hint of a stream the FORGE ends (maximum age, shedding, shutdown), drawn per stream.
+RECONNECT_MS_MIN = 500
+RECONNECT_MS_MAX = 3000
+MAX_AGE_SPREAD = 0.2
 STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -104,6 +113,14 @@ class LiveStream:
             logger.warning("refused token %s from %s on %s", loggable_prefix(raw or ""), address, PATH)
             await _respond_json(send, 401, {"error": "invalid token"}, [(b"www-authenticate", b'Bearer realm="anvil"')])
             return
+        if draining.is_set():
+            await _respond_json(
+                send,
+                503,
+                {"error": "this FORGE process is shutting down"},
+                [(b"retry-after", b"%d" % random.randint(1, 5))],
+            )
+            return
         subscriber = broadcaster.subscribe(environment_id=token.environment_id, token_id=token.pk)
         if subscriber is None:
             retry = str(random.randint(5, 30)).encode()
@@ -119,6 +136,10 @@ class LiveStream:
     async def _serve(self, scope: Scope, receive: Any, send: Any, subscriber: Subscriber) -> None:
         subscriber.task = asyncio.current_task()
         watcher = asyncio.create_task(_watch_disconnect(receive, subscriber))
+        # The maximum age: a timer of this stream's own at a jittered deadline, not the heartbeat's tick, so
+        # streams opened together (after a deploy) close spread out whatever the heartbeat interval.
+        expiry = asyncio.get_running_loop().call_at(_expiry_deadline(), _expire, subscriber)
+        subscriber.deadline = float("inf")  # the heartbeat loop leaves it to the timer
         try:
             try:
                 after = _last_event_id(scope)
@@ -153,6 +174,7 @@ class LiveStream:
                 return  # dropped as a slow reader: the server closes the connection
             raise
         finally:
+            expiry.cancel()
             watcher.cancel()
 
 
@@ -214,6 +236,62 @@ async def _watch_disconnect(receive: Any, subscriber: Subscriber) -> None:
             return
 
 
+def _expiry_deadline() -> float:
+    """When a stream opened now closes for its maximum age (loop time): spread over the last fifth of the age."""
+    max_age = settings.ANVIL_STREAM_MAX_AGE_SECONDS
+    return asyncio.get_running_loop().time() + max_age * random.uniform(1 - MAX_AGE_SPREAD, 1.0)
+
+
+def _expire(subscriber: Subscriber) -> None:
+    subscriber.close(retry_frame(reconnect_ms()))
+
+
+def reconnect_ms() -> int:
+    """The ``retry:`` a closed stream is sent: jittered per stream, so its clients do not come back together."""
+    return random.randint(RECONNECT_MS_MIN, RECONNECT_MS_MAX)
+
+
+# Set when the process is shutting down: new streams are refused, open ones have been ended.
+draining = asyncio.Event()
+
+
+def drain() -> int:
+    """Stop taking streams and end every open one with a jittered ``retry:`` (on the loop); the number ended."""
+    draining.set()
+    ended = 0
+    for subscribers in list(broadcaster.by_environment.values()):
+        for subscriber in list(subscribers):
+            if not subscriber.closed:
+                subscriber.close(retry_frame(reconnect_ms()))
+                ended += 1
+    if ended:
+        logger.info("shutting down: %d stream(s) ended with a retry hint", ended)
+    return ended
+
+
+def _drain_on_signals(loop: asyncio.AbstractEventLoop) -> None:
+    """Chain :func:`drain` in front of the server's SIGTERM and SIGINT handlers (uvicorn's, in the main thread).
+
+    uvicorn, told to exit, stops listening and then waits for open responses to end, up to its graceful
+    timeout, before cancelling them (a ``CancelledError`` traceback per stream, no closing chunk, no
+    ``retry:``). Ending the streams as the signal arrives lets every response finish properly at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if not callable(previous) or getattr(previous, "_anvil_drain", False):
+            continue
+
+        def handler(number: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(drain)
+            previous(number, frame)
+
+        handler._anvil_drain = True  # type: ignore[attr-defined]
+        signal.signal(signum, handler)
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: Any) -> AsyncIterator[None]:
     """Start the broadcaster with the server, then freeze start-up objects out of the garbage collector.
@@ -221,14 +299,19 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     Every open stream adds objects to the heap; with start-up's long-lived objects frozen (and a higher
     first-generation threshold) full collections stay short and rare, which keeps the fan-out's tail low.
     """
+    draining.clear()
     await broadcaster.start()
+    _drain_on_signals(asyncio.get_running_loop())
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
     try:
         yield
     finally:
+        drain()  # servers that run the lifespan's shutdown before ending responses
         await broadcaster.stop()
+        # The check-ins answered but not yet written are written before the process exits.
+        await asyncio.get_running_loop().run_in_executor(None, checkin_writer.stop)
 
 
 live_stream = LiveStream()
