@@ -29,9 +29,12 @@ django_application = get_asgi_application()
 
 
 def build_application() -> Starlette:
+    from anvil_forge.distribution import page_events  # open pages' own event stream (live acknowledgements)
+
     routes = [
         Mount(settings.STATIC_URL.rstrip("/"), app=StaticFiles(directory=settings.STATIC_DIR), name="static"),
         Route(stream.PATH, endpoint=stream.live_stream, name="live-stream"),
+        Route(page_events.PATH, endpoint=page_events.page_events, name="page-events"),
         # Check-ins are answered at once and written in batches (checkin_api.py, checkin_writer.py).
         Route(CHECKIN_PATH, endpoint=live_checkin, name="live-checkin"),
         # The LIVE API's releases and bundles, from in-memory caches (live_api.py).

@@ -16,6 +16,7 @@ from anvil_forge.core.exceptions import ApplicationError
 from anvil_forge.distribution.cli import add_token_arguments, run_token
 from anvil_forge.peering.cli import add_peer_arguments, run_peer
 from anvil_forge.prompts.cli import add_export_arguments, add_import_arguments, run_export, run_import
+from anvil_forge.prompts.rollback_cli import add_rollback_arguments, run_rollback
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anvil_forge.settings")
 
@@ -201,6 +202,7 @@ COMMANDS: dict[str, tuple[Handler, Arguments, str]] = {
     "demo": (run_demo, add_demo_arguments, "seed the demo organisation, project, prompts and users (idempotent)"),
     "createuser": (run_createuser, add_createuser_arguments, "create a user, optionally a member of an organisation"),
     "publish": (run_publish, add_publish_arguments, "publish a prompt set version to an environment"),
+    "rollback": (run_rollback, add_rollback_arguments, "roll an environment back to a version live there before"),
     "token": (run_token, add_token_arguments, "create, list or revoke ACCESS_TOKENs (LIVE instances, peer FORGEs)"),
     "peer": (run_peer, add_peer_arguments, "add, list, check or remove peer FORGEs (the Forges menu)"),
     "import": (run_import, add_import_arguments, "import prompt files, a .zip, a bundle or Langfuse JSON into a set"),

@@ -38,6 +38,10 @@ def audit_record(
         object_repr = str(obj)[:300]
     else:
         object_type = object_id = object_repr = ""
+    if project is not None:  # open pages of the project refresh after the commit (distribution.page_events)
+        from anvil_forge.distribution.page_events import project_changed
+
+        project_changed(getattr(project, "pk", project), action)
     return AuditEvent.objects.create(
         organisation=organisation,
         project=project,

@@ -787,8 +787,10 @@ def version_publish(*, actor: Actor, version: PromptSetVersion, environment: Env
 def version_rollback(*, actor: Actor, version: PromptSetVersion) -> PromptSetVersion:
     """Roll forward to older content: a new version with ``version``'s prompts, approved because they were.
 
-    The new version records ``rollback_of`` and the original approval, and is ready to publish. The set's
-    status and its prompts being edited are left as they are.
+    The new version records who rolled back (``created_by``) and the version it copies (``rollback_of``), and
+    is ready to publish. It has no reviewer or review time: nobody reviewed it, its content was approved as
+    ``rollback_of`` (``prompts.rollback.approval_of`` finds that review). The set's status and its prompts
+    being edited are left as they are.
     """
     prompt_set = version.prompt_set
     project = prompt_set.project
@@ -812,11 +814,6 @@ def version_rollback(*, actor: Actor, version: PromptSetVersion) -> PromptSetVer
                     digest=source.digest,
                     state=VersionState.APPROVED,
                     created_by=_user(actor),
-                    reviewed_by=source.reviewed_by,
-                    reviewed_at=source.reviewed_at,
-                    review_comment=(
-                        f"Rollback to version {source.number}, approved by {_username(source.reviewed_by)}."
-                    ),
                     rollback_of=source,
                     provenance=source.provenance,
                 )

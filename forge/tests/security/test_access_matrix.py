@@ -99,7 +99,7 @@ ROUTES = [
     Route("web:versions", SET + "versions/", VIEW),
     Route("web:version", SET + "versions/1/", VIEW),
     Route("web:diff", SET + "diff/?a=1&b=2", VIEW),
-    Route("web:rollback", SET + "versions/1/rollback/", POST_ONLY, PUBLISH, {}),
+    Route("web:rollback", SET + "versions/1/rollback/production/", ANY, PUBLISH, {}),
     Route("web:version_download", SET + "versions/1/download/", VIEW),
     Route("web:publish", SET + "versions/2/publish/production/", ANY, PUBLISH, {}),
     Route("web:release", SET + "releases/{release_id}/", VIEW, ids=True),

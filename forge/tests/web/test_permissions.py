@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from anvil_forge.distribution.models import AccessToken
+from anvil_forge.prompts import services
 from anvil_forge.prompts.models import Prompt, PromptSet, PromptSetVersion
 from forge.tests import factories
 
@@ -80,11 +81,15 @@ def test_publishing_is_shown_and_allowed_only_to_publishers(as_user, team, urls,
 
 @pytest.mark.parametrize(("role", "allowed"), _allowed("owner", "admin", "editor"))
 def test_rollback_is_allowed_only_to_publishers(as_user, team, urls, prompt_set, role, allowed):
-    factories.make_approved_version(prompt_set, author=team.editor, reviewer=team.reviewer)
-    factories.make_approved_version(prompt_set, author=team.editor, reviewer=team.reviewer)
+    v1 = factories.make_approved_version(prompt_set, author=team.editor, reviewer=team.reviewer)
+    factories.make_release(v1, actor=team.editor)
+    services.prompt_set_reopen(actor=team.editor, prompt_set=prompt_set)
+    factories.edit_prompt(prompt_set, "welcome.message", "Changed {{ name }}", actor=team.editor)
+    v2 = factories.make_approved_version(prompt_set, author=team.editor, reviewer=team.reviewer)
+    factories.make_release(v2, actor=team.editor)
     client = as_user(team.member(role))
-    assert ("Roll back to v1" in client.get(urls["versions"]).content.decode()) is allowed
-    response = client.post(urls["base"] + "versions/1/rollback/")
+    assert ("Roll back production to version 1" in client.get(urls["versions"]).content.decode()) is allowed
+    response = client.post(urls["base"] + "versions/1/rollback/production/")
     assert PromptSetVersion.objects.filter(prompt_set=prompt_set, number=3).exists() is allowed
     assert response.status_code == (302 if allowed else 403)
 

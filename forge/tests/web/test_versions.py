@@ -121,7 +121,8 @@ def test_publishing_an_older_version_is_refused_with_the_reason(as_user, team, u
 
 
 def test_rollback_makes_a_new_approved_version(as_user, team, urls, two_versions, prompt_set):
-    as_user(team.editor).post(urls["base"] + "versions/1/rollback/")
+    factories.make_release(two_versions[1], actor=team.editor)
+    as_user(team.editor).post(urls["base"] + "versions/1/rollback/production/")
     v3 = PromptSetVersion.objects.get(prompt_set=prompt_set, number=3)
     assert v3.state == "approved" and v3.digest == two_versions[0].digest
 

@@ -6,7 +6,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
 
 from anvil_forge.core.exceptions import ApplicationError, NotFound
 from anvil_forge.distribution.models import Release
@@ -19,6 +18,7 @@ from anvil_forge.distribution.selectors import (
 )
 from anvil_forge.prompts import selectors, services
 from anvil_forge.prompts.models import VersionState
+from anvil_forge.prompts.rollback import approval_of, rollback_environment, rollback_refusal, rollback_targets
 from anvil_forge.web.access import Place, place_get
 from anvil_forge.web.diffing import snapshot_diff
 
@@ -47,6 +47,11 @@ def _version_page(request: HttpRequest, place: Place, *, status: int = 200, erro
             running.setdefault(number, []).append((state.environment.slug, count))
     newest = versions[0].number if versions else 0
     live_numbers = {env.pk: n for n, envs in live.items() for env in envs}
+    rollback_to: dict[int, list] = {}
+    if "publish" in place.caps:
+        for environment in environments:
+            for target in rollback_targets(prompt_set=place.prompt_set, environment=environment):
+                rollback_to.setdefault(target.number, []).append(environment)
     rows = []
     for version in versions:
         targets = []
@@ -64,7 +69,8 @@ def _version_page(request: HttpRequest, place: Place, *, status: int = 200, erro
                 "live_in": live.get(version.number, []),
                 "running": running.get(version.number, []),
                 "publish_to": targets,
-                "can_rollback": version.state == VersionState.APPROVED and version.number != newest,
+                "approval": approval_of(version),
+                "rollback_to": rollback_to.get(version.number, []),
             }
         )
     return render(
@@ -86,6 +92,7 @@ def version_detail(request: HttpRequest, org: str, project: str, prompt_set: str
         {
             **place.context(),
             "version": version,
+            "approval": approval_of(version),
             "prompts": version.snapshot.get("prompts", []),
             "crumb": f"Version {version.number}",
         },
@@ -117,19 +124,49 @@ def version_diff(request: HttpRequest, org: str, project: str, prompt_set: str) 
 
 
 @login_required
-@require_POST
-def version_rollback(request: HttpRequest, org: str, project: str, prompt_set: str, number: int) -> HttpResponse:
+def version_rollback(
+    request: HttpRequest, org: str, project: str, prompt_set: str, number: int, environment: str
+) -> HttpResponse:
+    """GET: the confirmation (the diff from what is live back to version ``number``). POST: make and publish."""
     place = place_get(request, org, project, prompt_set)
     version = selectors.version_get(actor=request.user, prompt_set=place.prompt_set, number=number)
-    try:
-        made = services.version_rollback(actor=request.user, version=version)
-    except ApplicationError as exc:
-        return _version_page(request, place, status=exc.status_code, error=exc.message)
-    messages.success(
+    target = selectors.environment_get(actor=request.user, project=place.project, slug=environment)
+    error, status = "", 200
+    if request.method == "POST":
+        try:
+            release = rollback_environment(
+                actor=request.user, prompt_set=place.prompt_set, number=version.number, environment=target
+            )
+        except ApplicationError as exc:
+            error, status = exc.message, exc.status_code
+        else:
+            messages.success(
+                request,
+                f"Rolled {target.slug} back to version {number}'s content: made version {release.version.number} "
+                f"and published it.",
+            )
+            return redirect("web:release", org, project, prompt_set, release.pk)
+    current = selectors.current_release(environment=target, prompt_set=place.prompt_set)
+    allowed = version.pk in {v.pk for v in rollback_targets(prompt_set=place.prompt_set, environment=target)}
+    if not allowed and not error:
+        error = rollback_refusal(place.prompt_set, version, target)  # said on the page; nothing was asked yet
+    newest = selectors.versions_for(actor=request.user, prompt_set=place.prompt_set).first()
+    return render(
         request,
-        f"Made version {made.number} with the content of version {number}; it is approved and ready to publish.",
+        "web/rollback.html",
+        {
+            **place.context(),
+            "version": version,
+            "approval": approval_of(version),
+            "environment": target,
+            "current": current,
+            "allowed": allowed,
+            "next_number": (newest.number if newest else 0) + 1,
+            "diff": snapshot_diff(current.version.snapshot if current else None, version.snapshot),
+            "error": error,
+        },
+        status=status,
     )
-    return redirect("web:versions", org, project, prompt_set)
 
 
 @login_required
@@ -229,7 +266,14 @@ def _ack_context(request: HttpRequest, place: Place, release: Release) -> dict:
 def release_detail(request: HttpRequest, org: str, project: str, prompt_set: str, release_id: int) -> HttpResponse:
     place = place_get(request, org, project, prompt_set)
     release = _release(request, place, release_id)
-    return render(request, "web/release.html", _ack_context(request, place, release))
+    context = _ack_context(request, place, release)
+    if "publish" in place.caps:
+        # Offered from the newest release only: the version live here before it (when it is a target).
+        targets = rollback_targets(prompt_set=place.prompt_set, environment=release.environment)
+        current = selectors.current_release(environment=release.environment, prompt_set=place.prompt_set)
+        if current is not None and current.pk == release.pk and targets:
+            context["rollback_offer"] = targets[0]
+    return render(request, "web/release.html", context)
 
 
 @login_required
