@@ -66,7 +66,7 @@ def test_valid_samples_are_normalised_with_every_check_kind():
         ([sample(values={})], "give a value for the required parameter name"),
         ([sample(checks=[{"kind": "shouts"}])], "check 1: unknown kind 'shouts'"),
         ([sample(checks=[{"kind": "contains", "value": ""}])], "check 1: contains needs the text"),
-        ([sample(checks=[{"kind": "regex", "value": "(unclosed"}])], "check 1: the regular expression does not compile"),
+        ([sample(checks=[{"kind": "regex", "value": "(unclosed"}])], "check 1: the regular expression does not"),
         ([sample(checks=[{"kind": "regex", "value": "a" * 501}])], "longer than 500 characters"),
         ([sample(checks=[{"kind": "max_chars", "value": 0}])], "max_chars needs a whole number from 1"),
         ([sample(checks=[{"kind": "max_chars", "value": "10"}])], "max_chars needs a whole number"),
@@ -172,7 +172,7 @@ def test_saving_samples_stores_them_normalised_and_refuses_bad_ones(team, prompt
     saved = services.prompt_update(actor=team.editor, prompt=prompt, base_revision=prompt.revision, tests=PASSING)
 
     assert saved.tests == PASSING
-    with pytest.raises(ApplicationError, match="welcome.message, test case 'ada', check 1: unknown kind"):
+    with pytest.raises(ApplicationError, match=r"welcome\.message, test case 'ada', check 1: unknown kind"):
         services.prompt_update(actor=team.editor, prompt=saved, base_revision=saved.revision,
                                tests=[{**PASSING[0], "checks": [{"kind": "nope"}]}])
 
