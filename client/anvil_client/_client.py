@@ -41,6 +41,9 @@ UpdateCallback = Callable[[dict[str, Any]], None]
 # Every client of this process, so a forked child can restart their sync threads.
 _CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
 
+# At most this many versions per set are reported as applied in one check-in (the FORGE takes 20).
+MAX_APPLIED_REPORTED = 20
+
 
 class Client:
     """Prompts from memory, kept up to date by its FORGE.
@@ -70,6 +73,8 @@ class Client:
         self._callbacks: list[UpdateCallback] = []
         self._warned: set[tuple[str, type]] = set()
         self._lock = threading.RLock()  # start, apply, state changes (never the hot path)
+        # Set -> the versions applied from the FORGE since the last accepted check-in (reported as ``applied``).
+        self._applied: dict[str, list[int]] = {}
         self._started_pid: int | None = None  # the process whose sync this client runs (and fills _prompts)
         self._loaded_pid: int | None = None  # the process that last loaded the bootstrap file and disk cache
         self._threadless_pid: int | None = None  # a uWSGI master: serving without a thread (see _prefork)
@@ -533,6 +538,10 @@ class Client:
         # From the FORGE, changed templates are compiled before the swap: one that fails is refused here.
         snapshot = self._snapshot.with_set(bundle, source, check=source == "forge")
         self._publish(snapshot)
+        if source == "forge":
+            applied = self._applied.setdefault(bundle.set, [])
+            applied.append(bundle.version)
+            del applied[:-MAX_APPLIED_REPORTED]
         if write:
             from anvil_client._cache import write_disk_bundle
 
@@ -803,7 +812,22 @@ class _SyncLink:
             "pins": dict(client._host.pins),
             "versions": client._snapshot.versions,
             "usage": client._usage_report(),
+            **({"applied": applied} if (applied := self._applied_report()) else {}),
         }
+
+    def _applied_report(self) -> dict[str, list[int]]:
+        with self._client._lock:
+            return {name: list(numbers) for name, numbers in self._client._applied.items() if numbers}
+
+    def checkin_accepted(self, body: Mapping[str, Any]) -> None:
+        """The FORGE took ``body``: the versions it reported as applied need not be reported again."""
+        with self._client._lock:
+            for name, numbers in (body.get("applied") or {}).items():
+                left = [n for n in self._client._applied.get(name, []) if n not in numbers]
+                if left:
+                    self._client._applied[name] = left
+                else:
+                    self._client._applied.pop(name, None)
 
 
 def _restart_after_uwsgi_fork(client: Client) -> Callable[[], None]:

@@ -394,6 +394,9 @@ class SyncThread:
             if self._legacy_checkin:
                 body = _legacy_checkin(body)
             self.forge.checkin(body)
+            accepted = getattr(self.target, "checkin_accepted", None)
+            if accepted is not None:
+                accepted(body)
         except HTTPFailure as exc:
             if exc.status == 400 and "is not a check-in field" in str(exc) and not self._legacy_checkin:
                 # A FORGE older than this client: report as one instance per process, as clients before did.
@@ -422,7 +425,7 @@ class _Revoked(Exception):
 
 def _legacy_checkin(body: dict[str, Any]) -> dict[str, Any]:
     """A check-in an older FORGE accepts: no process fields, one instance id per process."""
-    legacy = {k: v for k, v in body.items() if k not in ("process_id", "checkin_interval", "goodbye")}
+    legacy = {k: v for k, v in body.items() if k not in ("process_id", "checkin_interval", "goodbye", "applied")}
     legacy["instance_id"] = f"{body['instance_id'][:40]}-{body['process_id']}"
     return legacy
 
