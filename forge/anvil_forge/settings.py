@@ -240,6 +240,12 @@ ANVIL_PEERS = os.environ.get("ANVIL_PEERS", "")
 ANVIL_PEER_TIMEOUT_SECONDS = float(os.environ.get("ANVIL_PEER_TIMEOUT_SECONDS", "5"))
 ANVIL_PEER_MAX_BYTES = int(os.environ.get("ANVIL_PEER_MAX_BYTES", str(5 * 1024 * 1024)))
 # The hosts a peer URL may name, in ALLOWED_HOSTS' syntax ("forge.example.com", ".example.com", "*"): the
-# FORGE connects to no other. Default "*" (any host); set it in production so that an owner or admin cannot
-# point the FORGE at internal addresses.
+# FORGE connects to no other. Default "*" (any host; internal addresses are refused anyway unless
+# ANVIL_PEER_PRIVATE_NETWORKS names them).
 ANVIL_PEER_ALLOWED_HOSTS = [host.lower() for host in _env_list("ANVIL_PEER_ALLOWED_HOSTS")] or ["*"]
+# Networks (CIDR, comma-separated: "10.20.0.0/16,127.0.0.1/32") of non-public addresses a peer may be at. Default
+# none: the FORGE connects only to public addresses (checked on the address resolved, at connect time).
+ANVIL_PEER_PRIVATE_NETWORKS = _env_list("ANVIL_PEER_PRIVATE_NETWORKS")
+# Page views and connection tests start at most this many live reads of one peer a minute (per process); past
+# that they show the last answer (see peering/throttle.py).
+ANVIL_PEER_PAGE_READS_PER_MINUTE = int(os.environ.get("ANVIL_PEER_PAGE_READS_PER_MINUTE", "30"))

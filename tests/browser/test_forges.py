@@ -27,7 +27,7 @@ def sign_in(page: Page, forge, username: str) -> None:
 
 def test_forges_menu_add_browse_copy_connect_and_unreachable(page: Page, make_forge, screenshot):
     forge_b = make_forge()
-    forge_a = make_forge()
+    forge_a = make_forge(env={"ANVIL_PEER_PRIVATE_NETWORKS": "127.0.0.0/8"})  # B is on loopback
     token = forge_b.cli("token", "create", "acme/support-bot", "--environment", "production", "--kind", "peer",
                         "--name", "forge a").splitlines()[0].strip()
 

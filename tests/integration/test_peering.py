@@ -1,7 +1,8 @@
 """Two FORGEs on loopback, each with its own database: A browses B, connects, copies, follows, and copes.
 
 B is configured as a peer of A with the CLI and a peer token B issued. A's pages are driven over HTTP as the
-demo owner (a signed-in browser session without the browser).
+demo owner (a signed-in browser session without the browser). B is on loopback, which A refuses unless
+``ANVIL_PEER_PRIVATE_NETWORKS`` allows it: A runs with it, and one check runs without it.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def remote_digest(forge_b: ForgeProcess, raw: str, version: int) -> str:
 
 def test_two_forges_peer_browse_connect_copy_follow_and_fail_clearly(make_forge):
     forge_b = make_forge()
-    forge_a = make_forge()
+    forge_a = make_forge(env={"ANVIL_PEER_PRIVATE_NETWORKS": "127.0.0.0/8"})  # B is on loopback
     raw = forge_b.cli("token", "create", "acme/support-bot", "--environment", "production", "--kind", "peer",
                       "--name", "forge a").splitlines()[0].strip()
     assert raw.startswith("anvil_peer_")
@@ -85,6 +86,12 @@ def test_two_forges_peer_browse_connect_copy_follow_and_fail_clearly(make_forge)
     assert "reachable, token accepted" in added and raw not in added
     listing = forge_a.cli("peer", "list")
     assert "b " in listing and "ok" in listing and raw not in listing
+    # Without ANVIL_PEER_PRIVATE_NETWORKS, the same FORGE does not connect to B on loopback.
+    default_env = {k: v for k, v in forge_a.env.items() if k != "ANVIL_PEER_PRIVATE_NETWORKS"}
+    refused = subprocess.run([sys.executable, "-m", "anvil_forge.cli", "peer", "check", "b", "--organisation", "acme"],
+                             env=default_env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "ANVIL_PEER_PRIVATE_NETWORKS" in refused.stdout
+    assert peer_check(forge_a).returncode == 0
 
     owner = sign_in(forge_a)
     # Browse B's projects, sets, versions and prompts from A.

@@ -5,35 +5,50 @@ here has a total deadline (not only a per-read timeout, so a peer dripping one b
 page), a size limit, follows no redirect (the token goes only to the URL configured), and turns every
 failure into :class:`PeerError` with a message a person can act on. Bundles are verified with
 ``anvil_client.bundle.load_bundle``, the same check a LIVE client makes.
+
+A peer URL is also a way into the FORGE's own network: the host is resolved at each request, every address
+checked (``config.address_problem``: public only, unless ``ANVIL_PEER_PRIVATE_NETWORKS`` allows), and the
+connection made to exactly the addresses checked. What a failing peer sent is never repeated, and every way of
+not reaching it reads the same (a page must not serve as a port scanner).
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
+import logging
+import socket
 import ssl
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from django.conf import settings
 
-from anvil_client._exceptions import BundleError
+from anvil_client._exceptions import BundleDigestError, BundleError, BundleSchemaError
 from anvil_client.bundle import SLUG_PATTERN, Bundle, load_bundle
 from anvil_forge.core.exceptions import ApplicationError
-from anvil_forge.peering.config import host_problem
+from anvil_forge.peering.config import address_problem, host_problem
+
+logger = logging.getLogger("anvil_forge.peering")
 
 USER_AGENT = "anvil-forge-peer/1"
+PROJECTS = "/api/v1/peer/projects"
 _CHUNK = 64 * 1024
 
 
 class PeerError(ApplicationError):
     """A peer could not be read. ``kind`` says why, for the health badge:
 
-    ``unreachable`` (connection refused, DNS, TLS), ``timeout``, ``token_refused`` (401), ``not_found`` (404),
-    ``too_large``, ``garbage`` (not the peer API's JSON, or a bundle that fails verification), ``http`` (other
-    statuses). The gateway answering 502 for a peer that failed is the caller's choice.
+    ``unreachable`` (refused by this FORGE's settings, or not reached: connection refused, no answer in time,
+    not HTTP, DNS, TLS, all with one text), ``timeout`` (an answer begun but not finished in time),
+    ``token_refused`` (401), ``not_found`` (404), ``too_large``, ``garbage`` (not the peer API's JSON, or a bundle
+    that fails verification), ``http`` (other statuses, shown as the status and a fixed reason, never the body),
+    ``limited`` (the page-view read budget is spent: ``peering.throttle``). The gateway answering 502 for a peer
+    that failed is the caller's choice.
     """
 
     status_code = 502
@@ -89,7 +104,7 @@ class PeerClient:
     # The peer API, one method per endpoint.
 
     def projects(self, *, page: int = 1, per_page: int = 50) -> Page:
-        return self._page("/api/v1/peer/projects", page, per_page, slugs=("organisation", "project"))
+        return self._page(PROJECTS, page, per_page, slugs=("organisation", "project"))
 
     def sets(self, organisation: str, project: str, *, page: int = 1, per_page: int = 50) -> Page:
         path = f"/api/v1/peer/projects/{_seg(organisation)}/{_seg(project)}/sets"
@@ -118,13 +133,18 @@ class PeerClient:
         body = self._get(path)
         try:
             bundle = load_bundle(body)
-        except BundleError as exc:
-            raise PeerError(f"Peer {self.name} sent a bundle that failed verification: {exc}", kind="garbage") from exc
+        except BundleError as exc:  # a fixed reason: the error's own text may quote what the peer sent
+            reason = (
+                "its digest does not match its content" if isinstance(exc, BundleDigestError)
+                else "a field is missing or malformed" if isinstance(exc, BundleSchemaError)
+                else "it is not an anvil.bundle/1 bundle"
+            )
+            message = f"Peer {self.name} sent a bundle that failed verification: {reason}."
+            raise PeerError(message, kind="garbage") from exc
         expected = (organisation, project, set_slug, int(version))
-        got = (bundle.organisation, bundle.project, bundle.set, bundle.version)
-        if got != expected:
+        if (bundle.organisation, bundle.project, bundle.set, bundle.version) != expected:
             raise PeerError(
-                f"Peer {self.name} sent the bundle of {got[0]}/{got[1]}/{got[2]} v{got[3]} when asked for "
+                f"Peer {self.name} sent the bundle of another set or version when asked for "
                 f"{expected[0]}/{expected[1]}/{expected[2]} v{expected[3]}; refused.",
                 kind="garbage",
             )
@@ -174,19 +194,27 @@ class PeerClient:
             raise PeerError(message, kind="garbage") from exc
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
-        # Checked at each request, not only when the peer was added: the setting may have changed since.
+        # Checked at each request, not only when the peer was added: the settings and the DNS may have changed.
         if problem := host_problem(self.host):
             raise PeerError(f"Peer {self.name}: its URL {problem}; the FORGE does not connect.", kind="unreachable")
         target = self.base_path + path + (f"?{urlencode(params)}" if params else "")
         deadline = time.monotonic() + self.timeout
+        port = self.port or (443 if self.scheme == "https" else 80)
         connection: http.client.HTTPConnection
         if self.scheme == "https":
             connection = http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+                self.host, port, timeout=self.timeout, context=ssl.create_default_context()
             )
         else:
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            connection = http.client.HTTPConnection(self.host, port, timeout=self.timeout)
+        answered = False
         try:
+            # The name is looked up once and checked; the connection goes to exactly the addresses checked (TLS
+            # still verifies the certificate against the name), so a second lookup cannot swap in another.
+            addresses = self._addresses(port)
+            connection._create_connection = lambda _address, timeout, source=None: _connect(  # type: ignore[attr-defined]
+                addresses, timeout, deadline
+            )
             connection.request(
                 "GET",
                 target,
@@ -198,6 +226,7 @@ class PeerClient:
             )
             self._remaining(connection, deadline)
             response = connection.getresponse()
+            answered = True
             length = response.getheader("Content-Length")
             if length and length.isdigit() and int(length) > self.max_bytes:
                 raise self._too_large(path)
@@ -213,19 +242,47 @@ class PeerClient:
                     raise self._too_large(path)
                 chunks.append(chunk)
             body = b"".join(chunks)
-        except PeerError:
+        except PeerError as exc:
+            if exc.kind == "timeout" and not answered:
+                raise self._unreachable(exc) from exc
             raise
-        except TimeoutError as exc:
-            raise PeerError(f"Peer {self.name} did not answer within {self.timeout:g} s.", kind="timeout") from exc
-        except ssl.SSLError as exc:
-            raise PeerError(f"Peer {self.name}: TLS failed ({exc.reason or exc}).", kind="unreachable") from exc
-        except (OSError, http.client.HTTPException) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
-            raise PeerError(f"Peer {self.name} is unreachable at {self.url}: {reason}.", kind="unreachable") from exc
+        except (OSError, http.client.HTTPException) as exc:  # timeouts, refusals, DNS, TLS, not HTTP
+            if not answered:
+                raise self._unreachable(exc) from exc
+            if isinstance(exc, TimeoutError):
+                raise PeerError(f"Peer {self.name} did not answer within {self.timeout:g} s.", kind="timeout") from exc
+            raise PeerError(f"Peer {self.name} broke off its answer to {path}.", kind="garbage") from exc
         finally:
             connection.close()
-        self._check_status(response.status, path, body)
+        self._check_status(response.status, path)
         return body
+
+    def _addresses(self, port: int) -> list[tuple[int, tuple[Any, ...]]]:
+        """The addresses ``self.host`` resolves to, each allowed (else :class:`PeerError`): (family, sockaddr)."""
+        found = socket.getaddrinfo(self.host, port, type=socket.SOCK_STREAM)
+        addresses: list[tuple[int, tuple[Any, ...]]] = []
+        for family, _type, _proto, _name, sockaddr in found:
+            if family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+            if problem := address_problem(address):  # one refused address refuses the name: no lottery
+                logger.warning("peer %s: %s resolves to %s, which it refuses", self.name, self.host, address)
+                raise PeerError(f"Peer {self.name}: its host {problem}.", kind="unreachable")
+            addresses.append((family, sockaddr))
+        if not addresses:
+            raise OSError(f"{self.host} has no IPv4 or IPv6 address")
+        return addresses
+
+    def _unreachable(self, cause: BaseException) -> PeerError:
+        """One text for every way of not reaching a peer: a closed, filtered or silent port, a service that is not
+        HTTP, a name that does not resolve and a failed TLS handshake must not be told apart (the reason is
+        logged for the operator)."""
+        logger.info("peer %s: could not reach %s: %s", self.name, self.url, _reason(cause))
+        return PeerError(
+            f"Could not reach the peer {self.name}: no connection, no answer within {self.timeout:g} s, or no HTTP "
+            "answer. Check its URL and that it is running.",
+            kind="unreachable",
+        )
 
     def _remaining(self, connection: http.client.HTTPConnection, deadline: float) -> None:
         remaining = deadline - time.monotonic()
@@ -239,7 +296,8 @@ class PeerClient:
             f"Peer {self.name} answered {path} with more than {self.max_bytes // 1024} KB; refused.", kind="too_large"
         )
 
-    def _check_status(self, status: int, path: str, body: bytes) -> None:
+    def _check_status(self, status: int, path: str) -> None:
+        """Refuse an answer that is not a success with its status and a fixed reason: never the peer's body."""
         if 200 <= status < 300:
             return
         if status == 401:
@@ -248,20 +306,50 @@ class PeerClient:
                 "Ask the peer FORGE's admin for a new peer token and replace it here.",
                 kind="token_refused",
             )
+        if status == 404 and path == PROJECTS:  # every peer FORGE lists the token's projects
+            raise PeerError(
+                f"Peer {self.name} answered 404 where a FORGE lists its projects to peers: its URL is not an Anvil "
+                "FORGE (or not its base address).",
+                kind="http",
+            )
         if status == 404:
             raise PeerError(f"Peer {self.name} has no {path.removeprefix('/api/v1/peer/')} (404).", kind="not_found")
         if 300 <= status < 400:
             raise PeerError(
-                f"Peer {self.name} answered with a redirect ({status}); check its URL ({self.url}).", kind="http"
+                f"Peer {self.name} answered with a redirect ({status}), which the FORGE does not follow; "
+                f"check its URL ({self.url}).",
+                kind="http",
             )
-        detail = ""
         try:
-            error = json.loads(body.decode("utf-8")).get("error")
-            if isinstance(error, str):
-                detail = f": {error[:200]}"
-        except (UnicodeDecodeError, ValueError, AttributeError):
-            pass
-        raise PeerError(f"Peer {self.name} answered {status}{detail}.", kind="http")
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "an unknown status"
+        kind = "server error" if status >= 500 else "refused"
+        raise PeerError(f"Peer {self.name} answered {status} ({reason}): {kind}.", kind="http")
+
+
+def _connect(addresses: list[tuple[int, tuple[Any, ...]]], timeout: float | None, deadline: float) -> socket.socket:
+    """A connection to the first of ``addresses`` that answers, within the request's deadline."""
+    error: OSError | None = None
+    for family, sockaddr in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(min(remaining, timeout) if timeout is not None else remaining)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or TimeoutError("no time left to connect")
+
+
+def _reason(cause: BaseException) -> str:
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(cause) or type(cause).__name__
 
 
 def _seg(value: str) -> str:

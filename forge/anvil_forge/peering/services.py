@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -20,10 +21,11 @@ from django.utils import timezone
 
 from anvil_client.bundle import Bundle, canonical_json, content_digest, normalise_prompt
 from anvil_forge.accounts.models import Organisation
-from anvil_forge.accounts.permissions import Capability, require
+from anvil_forge.accounts.permissions import Capability, SystemActor, require
 from anvil_forge.audit.services import audit_record
 from anvil_forge.core.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from anvil_forge.core.validation import validate_slug
+from anvil_forge.peering import throttle
 from anvil_forge.peering.client import Page, PeerClient, PeerError
 from anvil_forge.peering.config import NAME_PATTERN, url_problem
 from anvil_forge.peering.crypto import decrypt_token, encrypt_token
@@ -121,11 +123,16 @@ def peer_remove(*, actor: Any, peer: Peer) -> None:
 
 
 def peer_check(*, actor: Any, peer: Peer, organisation: Organisation) -> Peer:
-    """The connection test: ask the peer for its projects and record its health. Never raises for the peer."""
+    """The connection test: ask the peer for its projects and record its health. Never raises for the peer.
+
+    Any member may start it, so it counts against the peer's read budget (``peering.throttle``): past it, the
+    health recorded by the last read is the answer. The console (``anvil-forge peer check``) always asks.
+    """
     require(actor, organisation, Capability.VIEW, what=f"peer {peer.name}")
     _require_peer_of(peer, organisation)
-    with contextlib.suppress(PeerError):  # the outcome is recorded on the peer by the client
-        peer_client(peer).projects(page=1, per_page=1)
+    if isinstance(actor, SystemActor) or throttle.read_budget.take(peer.pk):
+        with contextlib.suppress(PeerError):  # the outcome is recorded on the peer by the client
+            peer_client(peer).projects(page=1, per_page=1)
     peer.refresh_from_db()
     return peer
 
@@ -204,27 +211,54 @@ def _settings_token(peer: Peer) -> str:
 # Browsing (reads of a peer) ---------------------------------------------------------------------------------
 
 
+# These serve the pages, so each counts against the peer's read budget (``peering.throttle``); past it, the
+# page gets the last answer to the same read, or a message saying to try again shortly.
+
+
 def peer_projects(*, actor: Any, organisation: Organisation, peer: Peer, page: int = 1) -> Page:
     _require_browse(actor, organisation, peer)
-    return peer_client(peer).projects(page=page)
+    return _page_read(peer, ("projects", page), lambda client: client.projects(page=page))
 
 
 def peer_sets(*, actor: Any, organisation: Organisation, peer: Peer, remote_organisation: str,
               remote_project: str, page: int = 1) -> Page:
     _require_browse(actor, organisation, peer)
-    return peer_client(peer).sets(remote_organisation, remote_project, page=page)
+    return _page_read(peer, ("sets", remote_organisation, remote_project, page),
+                      lambda client: client.sets(remote_organisation, remote_project, page=page))
 
 
 def peer_versions(*, actor: Any, organisation: Organisation, peer: Peer, remote_organisation: str,
                   remote_project: str, remote_set: str, page: int = 1) -> Page:
     _require_browse(actor, organisation, peer)
-    return peer_client(peer).versions(remote_organisation, remote_project, remote_set, page=page)
+    return _page_read(peer, ("versions", remote_organisation, remote_project, remote_set, page),
+                      lambda client: client.versions(remote_organisation, remote_project, remote_set, page=page))
 
 
 def peer_bundle(*, actor: Any, organisation: Organisation, peer: Peer, remote_organisation: str,
                 remote_project: str, remote_set: str, version: int) -> Bundle:
     _require_browse(actor, organisation, peer)
-    return peer_client(peer).bundle(remote_organisation, remote_project, remote_set, version)
+    return _page_read(peer, ("bundle", remote_organisation, remote_project, remote_set, version),
+                      lambda client: client.bundle(remote_organisation, remote_project, remote_set, version))
+
+
+def _page_read(peer: Peer, read: tuple[Any, ...], call: Callable[[_RecordingClient], Any]) -> Any:
+    """One read of ``peer`` for a page: live while the peer's read budget lasts, else the last answer to it."""
+    key = (peer.pk, peer.url, peer.token_prefix, peer.token_env, *read)  # a new URL or token: a new answer
+    if not throttle.read_budget.take(peer.pk):
+        cached = throttle.answers.get(key)
+        if cached is None:
+            raise PeerError(
+                f"Peer {peer.name} was read many times in the last minute; try again in a few seconds.",
+                kind="limited",
+            )
+        return cached.unwrap()
+    try:
+        result = call(peer_client(peer))
+    except PeerError as exc:
+        throttle.answers.put(key, throttle.Answer(error=exc))
+        raise
+    throttle.answers.put(key, throttle.Answer(value=result))
+    return result
 
 
 # Connected remote projects (read-only references) -----------------------------------------------------------
@@ -269,6 +303,8 @@ def remote_project_connect(
 def remote_project_refresh(*, actor: Any, reference: RemoteProjectReference) -> RemoteProjectReference:
     """Refresh a connected project's snapshot from its peer; on failure keep the last copy and say why."""
     require(actor, reference.organisation, Capability.VIEW, what="connected project")
+    if not throttle.read_budget.take(reference.peer_id):  # the snapshot kept is the last answer
+        return reference
     now = timezone.now()
     try:
         snapshot = _fetch_snapshot(reference.peer, reference.remote_organisation, reference.remote_project)
@@ -540,6 +576,8 @@ def set_upstream_check(*, actor: Any, source: SetSource) -> SetSource:
     """Ask the peer for the newest approved version of the set ``source`` copies; record it (or why not)."""
     prompt_set = source.prompt_set
     require(actor, prompt_set.project.organisation, Capability.VIEW, what="prompt set")
+    if source.peer_id is not None and not throttle.read_budget.take(source.peer_id):
+        return source  # what the last check recorded
     now = timezone.now()
     try:
         peer = source.peer

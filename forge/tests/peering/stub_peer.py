@@ -93,7 +93,10 @@ def stub_peer() -> Iterator[StubPeer]:
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
-            state.requests.append({"path": self.path, "authorization": self.headers.get("Authorization")})
+            headers = self.headers
+            state.requests.append(
+                {"path": self.path, "authorization": headers.get("Authorization"), "host": headers.get("Host")}
+            )
             route = state.routes.get(path)
             if route is None:
                 reply(b'{"error": "not found"}', status=404)(self)

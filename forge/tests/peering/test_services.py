@@ -92,7 +92,7 @@ def test_connection_test_records_unreachable_peer(team):
     down = services.peer_create(actor=team.admin, organisation=team.organisation, name="down",
                                 url=f"http://127.0.0.1:{free_port()}", token=TOKEN)
     checked = services.peer_check(actor=team.admin, peer=down, organisation=team.organisation)
-    assert checked.health == "unreachable" and "unreachable" in checked.last_error
+    assert checked.health == "unreachable" and "Could not reach the peer down" in checked.last_error
 
 
 def test_connection_test_records_refused_token(team, peer_server):

@@ -148,3 +148,71 @@ def test_connection_test_never_redirects_off_site(team, peer):
     response = signed_in(team.viewer).post(f"/forges/{team.organisation.slug}/peers/b/check",
                                            {"next": "https://evil.example.com/"})
     assert response.status_code == 302 and response["Location"] == f"/forges/{team.organisation.slug}/"
+
+
+SECRET = "db_password=hunter2"
+
+
+def test_a_peer_error_body_is_never_shown_in_the_flash_message_the_pages_or_the_stored_error(team, peer_server):
+    peer_server.json("/api/v1/peer/projects", {"error": f"could not connect: {SECRET}"}, status=500)
+    client = signed_in(team.admin)
+    response = client.post(f"/forges/{team.organisation.slug}/add", {"name": "leaky", "url": peer_server.url,
+                                                                     "token": TOKEN}, follow=True)
+    pages = [response.content.decode()]
+    pages.append(client.post(f"/forges/{team.organisation.slug}/peers/leaky/check", follow=True).content.decode())
+    pages.append(client.get(f"/forges/{team.organisation.slug}/peers/leaky/").content.decode())
+    pages.append(client.get("/forges/").content.decode())
+    peer = Peer.objects.get(name="leaky")
+    assert "500" in peer.last_error and "hunter2" not in peer.last_error
+    assert all("hunter2" not in page for page in pages)
+    assert "500" in pages[0]
+
+
+def test_a_peer_answering_404_for_its_projects_is_not_reported_healthy(team, peer_server):
+    """The stub answers 404 to everything: nothing there is a peer FORGE."""
+    client = signed_in(team.admin)
+    added = client.post(f"/forges/{team.organisation.slug}/add", {"name": "nothing", "url": peer_server.url,
+                                                                  "token": TOKEN}, follow=True).content.decode()
+    checked = client.post(f"/forges/{team.organisation.slug}/peers/nothing/check", follow=True).content.decode()
+    assert "accepts the token" not in added and "reachable, token accepted" not in checked
+    assert Peer.objects.get(name="nothing").health == "error"
+
+
+def test_a_loopback_peer_is_not_contacted_by_default_and_the_page_says_why(team, peer_server, settings):
+    settings.ANVIL_PEER_PRIVATE_NETWORKS = []
+    serve_project(peer_server, sets={"core": [V1]})
+    client = signed_in(team.admin)
+    added = client.post(f"/forges/{team.organisation.slug}/add", {"name": "inside", "url": peer_server.url,
+                                                                  "token": TOKEN}, follow=True).content.decode()
+    viewer_page = signed_in(team.viewer).get(f"/forges/{team.organisation.slug}/peers/inside/").content.decode()
+    assert "ANVIL_PEER_PRIVATE_NETWORKS" in added and "ANVIL_PEER_PRIVATE_NETWORKS" in viewer_page
+    assert peer_server.requests == []
+
+
+def _asked(server, path: str) -> int:
+    return sum(1 for request in server.requests if request["path"].split("?")[0] == path)
+
+
+def test_page_views_read_a_peer_at_a_bounded_rate_and_show_the_last_answer_meanwhile(team, peer, remote, settings):
+    settings.ANVIL_PEER_PAGE_READS_PER_MINUTE = 3
+    client = signed_in(team.viewer)
+    pages = [client.get(f"/forges/{team.organisation.slug}/peers/b/") for _ in range(12)]
+    assert all(page.status_code == 200 and "acme/support-bot" in page.content.decode() for page in pages)
+    assert _asked(remote, "/api/v1/peer/projects") == 3
+
+
+def test_the_connection_test_and_the_upstream_notice_are_bounded_too(team, project, peer, remote, settings):
+    prompt_set = services.remote_version_copy(actor=team.editor, peer=peer, remote_organisation="acme",
+                                              remote_project="support-bot", remote_set="core", version=1,
+                                              project=project)
+    settings.ANVIL_PEER_PAGE_READS_PER_MINUTE = 2
+    client = signed_in(team.viewer)
+    versions = "/api/v1/peer/projects/acme/support-bot/sets/core/versions"
+    before = _asked(remote, versions)
+    fragments = [client.get(f"/forges/sets/{prompt_set.pk}/upstream").content.decode() for _ in range(8)]
+    assert all("newer approved version: v2" in fragment for fragment in fragments)
+    assert _asked(remote, versions) - before <= 2
+    before = _asked(remote, "/api/v1/peer/projects")
+    for _ in range(8):
+        assert client.post(f"/forges/{team.organisation.slug}/peers/b/check").status_code == 302
+    assert _asked(remote, "/api/v1/peer/projects") - before <= 2
