@@ -142,3 +142,27 @@ def test_a_versions_export_carries_its_samples_and_an_import_brings_them_back(te
 
     assert plan.changed == ["welcome.message"]
     assert Prompt.objects.get(pk=prompt.pk).tests == SAMPLES
+
+
+_TESTS_LINES = st.lists(
+    st.one_of(
+        st.sampled_from(["tests:", "  a:", "  1:", "  'b c':", "    values:", "      name: Ada", "      name: 3",
+                         "      nope: x", "    checks:", "      - contains: x", "      - max_chars: 0",
+                         "      - max_chars: 5", "      - json: true", "      - regex: '('", "      - regex: a+",
+                         "      - {}", "      - [1]", "      - shouts: x", "    - 1", "  a: []", "tests: 3",
+                         "      when: 2024-01-01", "      name: .nan", "parameters:", "  name: string"]),
+        st.text(alphabet=string.printable, max_size=20),
+    ),
+    max_size=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=_TESTS_LINES)
+def test_the_importer_only_ever_accepts_or_raises_its_own_error_on_any_tests(lines):
+    data = "\n".join(["---", *lines, "---", "Hi {{ name }}"]).encode()
+    try:
+        prompt = fileformat.parse_prompt_file("a.j2", data)
+    except ImportFormatError:
+        return
+    assert fileformat.parse_prompt_file("a.j2", fileformat.serialise_prompt(prompt).encode()) == prompt
