@@ -322,6 +322,7 @@ def test_unscoped_pages_leak_nothing_to_strangers(world, role):
                 problems.append(f"{path} -> {response.status_code}, names {leaked(response, names)}")
     response = client.get(f"/switch/?org={world.values['org']}")
     assert response.status_code == (404 if role == "outsider" else 302)
+    assert not leaked(response, [name for name in names if name != world.values["org"]])  # the org was typed
     assert not problems, "\n".join(problems)
     missing = max(set_ids) + 1000
     for path in ("/forges/sets/{}/upstream", "/forges/sets/{}/upstream/diff"):  # nor that the id exists
