@@ -73,7 +73,10 @@ class VersionDiff:
 
 
 def _prompts(snapshot: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    return {p["id"]: p for p in (snapshot or {}).get("prompts", [])}
+    """The prompts by id, each with its test cases when it has any (kept beside the prompts in a snapshot)."""
+    tests = (snapshot or {}).get("tests") or {}
+    return {p["id"]: {**p, "tests": tests[p["id"]]} if tests.get(p["id"]) else p
+            for p in (snapshot or {}).get("prompts", [])}
 
 
 def snapshot_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> VersionDiff:
@@ -98,8 +101,14 @@ def snapshot_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> VersionDif
                 change.other.append(f"description: {a.get('description', '')!r} → {b.get('description', '')!r}")
             if a.get("metadata", {}) != b.get("metadata", {}):
                 change.other.append(f"metadata: {_json(a.get('metadata', {}))} → {_json(b.get('metadata', {}))}")
+            if a.get("tests", []) != b.get("tests", []):
+                change.other.append(f"test cases: {_test_names(a)} → {_test_names(b)}")
             changes.append(change)
     return VersionDiff(changes=changes, unchanged=unchanged)
+
+
+def _test_names(prompt: dict[str, Any]) -> str:
+    return ", ".join(t["name"] for t in prompt.get("tests", [])) or "none"
 
 
 def template_lines(old: str, new: str, context: int = CONTEXT_LINES) -> list[Line]:

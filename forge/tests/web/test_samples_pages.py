@@ -141,3 +141,14 @@ def test_a_versions_page_shows_the_results_recorded_at_submit(as_user, team, url
 
     assert 'data-testid="tests-summary">1 failing' in body
     assert "Run when version 1 was submitted." in body
+
+
+def test_a_change_of_test_cases_only_shows_in_the_diff_between_versions(as_user, team, urls, prompt_set):
+    first = services.prompt_set_submit(actor=team.editor, prompt_set=prompt_set)
+    services.version_request_changes(actor=team.reviewer, version=first, comment="add tests")
+    second = _submit_failing(prompt_set, team)
+
+    body = as_user(team.viewer).get(urls["set"] + f"diff/?a={first.number}&b={second.number}").content.decode()
+
+    assert second.digest == first.digest  # the prompts, and so their bundle, did not change
+    assert "test cases: none → ada" in body
