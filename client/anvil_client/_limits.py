@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import re
 import time
+import types
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
+from jinja2 import filters as jinja_filters
 from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
 from jinja2.utils import pass_context
@@ -47,17 +50,18 @@ __all__ = ["DEFAULT_LIMITS", "LimitedSandbox", "RenderLimits", "meter_tree", "me
 
 
 class _Meter:
-    """What one render has used so far."""
+    """What one render has used so far.
 
-    __slots__ = ("chars", "deadline", "limits", "max_chars", "max_steps", "steps")
+    One class per :class:`RenderLimits` (:func:`_meter_type`) holds the limits as class attributes, so making
+    a meter for a render is one object allocation, with no ``__init__`` to run.
+    """
 
-    def __init__(self, limits: RenderLimits) -> None:
-        self.limits = limits
-        self.max_steps = limits.max_steps
-        self.max_chars = limits.max_chars
-        self.steps = 0
-        self.chars = 0
-        self.deadline: float | None = None
+    limits: RenderLimits = DEFAULT_LIMITS
+    max_steps: int = DEFAULT_LIMITS.max_steps
+    max_chars: int = DEFAULT_LIMITS.max_chars
+    steps: int = 0
+    chars: int = 0
+    deadline: float | None = None
 
     def step(self) -> None:
         self.steps += 1
@@ -90,19 +94,34 @@ class _Meter:
             )
 
 
+_METER_TYPES: dict[RenderLimits, type[_Meter]] = {DEFAULT_LIMITS: _Meter}
+
+
+def _meter_type(limits: RenderLimits) -> type[_Meter]:
+    """The meter class for ``limits`` (made once per distinct limits)."""
+    meter_type = _METER_TYPES.get(limits)
+    if meter_type is None:
+        meter_type = type(
+            "_Meter", (_Meter,), {"limits": limits, "max_steps": limits.max_steps, "max_chars": limits.max_chars}
+        )
+        _METER_TYPES[limits] = meter_type
+    return meter_type
+
+
 _CURRENT: ContextVar[_Meter | None] = ContextVar("anvil_render_meter", default=None)
 
 
 def _meter() -> _Meter:
     """The meter of the render in progress; outside a metered render, a fresh one (limits apply per call)."""
-    return _CURRENT.get() or _Meter(DEFAULT_LIMITS)
+    return _CURRENT.get() or _Meter()
 
 
 def metered(render: Callable[[Any], Iterable[str]], limits: RenderLimits) -> Callable[[Any], str]:
     """Wrap a compiled template's root render function so each call runs under its own meter."""
+    new_meter = _meter_type(limits)
 
     def run(context: Any) -> str:
-        token = _CURRENT.set(_Meter(limits))
+        token = _CURRENT.set(new_meter())
         try:
             pieces = list(render(context))
         finally:
@@ -252,6 +271,16 @@ def _before_filter(meter: _Meter, name: str, value: Any, args: tuple[Any, ...], 
     return value
 
 
+# Jinja2 filters that are ``soft_str(value).<method>()`` (checked against Jinja2's own functions when wrapped).
+_STR_METHOD_FILTERS: dict[str, Callable[[str], str]] = {
+    "upper": str.upper, "lower": str.lower, "capitalize": str.capitalize, "trim": str.strip,
+}
+_JINJA_FILTERS: dict[str, Any] = {
+    "upper": jinja_filters.do_upper, "lower": jinja_filters.do_lower, "capitalize": jinja_filters.do_capitalize,
+    "trim": jinja_filters.do_trim,
+}
+
+
 def _metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` with a step, a size check before and the size of a text result after.
 
@@ -263,9 +292,57 @@ def _metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
     sized = name in _SIZED_FILTERS
     charged_after = name not in _PREDICTED_FILTERS
 
+    str_method = _STR_METHOD_FILTERS.get(name)
+    if str_method is not None and function is _JINJA_FILTERS.get(name):
+        # ``upper``, ``lower``, ``capitalize``, ``trim``: Jinja2's are ``soft_str(value).<method>()``, which for
+        # an exact ``str`` and no arguments is the method itself: called directly, the filter costs one call.
+        @pass_context
+        def str_filter(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+            meter = _CURRENT.get() or _Meter()
+            meter.steps = steps = meter.steps + 1
+            if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
+                meter.check_steps()
+            if value.__class__ is str and not args and not kwargs:
+                result = str_method(value)
+            else:
+                if value.__class__ is not str:
+                    _charge_text(meter, value)
+                result = function(value, *args, **kwargs)
+            if result.__class__ is str:
+                meter.chars += len(result)
+                if meter.chars > meter.max_chars:
+                    meter.spend(0)
+            return result
+
+        str_filter.__name__ = getattr(function, "__name__", name)
+        str_filter.__doc__ = function.__doc__
+        return str_filter
+
+    if passes is None and not sized:
+        # The everyday filters (``title``, ``length``, ``default``...): the same metering as below, without the
+        # branches that cannot apply, and a plain call when the template passed no arguments.
+        @pass_context
+        def plain_filter(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+            meter = _CURRENT.get() or _Meter()
+            meter.steps = steps = meter.steps + 1
+            if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
+                meter.check_steps()
+            if value.__class__ is not str and stringifies:
+                _charge_text(meter, value)
+            result = function(value, *args, **kwargs) if args or kwargs else function(value)
+            if result.__class__ is str:
+                meter.chars += len(result)
+                if meter.chars > meter.max_chars:
+                    meter.spend(0)
+            return result
+
+        plain_filter.__name__ = getattr(function, "__name__", name)
+        plain_filter.__doc__ = function.__doc__
+        return plain_filter
+
     @pass_context
     def filter_(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-        meter = _CURRENT.get() or _Meter(DEFAULT_LIMITS)
+        meter = _CURRENT.get() or _Meter()
         meter.steps = steps = meter.steps + 1
         if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
             meter.check_steps()
@@ -292,6 +369,7 @@ def _metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
     return filter_
 
 
+_METHOD_TYPES = (types.MethodType, types.BuiltinMethodType)
 _WIDENING_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
 
 
@@ -332,16 +410,39 @@ class _MeteredEscapeFormatter(_MeteredFormatter, SandboxedEscapeFormatter):
     pass
 
 
+class _MeteredCodeGenerator(CodeGenerator):
+    """Jinja2's code generator, with the ``str`` test of streamed outputs compiled in (no call for text)."""
+
+    def visit_Filter(self, node: nodes.Filter, frame: Frame) -> None:
+        if node.name != "anvil_streamed" or node.node is None:
+            super().visit_Filter(node, frame)
+            return
+        # A ``{{ }}`` output whose text goes straight to the render's result: a ``str`` there is a reference
+        # to a string that exists already (the application's, or one a metered operation made and counted),
+        # and :func:`metered` checks the total before joining; an ``int`` makes a text bounded by its bits.
+        # Only other values go through :func:`_text_filter`, which sizes them before ``str`` makes their
+        # text. Compiled in as ``v if (v := <expression>).__class__ is str or ... else t_N(v)``, so text and
+        # numbers cost no call; ``_anvil_v`` is a local of the generated function, used only right after it
+        # is assigned.
+        self.write("(_anvil_v if (_anvil_v := ")
+        self.visit(node.node, frame)
+        self.write(
+            f").__class__ is str or _anvil_v.__class__ is int else {self.filters[node.name]}(_anvil_v))"
+        )
+
+
 class LimitedSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox with render limits (see the module docstring)."""
 
     intercepted_binops = frozenset({"+", "*", "**", "%"})
+    code_generator_class = _MeteredCodeGenerator
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.filters = {name: _metered_filter(name, function) for name, function in self.filters.items()}
         self.filters["anvil_step"] = _step_filter
         self.filters["anvil_text"] = _text_filter
+        self.filters["anvil_streamed"] = _text_filter  # the other values of streamed outputs (see below)
         self.filters["anvil_join"] = _join_filter
         self.globals["lipsum"] = _limited_lipsum(self.globals["lipsum"])  # type: ignore[arg-type]  # Jinja2's
 
@@ -387,6 +488,9 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return result
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        kind = value.__class__
+        if kind not in _METHOD_TYPES:  # Jinja2's own first test (both types are final), without its call
+            return None
         wrapper = super().wrap_str_format(value)
         if wrapper is None:
             return None
@@ -424,24 +528,38 @@ def _limited_lipsum(lipsum: Callable[..., str]) -> Callable[..., str]:
 
 @pass_context
 def _step_filter(context: Any, chars: int) -> bool:
-    """Put at the top of every loop, macro and call body: one step, and the text the body writes."""
-    meter = _meter()
-    meter.step()
-    meter.spend(chars)
+    """Put at the top of every loop, macro and call body: one step, and the text the body writes.
+
+    It takes the context only so that Jinja2 never folds it at compile time.
+    """
+    meter = _CURRENT.get() or _Meter()
+    meter.steps = steps = meter.steps + 1
+    if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
+        meter.check_steps()
+    if chars:
+        meter.chars += chars
+        if meter.chars > meter.max_chars:
+            meter.spend(0)
     return True
 
 
 def _text_filter(value: Any) -> str:
-    """Wraps every ``{{ }}`` output: counts its text before ``str`` makes it.
+    """Wraps every ``{{ }}`` output whose text is not streamed to the result: counts it before ``str`` makes it.
 
     It may run at compile time on a constant (Jinja2 folds constants): then under a meter of its own.
     """
-    meter = _CURRENT.get() or _Meter(DEFAULT_LIMITS)
-    if value.__class__ is str:
+    meter = _CURRENT.get() or _Meter()
+    kind = value.__class__
+    if kind is str:
         meter.chars += len(value)
         if meter.chars <= meter.max_chars:
-            return value
+            return value  # type: ignore[no-any-return]
         meter.spend(0)
+    if kind is int or kind is float or kind is bool or value is None:  # what _text_size counts for a scalar
+        meter.chars += 8
+        if meter.chars > meter.max_chars:
+            meter.spend(0)
+        return str(value)
     _charge_text(meter, value)
     return str(value)
 
@@ -458,6 +576,7 @@ def _join_filter(values: list[Any]) -> str:
 
 _REPEATED = (nodes.For, nodes.Macro, nodes.CallBlock)
 _REPEATED_OR_CAPTURED = (*_REPEATED, nodes.FilterBlock, nodes.AssignBlock)
+_CAPTURING = (*_REPEATED_OR_CAPTURED, nodes.Block)  # a ``For`` only when recursive
 
 
 def meter_tree(tree: nodes.Template, environment: LimitedSandbox) -> nodes.Template:
@@ -472,16 +591,27 @@ def meter_tree(tree: nodes.Template, environment: LimitedSandbox) -> nodes.Templ
     # :func:`metered` checks before joining it: there a bare name the template never assigns (a value of
     # the application's, as the substitution fast path prints them) needs no wrapper.
     inner = {id(output) for node in tree.find_all(_REPEATED_OR_CAPTURED) for output in node.find_all(nodes.Output)}
+    # Outputs whose text goes straight to the render's result (not into a macro's, block's, recursive loop's
+    # or captured text): a ``str`` there is a reference to a string that exists already, and :func:`metered`
+    # checks the total before joining, so only other values need sizing before ``str`` (see
+    # :func:`_streamed_text_filter`).
+    captured = {
+        id(output)
+        for node in tree.find_all(_CAPTURING)
+        if not isinstance(node, nodes.For) or node.recursive
+        for output in node.find_all(nodes.Output)
+    }
     assigned = {name.name for name in tree.find_all(nodes.Name) if name.ctx != "load"}
     assigned.update(macro.name for macro in tree.find_all(nodes.Macro))
     for output in list(tree.find_all(nodes.Output)):
         once = id(output) not in inner
+        wrapper = "anvil_text" if id(output) in captured else "anvil_streamed"
         output.nodes = [
             child
             # Literal text is bounded by the template (or counted by its loop); a ``~`` join counts itself.
             if isinstance(child, nodes.TemplateData | nodes.Concat)
             or (once and isinstance(child, nodes.Name) and child.name not in assigned)
-            else _filter(child, "anvil_text")
+            else _filter(child, wrapper)
             for child in output.nodes
         ]
     _replace_joins(tree)
