@@ -114,7 +114,10 @@ class SyncTarget(Protocol):
         """The stream opened or closed."""
 
     def report(self) -> dict[str, Any]:
-        """What the client serves, for a check-in: mode (upper case), pins, versions, usage."""
+        """What the client serves, for a check-in: mode (upper case), pins, versions, usage, applied."""
+
+    def checkin_accepted(self, body: Mapping[str, Any]) -> None:
+        """The FORGE took this check-in: what it reported as applied need not be reported again."""
 
 
 # The sync threads running in this process, told to say goodbye to their FORGE when it exits.
@@ -394,9 +397,7 @@ class SyncThread:
             if self._legacy_checkin:
                 body = _legacy_checkin(body)
             self.forge.checkin(body)
-            accepted = getattr(self.target, "checkin_accepted", None)
-            if accepted is not None:
-                accepted(body)
+            self.target.checkin_accepted(body)
         except HTTPFailure as exc:
             if exc.status == 400 and "is not a check-in field" in str(exc) and not self._legacy_checkin:
                 # A FORGE older than this client: report as one instance per process, as clients before did.

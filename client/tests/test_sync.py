@@ -695,3 +695,26 @@ def busy_forge(answer: bytes) -> Iterator[tuple[str, list[float]]]:
         stop.set()
         thread.join()
         server.close()
+
+
+def test_check_ins_report_every_version_applied_since_the_last_one_once(
+    stub: StubForge, make_client: MakeClient
+) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub)
+    assert text(client) == "Hello Ada (v1)"
+    assert eventually(lambda: stub.open_streams() == 1)
+    stub.publish("core", 2)
+    stub.publish("core", 3)  # version 2 is superseded at once: the FORGE must still hear it was applied
+    assert eventually(lambda: text(client) == "Hello Ada (v3)")
+
+    def reported() -> list[int]:
+        return [n for c in list(stub.checkins) for n in c.get("applied", {}).get("core", [])]
+
+    assert eventually(lambda: 3 in reported(), 3)
+    assert sorted(reported()) == [1, 2, 3]  # each once, the superseded version 2 included
+    count = len(stub.checkins)
+    client.sync()  # another check-in: nothing new was applied, so nothing is reported again
+    assert eventually(lambda: len(stub.checkins) > count, 3)
+    assert "applied" not in stub.checkins[-1]
+
