@@ -146,6 +146,9 @@ def _database() -> dict:
         config.setdefault("OPTIONS", {})
     else:
         raise ImproperlyConfigured(f"DATABASE_URL names an unsupported database: {config['ENGINE']}")
+    # Django's backend with a kept pool of connections (core/backends: each request under ASGI runs in a fresh
+    # thread, so Django alone would open a new connection for every one). ANVIL_DB_POOL_SIZE=0 turns it off.
+    config["ENGINE"] = "anvil_forge.core.backends." + config["ENGINE"].rsplit(".", 1)[1]
     return config
 
 

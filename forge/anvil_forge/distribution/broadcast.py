@@ -200,7 +200,7 @@ class Broadcaster:
         except Exception:
             logger.exception("could not read the recent releases at start; the safety net will retry")
         if listen is None:
-            listen = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+            listen = db.connections["default"].vendor == "postgresql"
         self._tasks = [
             asyncio.create_task(self._delivery_loop(), name="anvil.stream-delivery"),
             asyncio.create_task(self._heartbeat_loop(), name="anvil.stream-heartbeat"),
