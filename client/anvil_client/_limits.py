@@ -46,6 +46,7 @@ from anvil_client._exceptions import RenderLimitExceeded
 from anvil_client._pieces import DEFAULT_LIMITS, RenderLimits
 
 _CLOCK_EVERY_MASK = 31  # the clock is read every 32 steps
+_UNSTEPPED = "anvil_unstepped:"  # the filters whose steps a body counts at its top (see meter_tree)
 __all__ = ["DEFAULT_LIMITS", "LimitedSandbox", "RenderLimits", "meter_tree", "metered"]
 
 
@@ -66,11 +67,14 @@ class _Meter:
     def step(self) -> None:
         self.steps += 1
         if self.steps & _CLOCK_EVERY_MASK == 0 or self.steps > self.max_steps:
-            self.check_steps()
+            self.check_steps(self.steps & _CLOCK_EVERY_MASK == 0)
 
-    def check_steps(self) -> None:
-        """The slow half of :meth:`step` (hot callers inline the increment and call this when it may fail)."""
-        if self.steps & _CLOCK_EVERY_MASK == 0:
+    def check_steps(self, clock: bool) -> None:
+        """The slow half of :meth:`step` (hot callers inline the increment and call this when it may fail).
+
+        ``clock``: the count passed a multiple of 32, so the clock is read.
+        """
+        if clock:
             self._check_time()
         if self.steps > self.max_steps:
             raise RenderLimitExceeded(
@@ -116,12 +120,23 @@ def _meter() -> _Meter:
     return _CURRENT.get() or _Meter()
 
 
-def metered(render: Callable[[Any], Iterable[str]], limits: RenderLimits) -> Callable[[Any], str]:
-    """Wrap a compiled template's root render function so each call runs under its own meter."""
+def metered(
+    render: Callable[[Any], Iterable[str]], limits: RenderLimits, first_steps: int = 0
+) -> Callable[[Any], str]:
+    """Wrap a compiled template's root render function so each call runs under its own meter.
+
+    ``first_steps``: the filter calls the template makes at its top level in every render (see
+    :func:`meter_tree`), counted before it starts.
+    """
     new_meter = _meter_type(limits)
 
     def run(context: Any) -> str:
-        token = _CURRENT.set(new_meter())
+        meter = new_meter()
+        if first_steps:
+            meter.steps = first_steps
+            if first_steps > meter.max_steps:
+                meter.check_steps(False)
+        token = _CURRENT.set(meter)
         try:
             pieces = list(render(context))
         finally:
@@ -281,12 +296,15 @@ _JINJA_FILTERS: dict[str, Any] = {
 }
 
 
-def _metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+def _metered_filter(name: str, function: Callable[..., Any], stepped: bool = True) -> Callable[..., Any]:
     """``function`` with a step, a size check before and the size of a text result after.
 
     Every wrapped filter takes the template context, so Jinja2 never runs it at compile time (where no
     meter would see it); the original filter gets whatever it asked for (context, eval context, environment).
+    Without ``stepped``, the step is left to the caller: :func:`meter_tree` counts the filter calls a body
+    always makes in the step at the top of that body.
     """
+    step = 1 if stepped else 0
     passes = getattr(getattr(function, "jinja_pass_arg", None), "name", None)
     stringifies = name in _STRINGIFYING_FILTERS
     sized = name in _SIZED_FILTERS
@@ -299,9 +317,10 @@ def _metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
         @pass_context
         def str_filter(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
             meter = _CURRENT.get() or _Meter()
-            meter.steps = steps = meter.steps + 1
-            if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
-                meter.check_steps()
+            if step:
+                meter.steps = steps = meter.steps + 1
+                if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
+                    meter.check_steps(steps & _CLOCK_EVERY_MASK == 0)
             if value.__class__ is str and not args and not kwargs:
                 result = str_method(value)
             else:
@@ -324,9 +343,10 @@ def _metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
         @pass_context
         def plain_filter(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
             meter = _CURRENT.get() or _Meter()
-            meter.steps = steps = meter.steps + 1
-            if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
-                meter.check_steps()
+            if step:
+                meter.steps = steps = meter.steps + 1
+                if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
+                    meter.check_steps(steps & _CLOCK_EVERY_MASK == 0)
             if value.__class__ is not str and stringifies:
                 _charge_text(meter, value)
             result = function(value, *args, **kwargs) if args or kwargs else function(value)
@@ -343,9 +363,10 @@ def _metered_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
     @pass_context
     def filter_(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         meter = _CURRENT.get() or _Meter()
-        meter.steps = steps = meter.steps + 1
-        if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
-            meter.check_steps()
+        if step:
+            meter.steps = steps = meter.steps + 1
+            if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
+                meter.check_steps(steps & _CLOCK_EVERY_MASK == 0)
         if stringifies and value.__class__ is not str:
             _charge_text(meter, value)
         if sized:
@@ -439,7 +460,13 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.filters = {name: _metered_filter(name, function) for name, function in self.filters.items()}
+        originals = dict(self.filters)
+        self.filters = {name: _metered_filter(name, function) for name, function in originals.items()}
+        # Called where the template calls a filter in every run of a body (see meter_tree), the step is counted
+        # at the top of the body; filters called any other way (``map('upper')``...) count their own.
+        self.filters.update(
+            {_UNSTEPPED + name: _metered_filter(name, function, stepped=False) for name, function in originals.items()}
+        )
         self.filters["anvil_step"] = _step_filter
         self.filters["anvil_text"] = _text_filter
         self.filters["anvil_streamed"] = _text_filter  # the other values of streamed outputs (see below)
@@ -527,15 +554,17 @@ def _limited_lipsum(lipsum: Callable[..., str]) -> Callable[..., str]:
 
 
 @pass_context
-def _step_filter(context: Any, chars: int) -> bool:
-    """Put at the top of every loop, macro and call body: one step, and the text the body writes.
+def _step_filter(context: Any, chars: int, count: int = 1) -> bool:
+    """Put at the top of every loop, macro and call body: its steps (one, and one per filter call the body
+    always makes, see :func:`meter_tree`) and the text the body writes.
 
     It takes the context only so that Jinja2 never folds it at compile time.
     """
     meter = _CURRENT.get() or _Meter()
-    meter.steps = steps = meter.steps + 1
-    if steps & _CLOCK_EVERY_MASK == 0 or steps > meter.max_steps:
-        meter.check_steps()
+    before = meter.steps
+    meter.steps = steps = before + count
+    if (steps ^ before) > _CLOCK_EVERY_MASK or steps > meter.max_steps:  # passed a multiple of 32, or the limit
+        meter.check_steps((steps ^ before) > _CLOCK_EVERY_MASK)
     if chars:
         meter.chars += chars
         if meter.chars > meter.max_chars:
@@ -579,11 +608,21 @@ _REPEATED_OR_CAPTURED = (*_REPEATED, nodes.FilterBlock, nodes.AssignBlock)
 _CAPTURING = (*_REPEATED_OR_CAPTURED, nodes.Block)  # a ``For`` only when recursive
 
 
-def meter_tree(tree: nodes.Template, environment: LimitedSandbox) -> nodes.Template:
-    """Rewrite ``tree`` in place so the render is metered (see the module docstring); returns it."""
+def meter_tree(tree: nodes.Template, environment: LimitedSandbox) -> tuple[nodes.Template, int]:
+    """Rewrite ``tree`` in place so the render is metered (see the module docstring).
+
+    Returns the tree and the steps of the filter calls the template makes at its top level in every render,
+    for :func:`metered` to count at the start.
+    """
+    # A filter the template calls in every run of a body (the top level, a loop's, a macro's or a call
+    # block's body: not under an ``if``, either side of an inline ``if``, the right of ``and``/``or``, a loop's
+    # ``else`` or its item test, a default argument or a block) counts its step at the top of that body, with
+    # the body's own: the same count, one call fewer each time. Filters called otherwise count their own.
+    first_steps = _count_unconditional_filters(tree.body, environment)
     repeated: list[nodes.For | nodes.Macro | nodes.CallBlock] = list(tree.find_all(_REPEATED))
     for node in repeated:
-        node.body.insert(0, nodes.ExprStmt(_step(_static_text(node.body)), lineno=node.lineno))
+        count = 1 + _count_unconditional_filters(node.body, environment)
+        node.body.insert(0, nodes.ExprStmt(_step(_static_text(node.body), count), lineno=node.lineno))
         if isinstance(node, nodes.For) and node.test is not None:
             node.test = nodes.And(_step(0), node.test, lineno=node.lineno)
     # Outputs that may run many times, or whose text is captured into a value, count every expression.
@@ -616,11 +655,43 @@ def meter_tree(tree: nodes.Template, environment: LimitedSandbox) -> nodes.Templ
         ]
     _replace_joins(tree)
     tree.set_environment(environment)
-    return tree
+    return tree, first_steps
 
 
-def _step(chars: int) -> nodes.Filter:
-    return _filter(nodes.Const(chars), "anvil_step")
+def _count_unconditional_filters(body: list[nodes.Node], environment: LimitedSandbox) -> int:
+    """Mark the filter calls made in every run of ``body`` as counted by the body (see :func:`meter_tree`).
+
+    Nested loop, macro, call block and block bodies are their own; only what runs whenever ``body`` runs is
+    marked: the test of an ``if`` and of an inline ``if``, the left of ``and``/``or``, a loop's iterable, a call
+    block's call, and everything else that is not a branch.
+    """
+    count = 0
+    pending: list[nodes.Node] = list(body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, nodes.Filter) and (_UNSTEPPED + node.name) in environment.filters:
+            node.name = _UNSTEPPED + node.name
+            count += 1
+        if isinstance(node, nodes.Macro | nodes.Block):
+            continue
+        if isinstance(node, nodes.For):
+            pending.append(node.iter)
+        elif isinstance(node, nodes.CallBlock):
+            pending.append(node.call)
+        elif isinstance(node, nodes.If | nodes.CondExpr):
+            pending.append(node.test)
+        elif isinstance(node, nodes.And | nodes.Or):
+            pending.append(node.left)
+        else:
+            pending.extend(node.iter_child_nodes())
+    return count
+
+
+def _step(chars: int, count: int = 1) -> nodes.Filter:
+    step = _filter(nodes.Const(chars), "anvil_step")
+    if count != 1:
+        step.args.append(nodes.Const(count))
+    return step
 
 
 def _filter(node: nodes.Expr, name: str) -> nodes.Filter:

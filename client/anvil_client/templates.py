@@ -104,12 +104,13 @@ def compile_template(source: str, *, prompt_id: str = "?", limits: RenderLimits 
         tree = _ENVIRONMENT.parse(source)
         variables = frozenset(meta.find_undeclared_variables(tree))
         pieces = _fast_pieces(tree)
-        template = _ENVIRONMENT.from_string(meter_tree(tree, _ENVIRONMENT))
+        tree, first_steps = meter_tree(tree, _ENVIRONMENT)
+        template = _ENVIRONMENT.from_string(tree)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(exc.message or "syntax error", line=exc.lineno) from exc
     except (RecursionError, MemoryError, ValueError) as exc:  # e.g. absurdly deep nesting
         raise TemplateError(f"template cannot be compiled: {type(exc).__name__}") from exc
-    run = metered(template.root_render_func, limits)
+    run = metered(template.root_render_func, limits, first_steps)
     new_context = template.new_context
 
     def render(values: Mapping[str, Any]) -> str:

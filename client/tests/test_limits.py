@@ -67,6 +67,24 @@ RUNAWAYS = {
     "bytes printf width": ("{{ '%9999999999s'.encode() % 'a'.encode() }}", "size"),
     "printf precision": ("{{ '%.19000000f%.19000000f' % (1.0, 1.0) }}", "size"),
     "tojson of big values": ("{{ dict(a='x' * 10**7, b='y' * 10**7)|tojson }}", "size"),
+    # Streamed loop outputs (the str test compiled in): each new text a filter makes is still counted.
+    "upper of big text printed in a loop": (
+        "{% set big = 'x' * 10**6 %}{% for i in range(100000) %}{{ big|upper }}{% endfor %}", "size",
+    ),
+    "markup lower printed in a loop": (
+        "{% set big = ('x' * 10**6)|safe %}{% for i in range(100000) %}{{ big|lower }}{% endfor %}", "size",
+    ),
+    "upper of big text kept in a loop": (
+        "{% set ns = namespace(l=[]) %}{% set big = 'x' * 10**6 %}{% for i in range(100000) %}"
+        "{% set ns.l = [ns.l, big|upper] %}{% endfor %}{{ ns.l|length }}", "size",
+    ),
+    "a big list printed in a loop": (
+        "{% set b = 'x' * 100000 %}{% set l = [b] * 100 %}{% for i in range(1000) %}{{ l }}{% endfor %}", "size",
+    ),
+    "filters in a loop's body only": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ 'a'|upper }}{{ j|string|trim }}"
+        "{% endfor %}{% endfor %}", "steps",
+    ),
 }
 
 
@@ -147,6 +165,50 @@ def test_a_host_value_repeated_past_the_limit_is_refused_before_the_text_is_made
         compiled.render({"doc": "d" * 20_000})
 
 
+def test_a_host_value_printed_in_a_loop_past_the_limit_is_refused_before_the_text_is_made() -> None:
+    compiled = compile_template("{% for i in range(n) %}{{ doc }}{% endfor %}")
+    assert len(compiled.render({"doc": "d" * 20_000, "n": 100})) == 2_000_000
+    with pytest.raises(RenderLimitExceeded, match="20,000,000 characters"):
+        compiled.render({"doc": "d" * 20_000, "n": 2_000})
+
+
+def test_filter_calls_count_one_step_each_wherever_they_are_counted() -> None:
+    # A body's unconditional filter calls are counted at its top; those under a branch as they run.
+    limits = RenderLimits(max_steps=100)
+    each_time = compile_template("{% for i in xs %}{{ x|upper }}{% endfor %}", limits=limits)
+    assert each_time.render({"xs": list(range(50)), "x": "a"}) == "A" * 50  # 50 iterations + 50 calls
+    with pytest.raises(RenderLimitExceeded, match="more than 100 steps"):
+        each_time.render({"xs": list(range(51)), "x": "a"})
+    branches = compile_template(
+        "{% for i in xs %}{% if i is odd %}{{ x|upper|lower }}{% else %}{{ x|trim }}{% endif %}{% endfor %}",
+        limits=limits,
+    )
+    assert branches.render({"xs": list(range(40)), "x": "a"}) == "a" * 40  # 40 + 20 * 2 + 20 * 1 = 100
+    with pytest.raises(RenderLimitExceeded, match="more than 100 steps"):
+        branches.render({"xs": list(range(41)), "x": "a"})  # one more iteration and one more call
+    untaken = compile_template("{% for i in xs %}{% if false %}{{ x|upper }}{% endif %}{% endfor %}", limits=limits)
+    assert untaken.render({"xs": list(range(100)), "x": "a"}) == ""
+    top = compile_template("{{ x|upper }}" * 100, limits=limits)
+    assert top.render({"x": "a"}) == "A" * 100
+    with pytest.raises(RenderLimitExceeded, match="more than 100 steps"):
+        compile_template("{{ x|upper }}" * 101, limits=limits).render({"x": "a"})
+    mapped = compile_template("{{ xs|map('upper')|join }}", limits=limits)  # map, join, and a call per item
+    assert mapped.render({"xs": ["a"] * 98}) == "A" * 98
+    with pytest.raises(RenderLimitExceeded, match="more than 100 steps"):
+        mapped.render({"xs": ["a"] * 99})
+
+
+def test_the_clock_is_read_when_a_body_counts_several_steps_at_once() -> None:
+    # Four steps per iteration (the loop and three filter calls): the count jumps past multiples of 32.
+    source = "{% set big = 'x' * 10**7 %}{% for i in range(100000) %}{{ (big|lower|upper)|length }}{% endfor %}"
+    compiled = compile_template(source, limits=RenderLimits(max_chars=10**12, max_seconds=0.3))
+    started = time.monotonic()
+    with pytest.raises(RenderLimitExceeded) as caught:
+        compiled.render({})
+    assert caught.value.limit == "time"
+    assert time.monotonic() - started < 3.0
+
+
 def test_a_host_value_larger_than_the_limit_is_refused_not_truncated() -> None:
     compiled = compile_template("Summarise: {{ doc }}", limits=RenderLimits(max_chars=1000))
     assert compiled.render({"doc": "d" * 900}) == "Summarise: " + "d" * 900
@@ -196,6 +258,17 @@ ORDINARY = [
     "{% set c = cycler('a', 'b') %}{{ c.next() }}{{ c.next() }}{{ c.next() }}",
     "{% with x = n * 2 %}{{ x }}{% endwith %} {{ 'yes' if 'URL' in doc else 'no' }} {{ doc[:9] }} {{ n is odd }}",
     "{{ doc|list|length }} {{ (doc ~ doc)|length }} {{ doc|string|length }} {{ items|first }} {{ items|last }}",
+    # Filters in every position a body's step counting distinguishes, and streamed outputs of every kind.
+    "{% for i in items %}{{ i.title|upper if i.n else i.title|lower }}{{ (i.n > 1 and i.title|trim) or 'x'|upper }}"
+    "{% if i.title|length > 4 %}{{ i.title|capitalize }}{% elif i.n|string == '0' %}{{ none|string }}{% endif %}"
+    "{% else %}{{ 'never'|upper }}{% endfor %}",
+    "{% for i in items|sort(attribute='n') if i.title|lower != 'figs' %}{{ loop.index }}{{ i }}{{ i.n * ratio }}"
+    "{{ options }}{{ none }}{{ ratio }}{{ name|title }}{% endfor %}{% filter upper %}{{ name|lower }}{% endfilter %}",
+    "{% macro m(x=name|upper) %}{{ x|lower }}{% endmacro %}{{ m() }}{{ m('B') }}"
+    "{% macro box() %}({{ caller()|upper }}){% endmacro %}{% call box() %}{{ n|string }}{{ name|lower }}{% endcall %}"
+    "{% set t %}{{ name|trim }}{% endset %}{{ t|length }}{{ (name|upper ~ doc|lower)|length }}",
+    "{{ ('<b>'|safe)|lower }}{{ ('<b>'|safe)|upper }}{{ '<i>'|escape|trim }}{{ name|upper(**{}) }}"
+    "{{ '  a '|trim('a ') }}",
 ]
 
 
