@@ -64,6 +64,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "publish-to-new-text latency in real anvil_client processes",
     ),
     Benchmark("idle_streams", "bench.idle_streams", 170, "RSS and heartbeats at 1,000 and 10,000 idle streams"),
+    Benchmark("journey", "bench.journey", 180, "browser: confirm click until the page shows every acknowledgement"),
     Benchmark("fleet", "bench.fleet", 200, "check-in floods, stream churn and shutdown with open streams"),
 )
 
