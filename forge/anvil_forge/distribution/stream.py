@@ -38,7 +38,9 @@ CONNECT_RETRY_MS = 2000
 # The retry hint of a stream the FORGE ends (maximum age, shedding, shutdown), drawn per stream.
 RECONNECT_MS_MIN = 500
 RECONNECT_MS_MAX = 3000
-MAX_AGE_SPREAD = 0.2
+# Maximum-age closes are drawn per stream over the last 30 % of the age: streams opened together (after a
+# deploy) end spread out, so their clients do not come back together.
+MAX_AGE_SPREAD = 0.3
 STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -237,7 +239,7 @@ async def _watch_disconnect(receive: Any, subscriber: Subscriber) -> None:
 
 
 def _expiry_deadline() -> float:
-    """When a stream opened now closes for its maximum age (loop time): spread over the last fifth of the age."""
+    """When a stream opened now closes for its maximum age (loop time): spread over the last 30 % of the age."""
     max_age = settings.ANVIL_STREAM_MAX_AGE_SECONDS
     return asyncio.get_running_loop().time() + max_age * random.uniform(1 - MAX_AGE_SPREAD, 1.0)
 
