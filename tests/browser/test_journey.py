@@ -166,10 +166,9 @@ def test_edit_review_publish_and_roll_back(page: Page, forge, live_app, screensh
 
     # Rollback: a new version with version 1's content, published the same way.
     page.goto(forge.url + SET + "versions/")
-    page.locator("#v1").get_by_role("button", name="Roll back to v1").click()
-    expect(page.get_by_text("Made version 4 with the content of version 1")).to_be_visible()
-    page.locator("#v4").get_by_role("button", name="Publish to production").click()
-    page.get_by_role("button", name="Publish v4 to production").click()
+    page.locator("#v1").get_by_role("button", name="Roll back production to version 1").click()
+    page.get_by_role("button", name="Roll back production to v1").click()
+    expect(page.get_by_text("made version 4 and published it")).to_be_visible()
     live_app.wait_for(lambda line: line["text"] == old_text, timeout=5)
     expect(page.get_by_test_id("ack").filter(has_text="v4")).to_be_visible(timeout=5_000)
 
