@@ -237,6 +237,10 @@ ANVIL_STREAM_MAX_AGE_SECONDS = float(os.environ.get("ANVIL_STREAM_MAX_AGE_SECOND
 ANVIL_STREAM_MAX_CONNECTIONS = int(os.environ.get("ANVIL_STREAM_MAX_CONNECTIONS", "20000"))
 ANVIL_STREAM_INLINE_BUNDLE_BYTES = int(os.environ.get("ANVIL_STREAM_INLINE_BUNDLE_BYTES", "65536"))
 ANVIL_RELEASE_POLL_SECONDS = float(os.environ.get("ANVIL_RELEASE_POLL_SECONDS", "1"))
+# PostgreSQL, several processes: how often each reports its open streams, and how far above the mean a
+# process sheds some (distribution/rebalance.py). 0 seconds turns rebalancing off.
+ANVIL_STREAM_REBALANCE_SECONDS = float(os.environ.get("ANVIL_STREAM_REBALANCE_SECONDS", "10"))
+ANVIL_STREAM_REBALANCE_MARGIN = float(os.environ.get("ANVIL_STREAM_REBALANCE_MARGIN", "0.2"))
 
 # Peering (see peering/config.py): other FORGEs from configuration, and how long and how much to wait for them.
 ANVIL_PEERS = os.environ.get("ANVIL_PEERS", "")

@@ -10,7 +10,9 @@ client that stopped reading) is dropped. Background tasks, one each for the whol
 * the safety net: every ``ANVIL_RELEASE_POLL_SECONDS``, the releases of the last minutes that were not
   announced (NOTIFY is not replayed; SQLite has none) and the tokens of open streams that were revoked or
   expired meanwhile;
-* on PostgreSQL, the LISTEN task that hears other processes' publishes and revocations;
+* on PostgreSQL, the LISTEN task that hears other processes' publishes and revocations, and their stream
+  counts; and the rebalancer, which reports this process's and sheds streams when it holds far more than the
+  mean (:mod:`.rebalance`);
 * on SQLite, the change check: ``PRAGMA data_version`` every ``ANVIL_CHANGE_CHECK_SECONDS`` (20 ms) on a
   connection of its own, which changes when any other connection commits (the ``anvil-forge`` command, or
   this process's pages); a change empties the LIVE API's caches and runs the safety net's check at once, so
@@ -39,6 +41,7 @@ from django.utils import timezone
 
 from anvil_forge.distribution.caches import live_caches
 from anvil_forge.distribution.events import CHANNEL, RELEASE, REVOKE, parse_notify_payload
+from anvil_forge.distribution.rebalance import LOAD_CHANNEL, Rebalancer
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +180,8 @@ class Broadcaster:
         self.load_recent: Callable[[], list[tuple[int, int]]] = _load_recent_release_ids
         self.load_inactive_tokens: Callable[[list[int]], set[int]] = _load_inactive_tokens
         self.load_current: Callable[[int], list[tuple[int, bytes]]] = _load_current_frames
+        # On PostgreSQL: the processes tell each other their stream counts; one far above the mean sheds some.
+        self.rebalancer = Rebalancer(self)
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -208,6 +213,8 @@ class Broadcaster:
         ]
         if listen:
             self._tasks.append(asyncio.create_task(self._listen_loop(), name="anvil.stream-listen"))
+            if settings.ANVIL_STREAM_REBALANCE_SECONDS > 0:
+                self._tasks.append(asyncio.create_task(self.rebalancer.run(), name="anvil.stream-rebalance"))
         if _sqlite_file() is not None:
             self._tasks.append(asyncio.create_task(self._change_check_loop(), name="anvil.change-check"))
         self._started.set()
@@ -410,11 +417,15 @@ class Broadcaster:
             try:
                 async with await psycopg.AsyncConnection.connect(_postgres_conninfo(), autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {LOAD_CHANNEL}")
                     logger.info("listening for releases on PostgreSQL channel %s", CHANNEL)
                     backoff = 1.0
                     assert self._poke is not None
                     self._poke.set()  # anything published while not listening is found by a check now
                     async for notify in conn.notifies():
+                        if notify.channel == LOAD_CHANNEL:
+                            self.rebalancer.heard(notify.payload)
+                            continue
                         parsed = parse_notify_payload(notify.payload)
                         if parsed is not None:
                             self.announce(*parsed)
