@@ -54,7 +54,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("hot_path_langfuse", "bench.hot_path_langfuse", 45, "Langfuse cached get_prompt().compile() column"),
     Benchmark("startup", "bench.startup", 60, "fresh process, first prompt from a 1,000-prompt cache, FORGE down"),
     Benchmark("content_scale", "bench.content_scale", 90, "bundles of 10, 1,000, 10,000 prompts"),
-    Benchmark("api", "bench.api", 110, "bundle GET (304 and 200) req/s on SQLite and PostgreSQL"),
+    Benchmark(
+        "api",
+        "bench.api",
+        170,
+        "LIVE API req/s (bundle 304/200, releases) vs a trivial Starlette app, page latency; SQLite and PostgreSQL",
+    ),
     Benchmark("propagation", "bench.propagation", 120, "publish-to-client latency over 100 and 1,000 streams"),
     Benchmark("propagation_5000", "bench.propagation_5000", 150, "the same at 5,000 streams"),
     Benchmark(
@@ -62,6 +67,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "bench.propagation_clients",
         90,
         "publish-to-new-text latency in real anvil_client processes",
+    ),
+    Benchmark(
+        "propagation_users",
+        "bench.propagation_users",
+        180,
+        "from the web confirm or the anvil-forge publish command to every client's new text, SQLite and PostgreSQL",
     ),
     Benchmark("idle_streams", "bench.idle_streams", 170, "RSS and heartbeats at 1,000 and 10,000 idle streams"),
     Benchmark("journey", "bench.journey", 180, "browser: confirm click until the page shows every acknowledgement"),

@@ -243,8 +243,11 @@ def api(data: dict[str, Any]) -> list[str]:
         if "skipped" in results:
             rows.append([database, "(skipped: " + results["skipped"] + ")", None, None, None, None, None])
             continue
-        for name in ("healthz", "bundle_304", "bundle_200"):
+        ratios = results.get("ratios_vs_starlette") or {}
+        for name in ("starlette_before", "starlette_after", "healthz", "bundle_304", "bundle_200", "releases"):
             figures = results.get(name) or {}
+            if not figures:
+                continue
             rows.append(
                 [
                     database,
@@ -253,11 +256,56 @@ def api(data: dict[str, Any]) -> list[str]:
                     _get(figures, "latency_ms", "median"),
                     _get(figures, "latency_ms", "p99"),
                     figures.get("forge_cpu_ms_per_request"),
-                    figures.get("ratio_vs_healthz"),
+                    ratios.get(name),
+                    API_GOALS.get(name, ""),
+                ]
+            )
+    lines = _table(
+        ["database", "request", "req/s", "latency p50 ms", "p99 ms", "FORGE CPU ms/req", "ratio vs Starlette", "goal"],
+        rows,
+    )
+    pages = []
+    for database, results in (data.get("databases") or {}).items():
+        for name, figures in (_get(results, "pages", "pages") or {}).items():
+            pages.append([database, name, figures.get("path"), figures.get("median"), figures.get("p90")])
+    if pages:
+        lines += ["", "Pages (signed in, one request at a time):", ""]
+        lines += _table(["database", "page", "path", "latency p50 ms", "p90 ms"], pages)
+    return lines
+
+
+API_GOALS = {"bundle_304": "≥ 0.3", "bundle_200": "≥ 0.25", "releases": "≥ 0.2"}
+
+
+def propagation_users(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for path in ("web", "cli"):
+        for database, figures in (data.get(path) or {}).items():
+            if "skipped" in figures:
+                rows.append([path, database, "(skipped)", None, None, None, None])
+                continue
+            rows.append(
+                [
+                    path,
+                    database,
+                    figures.get("p50_ms"),
+                    figures.get("p99_ms"),
+                    _get(figures, "until_published_ms", "median"),
+                    figures.get("delivery_p99_ms"),
+                    "p99 ≤ 150" if path == "web" else "delivery p99 ≤ 100",
                 ]
             )
     return _table(
-        ["database", "request", "req/s", "latency p50 ms", "p99 ms", "FORGE CPU ms/req", "ratio vs healthz"], rows
+        [
+            "action",
+            "database",
+            "p50 ms",
+            "p99 ms",
+            "action until the release row, p50 ms",
+            "release row → new text, p99 ms",
+            "goal",
+        ],
+        rows,
     )
 
 
@@ -270,6 +318,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("startup", "Start-up from the disk cache, FORGE down", startup),
     ("content_scale", "Scale of content", content_scale),
     ("api", "FORGE API throughput", api),
+    ("propagation_users", "Propagation from the user's action (web confirm, `anvil-forge publish`)", propagation_users),
 )
 
 

@@ -237,6 +237,11 @@ ANVIL_STREAM_MAX_AGE_SECONDS = float(os.environ.get("ANVIL_STREAM_MAX_AGE_SECOND
 ANVIL_STREAM_MAX_CONNECTIONS = int(os.environ.get("ANVIL_STREAM_MAX_CONNECTIONS", "20000"))
 ANVIL_STREAM_INLINE_BUNDLE_BYTES = int(os.environ.get("ANVIL_STREAM_INLINE_BUNDLE_BYTES", "65536"))
 ANVIL_RELEASE_POLL_SECONDS = float(os.environ.get("ANVIL_RELEASE_POLL_SECONDS", "1"))
+# The LIVE API's caches (distribution/caches.py) are emptied by every publish and revocation; no entry is used
+# longer than this after it was read, for changes that announce nothing on PostgreSQL.
+ANVIL_LIVE_CACHE_SECONDS = float(os.environ.get("ANVIL_LIVE_CACHE_SECONDS", "1"))
+# SQLite: how often the serving process checks the file for commits by others (`anvil-forge publish`).
+ANVIL_CHANGE_CHECK_SECONDS = float(os.environ.get("ANVIL_CHANGE_CHECK_SECONDS", "0.02"))
 # PostgreSQL, several processes: how often each reports its open streams, and how far above the mean a
 # process sheds some (distribution/rebalance.py). 0 seconds turns rebalancing off.
 ANVIL_STREAM_REBALANCE_SECONDS = float(os.environ.get("ANVIL_STREAM_REBALANCE_SECONDS", "10"))
