@@ -83,3 +83,32 @@ class SetupLink(models.Model):
 
     def __str__(self) -> str:
         return "setup link" + (" (used)" if self.used_at else "")
+
+
+class ApiKey(models.Model):
+    """A personal API key (``anvil_key_...``) for the management API: it acts as its user, with the user's role
+    in each organisation, optionally limited to one organisation and to reading. Only its sha256 hash is stored,
+    with a readable prefix for lists. Made, used and revoked through ``anvil_forge.api.keys``.
+
+    It lives here, beside the users and memberships it stands for, rather than in the ``api`` app: a key is part
+    of an account (shown on ``/account/``, removed with its user), and the ``api`` app stays models-free.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=32)
+    key_hash = models.CharField(max_length=64, unique=True)
+    organisation = models.ForeignKey(
+        Organisation, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )  # None: every organisation the user is a member of
+    read_only = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"API key {self.prefix}… ({self.name})"
