@@ -11,6 +11,8 @@ sockets with keep-alive) runs in this process, pinned to the other. Per database
 * ``bundle_304``: ``GET /api/v1/live/bundles/core`` with ``If-None-Match`` set to the current ETag;
 * ``bundle_200``: the same without ``If-None-Match`` (the whole bundle);
 * ``releases``: ``GET /api/v1/live/releases``;
+* ``connections``: a request-like thread (Django's first query in a fresh thread, then ``close()`` as at a
+  request's end) with a new connection each time and with the FORGE's connection pool, interleaved;
 * ``pages``: the median and p90 latency of the demo's main pages (the organisation's projects, the project,
   the set, its versions, the audit log, the instances) for a signed-in user, one request at a time.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import http.cookiejar
+import json
 import os
 import re
 import subprocess
@@ -94,7 +97,7 @@ def pin(pid: int, core: int) -> None:
 
 
 @contextlib.contextmanager
-def running_baseline() -> Iterator[int]:
+def running_baseline() -> Iterator[tuple[int, int]]:
     """The trivial Starlette app under uvicorn with ``anvil-forge serve``'s settings, on a free port."""
     port = free_port()
     code = (
@@ -113,7 +116,7 @@ def running_baseline() -> Iterator[int]:
                     raise RuntimeError("the Starlette baseline did not start") from None
                 time.sleep(0.1)
         pin(process.pid, SERVER_CORE)
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()
         try:
@@ -124,13 +127,70 @@ def running_baseline() -> Iterator[int]:
 
 
 def measure_baseline(label: str) -> dict[str, Any]:
-    with running_baseline() as port:
+    with running_baseline() as (port, pid):
+        cpu_before = cpu_seconds(pid)
         outcome = loadgen.run(
             "127.0.0.1", port, "/", connections=CONNECTIONS, duration_s=DURATION_S, warmup_s=WARMUP_S,
             max_requests=MAX_REQUESTS,
         ).as_dict()
+        cpu_used = cpu_seconds(pid) - cpu_before
+    outcome["server_cpu_ms_per_request"] = (
+        round(cpu_used * 1000 / outcome["requests"], 4) if outcome["requests"] else None
+    )
     log(f"api[{label}] starlette baseline: {outcome['rps']} req/s, p50 {outcome['latency_ms']['median']} ms")
     return outcome
+
+
+def connection_main() -> int:
+    """Child process with a FORGE's settings: a request-like thread (first query, then close) with and without
+    the connection pool, interleaved; prints the medians in ms."""
+    import statistics
+    import threading
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anvil_forge.settings")
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from anvil_forge.core import dbpool
+
+    users = get_user_model().objects
+
+    def request() -> None:
+        users.filter(username="editor").first()
+        connection.close()  # what Django does when the request ends (CONN_MAX_AGE = 0)
+
+    def in_thread() -> None:
+        thread = threading.Thread(target=request)
+        thread.start()
+        thread.join()
+
+    samples: dict[str, list[float]] = {"fresh_thread_new_connection_ms": [], "fresh_thread_pooled_connection_ms": []}
+    size = dbpool.pool.size or 8
+    for _ in range(5):
+        for name, pool_size in zip(samples, (0, size), strict=True):
+            dbpool.pool.size = pool_size
+            dbpool.pool.drain()
+            for _ in range(10):
+                in_thread()
+            began = time.perf_counter()
+            for _ in range(100):
+                in_thread()
+            samples[name].append((time.perf_counter() - began) * 10)
+    sys.stdout.write(json.dumps({name: round(statistics.median(values), 3) for name, values in samples.items()}))
+    return 0
+
+
+def measure_connections(forge: Any) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.api", "connection"], cwd=ROOT, env={**forge.env, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=120,
+    )
+    if result.returncode != 0:
+        return {"error": result.stderr[-500:]}
+    return json.loads(result.stdout)
 
 
 def signed_in_cookie(url: str, username: str = "editor") -> str:
@@ -236,6 +296,8 @@ def measure_database(label: str, postgres_url: str | None) -> dict[str, Any]:
             )
         results["bundle_bytes"] = size
         results["pages"] = measure_pages(forge)
+        results["connections"] = measure_connections(forge)
+        log(f"api[{label}] a request-like thread's first query and close: {results['connections']}")
         log(f"api[{label}] pages: p50 {results['pages']['p50_ms_of_medians']} ms (median of the pages' medians)")
         # Where the FORGE's time goes on the conditional GET: a separate, sampled run (py-spy, 100 Hz).
         profiler = start_profile(pid, PROFILE_S, f"api_{label}_bundle_304")
@@ -254,6 +316,16 @@ def measure_database(label: str, postgres_url: str | None) -> dict[str, Any]:
     results["ratios_vs_starlette"] = {
         name: round(results[name]["rps"] / results["starlette_rps"], 3)
         if results["starlette_rps"] and results[name]["rps"] and set(results[name]["statuses"]) <= {"200", "304"}
+        else None
+        for name in ("healthz", *ENDPOINTS)
+    }
+    # The same ratio by the server's CPU time per request (Starlette's / the endpoint's): steadier than req/s on
+    # a busy machine, where the load generator competes for its core too.
+    base_cpu = [results[key].get("server_cpu_ms_per_request") for key in ("starlette_before", "starlette_after")]
+    base_cpu = [value for value in base_cpu if value]
+    results["cpu_ratios_vs_starlette"] = {
+        name: round((sum(base_cpu) / len(base_cpu)) / results[name]["forge_cpu_ms_per_request"], 3)
+        if base_cpu and results[name].get("forge_cpu_ms_per_request")
         else None
         for name in ("healthz", *ENDPOINTS)
     }
@@ -283,6 +355,11 @@ def main() -> int:
             for label, result in databases.items()
             if "skipped" not in result
         },
+        "cpu_ratios_vs_starlette": {
+            label: {name: result.get("cpu_ratios_vs_starlette", {}).get(name) for name in ENDPOINTS}
+            for label, result in databases.items()
+            if "skipped" not in result
+        },
         "page_p50_ms": {
             label: result["pages"]["p50_ms_of_medians"] for label, result in databases.items() if "pages" in result
         },
@@ -297,4 +374,6 @@ baseline = _baseline()
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["connection"]:
+        sys.exit(connection_main())
     sys.exit(main())
