@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from anvil_client._console import parse_arguments, quiet_closed_pipes
+from anvil_forge.api.cli import add_apikey_arguments, run_apikey
 from anvil_forge.core.exceptions import ApplicationError
 from anvil_forge.distribution.cli import add_token_arguments, run_token
 from anvil_forge.peering.cli import add_peer_arguments, run_peer
@@ -204,6 +205,7 @@ COMMANDS: dict[str, tuple[Handler, Arguments, str]] = {
     "publish": (run_publish, add_publish_arguments, "publish a prompt set version to an environment"),
     "rollback": (run_rollback, add_rollback_arguments, "roll an environment back to a version live there before"),
     "token": (run_token, add_token_arguments, "create, list or revoke ACCESS_TOKENs (LIVE instances, peer FORGEs)"),
+    "apikey": (run_apikey, add_apikey_arguments, "create, list or revoke personal API keys (the management API)"),
     "peer": (run_peer, add_peer_arguments, "add, list, check or remove peer FORGEs (the Forges menu)"),
     "import": (run_import, add_import_arguments, "import prompt files, a .zip, a bundle or Langfuse JSON into a set"),
     "export": (run_export, add_export_arguments, "export a set (or one of its versions) as prompt files"),
