@@ -75,6 +75,8 @@ _FAST_CLASS_TEST = {
     "string": "{v}.__class__ is not str",
     "number": "{v}.__class__ is not int and {v}.__class__ is not float",
     "boolean": "{v}.__class__ is not bool",
+    "list": "{v}.__class__ is not list and {v}.__class__ is not tuple",
+    "object": "{v}.__class__ is not dict",
 }
 
 
@@ -272,7 +274,7 @@ def _build_renderer(spec: Any, compiled: Any) -> Renderer:
         if test is not None:
             lines.append(f"    if {test.format(v=local)}:")
             lines.append(f"        {local} = k{index}({local})")
-        elif kind is not None:  # list or object: always checked (rare in hot prompts)
+        elif kind is not None:  # a type without a class test: always checked
             lines.append(f"    {local} = k{index}({local})")
 
     if compiled.pieces is not None:

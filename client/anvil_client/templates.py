@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 from jinja2 import meta, nodes
 
-from anvil_client._exceptions import MissingVariables, RenderLimitExceeded, TemplateError
+from anvil_client._exceptions import MissingVariables, TemplateError
 from anvil_client._limits import DEFAULT_LIMITS, LimitedSandbox, RenderLimits, meter_tree, metered
 from anvil_client._pieces import merge_text
 
@@ -110,27 +110,29 @@ def compile_template(source: str, *, prompt_id: str = "?", limits: RenderLimits 
         raise TemplateError(exc.message or "syntax error", line=exc.lineno) from exc
     except (RecursionError, MemoryError, ValueError) as exc:  # e.g. absurdly deep nesting
         raise TemplateError(f"template cannot be compiled: {type(exc).__name__}") from exc
-    run = metered(template.root_render_func, limits, first_steps)
-    new_context = template.new_context
+    render = metered(
+        template.root_render_func, limits, first_steps, new_context=template.new_context,
+        translate=_render_error(prompt_id),
+    )
+    return CompiledTemplate(variables=variables, pieces=pieces, render=render)
 
-    def render(values: Mapping[str, Any]) -> str:
-        try:
-            return run(new_context(values))  # type: ignore[arg-type]  # any mapping works
-        except RenderLimitExceeded:
-            raise
-        except jinja2.UndefinedError as exc:
+
+def _render_error(prompt_id: str) -> Callable[[Exception, Mapping[str, Any]], Exception]:
+    """What a render's error becomes: the client's own errors, never Jinja2's or Python's."""
+
+    def translate(exc: Exception, values: Mapping[str, Any]) -> Exception:
+        if isinstance(exc, jinja2.UndefinedError):
             match = _UNDEFINED_MESSAGE.match(str(exc.message))
             if match and match.group(1) not in values:
-                raise MissingVariables(prompt_id, [match.group(1)]) from exc
-            raise TemplateError(str(exc.message)) from exc
-        except jinja2.exceptions.SecurityError as exc:
-            raise TemplateError(f"the sandbox does not allow this: {exc.message or exc}") from exc
-        except jinja2.TemplateError as exc:
-            raise TemplateError(str(exc.message or exc)) from exc
-        except Exception as exc:
-            raise TemplateError(f"{type(exc).__name__}: {exc}") from exc
+                return MissingVariables(prompt_id, [match.group(1)])
+            return TemplateError(str(exc.message))
+        if isinstance(exc, jinja2.exceptions.SecurityError):
+            return TemplateError(f"the sandbox does not allow this: {exc.message or exc}")
+        if isinstance(exc, jinja2.TemplateError):
+            return TemplateError(str(exc.message or exc))
+        return TemplateError(f"{type(exc).__name__}: {exc}")
 
-    return CompiledTemplate(variables=variables, pieces=pieces, render=render)
+    return translate
 
 
 def _fast_pieces(tree: nodes.Template) -> tuple[tuple[str, str], ...] | None:

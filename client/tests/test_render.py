@@ -199,3 +199,45 @@ def test_jinja_free_tokenizer_agrees_with_jinja2s_parse_tree(source: str) -> Non
     if pieces is None:
         return  # Jinja2 decides
     assert _fast_pieces(ENV.parse(source)) == pieces, source  # parses, and to the same pieces
+
+
+class Items(list):  # type: ignore[type-arg]
+    pass
+
+
+class Options(dict):  # type: ignore[type-arg]
+    pass
+
+
+def test_list_and_object_parameters_accept_their_kinds_and_refuse_others() -> None:
+    from collections import OrderedDict
+
+    from anvil_client import InvalidVariable
+
+    prompt = compiled(
+        "{{ items|length }} {{ options|length }}",
+        (Parameter("items", "list", True, None, ""), Parameter("options", "object", False, None, "")),
+    )
+    for items in ([1, 2], (1, 2), Items([1, 2])):
+        for options in ({"a": 1}, Options(a=1), OrderedDict(a=1)):
+            assert prompt.render({"items": items, "options": options}) == "2 1"
+    assert compiled("{{ options }}", (Parameter("options", "object", False, None, ""),)).render({"options": None}) == (
+        "None"
+    )
+    for bad in ({"items": "ab", "options": {}}, {"items": {1: 2}, "options": {}}, {"items": [], "options": [1]},
+                {"items": None, "options": {}}):
+        with pytest.raises(InvalidVariable):
+            prompt.render(bad)
+
+
+def test_logic_templates_see_the_same_globals_as_jinja2() -> None:
+    source = (
+        "{{ range(3)|list }} {{ dict(a=1) }} {% set c = cycler('x', 'y') %}{{ c.next() }}{{ c.next() }} "
+        "{% set j = joiner('+') %}{{ j() }}a{{ j() }}b {% set ns = namespace(n=2) %}{{ ns.n }} "
+        "{{ lipsum(1)|length > 0 }}"
+    )
+    prompt = compiled(source)
+    assert not prompt.fast
+    assert prompt.render({}) == jinja_render(source, {})
+    # A value the application passes under a global's name wins, as in Jinja2.
+    assert compiled("{{ range }}").render({"range": "mine"}) == "mine" == jinja_render("{{ range }}", {"range": "mine"})
