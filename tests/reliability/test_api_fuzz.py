@@ -2,7 +2,8 @@
 
 A real FORGE (uvicorn, demo data) with live and peer tokens; every operation of ``/api/v1/openapi.json``
 (but the endless event stream, tested in tests/integration) gets a bounded number of generated requests,
-valid and invalid in shape, with the right kind of token. schemathesis is driven through its Python API
+valid and invalid in shape, with the right kind of token (a personal API key of the demo owner for the
+management API, so its writes run too). schemathesis is driven through its Python API
 (one hypothesis strategy per operation), so no pytest plugin is loaded.
 """
 
@@ -27,15 +28,22 @@ def test_every_api_operation_answers_generated_requests_without_a_server_error(m
     peer = forge.cli(
         "token", "create", "acme/support-bot", "--environment", "production", "--kind", "peer", "--name", "fuzz"
     ).splitlines()[0].strip()
+    key = forge.cli("apikey", "create", "owner", "--name", "fuzz").splitlines()[0].strip()
     schema = schemathesis.openapi.from_url(forge.url + "/api/v1/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     operations = [op for op in operations if op.path not in SKIPPED]
     assert len(operations) >= 7, [op.path for op in operations]
+    assert sum(op.path.startswith("/api/v1/manage/") for op in operations) >= 25
 
     failures: list[str] = []
     tried: dict[str, int] = {}
     for operation in operations:
-        fuzz(operation, forge.url, peer if operation.path.startswith("/api/v1/peer/") else live, failures, tried)
+        credential = live
+        if operation.path.startswith("/api/v1/peer/"):
+            credential = peer
+        elif operation.path.startswith("/api/v1/manage/"):
+            credential = key
+        fuzz(operation, forge.url, credential, failures, tried)
 
     assert not failures, "\n".join(failures[:10])
     assert all(count >= 5 for count in tried.values()), tried
