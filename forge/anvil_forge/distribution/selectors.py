@@ -166,6 +166,71 @@ def instances_for(
     return instances.order_by("project__organisation__slug", "project__slug", "environment__slug", "name")
 
 
+@dataclass
+class InstanceRow:
+    """The columns of a LIVE instance the summaries need (see :func:`instance_summaries`): no model, no token."""
+
+    pk: int
+    instance_id: str
+    name: str
+    host: str
+    project_id: int
+    environment_id: int
+    last_seen_at: datetime
+
+
+@dataclass
+class ProcessRow:
+    """The columns of a LIVE process the standings need (``usage`` is never read for them)."""
+
+    instance_id: int
+    process_id: int
+    client_version: str
+    mode: str
+    pins: dict[str, int]
+    versions: dict[str, int]
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+def instance_summaries(
+    *,
+    actor: Any,
+    organisation: Organisation | None = None,
+    project: Project | None = None,
+    environment: Environment | None = None,
+    now: datetime | None = None,
+) -> list[InstanceState]:
+    """Like ``instance_states(instances_for(...))`` but in two narrow queries of plain rows, for counting and
+    choosing at thousands of instances: each state's ``instance`` is an :class:`InstanceRow` and its processes
+    :class:`ProcessRow` s. Load the full rows of the few shown with :func:`instances_for` (``pk__in``)."""
+    now = now or timezone.now()
+    instances = instances_for(
+        actor=actor, organisation=organisation, project=project, environment=environment, now=now
+    ).prefetch_related(None)
+    rows = {
+        values["pk"]: InstanceRow(**values)
+        for values in instances.values(
+            "pk", "instance_id", "name", "host", "project_id", "environment_id", "last_seen_at"
+        )
+    }
+    processes: dict[int, list[ProcessRow]] = {}
+    fields = [f for f in ProcessRow.__dataclass_fields__ if f != "instance_id"]
+    for values in (
+        LiveProcess.objects.filter(instance__in=instances.values("pk"))
+        .order_by("instance_id", "process_id")
+        .values("instance_id", *fields)
+    ):
+        processes.setdefault(values["instance_id"], []).append(ProcessRow(**values))
+    states = []
+    for pk, row in rows.items():
+        every = processes.get(pk, [])
+        live = [process for process in every if process.expires_at > now]
+        seen = [row.last_seen_at, *(process.last_seen_at for process in every)]
+        states.append(InstanceState(instance=row, processes=live, known=live or every, last_seen_at=max(seen)))  # type: ignore[arg-type]
+    return states
+
+
 @dataclass(frozen=True)
 class SetMix:
     """What the live processes of one instance run (or are pinned to) of one set."""
@@ -294,7 +359,9 @@ def instance_states(instances: Any, *, now: datetime | None = None) -> list[Inst
 def tokens_for(*, actor: Any, project: Project) -> QuerySet[AccessToken]:
     """The project's ACCESS_TOKENs (active and revoked, newest first). Only for who may manage tokens."""
     require(actor, project.organisation, Capability.MANAGE_TOKENS, what=f"project {project}")
-    return AccessToken.objects.filter(project=project).select_related("environment", "created_by", "revoked_by")
+    return AccessToken.objects.filter(project=project).select_related(
+        "project", "environment", "created_by", "revoked_by"
+    )
 
 
 @dataclass
@@ -331,7 +398,7 @@ def distribution_state(*, actor: Any, project: Project, now: datetime | None = N
         for release in current_releases(environment=environment)
     }
     states_by_env: dict[int, list[InstanceState]] = {}
-    for state in instance_states(instances_for(actor=actor, project=project, now=now), now=now):
+    for state in instance_summaries(actor=actor, project=project, now=now):
         states_by_env.setdefault(state.instance.environment_id, []).append(state)
     result: list[SetDistribution] = []
     for prompt_set in sets:

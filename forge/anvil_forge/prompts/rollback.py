@@ -70,6 +70,7 @@ def rollback_targets(*, prompt_set: PromptSet, environment: Environment) -> list
     releases = list(
         Release.objects.filter(environment=environment, prompt_set=prompt_set)
         .select_related("version", "version__created_by", "version__reviewed_by", "version__rollback_of")
+        .defer("version__snapshot", "version__rollback_of__snapshot")  # metadata only; a page may list 1,000
         .order_by("-id")
     )
     if not releases:
@@ -87,9 +88,7 @@ def rollback_targets(*, prompt_set: PromptSet, environment: Environment) -> list
     return targets
 
 
-def rollback_environment(
-    *, actor: Actor, prompt_set: PromptSet, number: int, environment: Environment
-) -> Release:
+def rollback_environment(*, actor: Actor, prompt_set: PromptSet, number: int, environment: Environment) -> Release:
     """Roll ``environment`` back to version ``number`` of ``prompt_set``: make a new version with its content,
     approved because that content was, and publish it there. Returns the new release.
 

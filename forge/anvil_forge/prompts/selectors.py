@@ -123,6 +123,13 @@ def versions_for(*, actor: Actor, prompt_set: PromptSet) -> QuerySet[PromptSetVe
     )
 
 
+def version_summaries_for(*, actor: Actor, prompt_set: PromptSet) -> QuerySet[PromptSetVersion]:
+    """:func:`versions_for` without the snapshots (a 500-prompt set's is ~100 KB a version): for lists."""
+    return versions_for(actor=actor, prompt_set=prompt_set).defer(
+        "snapshot", "rollback_of__snapshot", "provenance", "rollback_of__provenance"
+    )
+
+
 def version_get(*, actor: Actor, prompt_set: PromptSet, number: int) -> PromptSetVersion:
     require(actor, prompt_set.project.organisation, Capability.VIEW, what=f"prompt set {prompt_set}")
     version = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
@@ -12,8 +13,7 @@ from anvil_forge.distribution.models import Release
 from anvil_forge.distribution.selectors import (
     acknowledgements_for,
     distribution_state,
-    instance_states,
-    instances_for,
+    instance_summaries,
     publish_warnings,
 )
 from anvil_forge.prompts import selectors, services
@@ -21,6 +21,12 @@ from anvil_forge.prompts.models import VersionState
 from anvil_forge.prompts.rollback import approval_of, rollback_environment, rollback_refusal, rollback_targets
 from anvil_forge.web.access import Place, place_get
 from anvil_forge.web.diffing import snapshot_diff
+
+VERSION_PAGE_SIZE = 50
+ACK_PAGE_SIZE = 50
+PUBLISH_SAMPLE = 20
+RELEASE_STATES = ("applied", "waiting", "refusing", "offline")
+STATE_WORDS = {"applied": "applied", "waiting": "waiting", "refusing": "not taking it", "offline": "offline"}
 
 
 @login_required
@@ -30,7 +36,10 @@ def version_list(request: HttpRequest, org: str, project: str, prompt_set: str) 
 
 
 def _version_page(request: HttpRequest, place: Place, *, status: int = 200, error: str = "") -> HttpResponse:
-    versions = list(selectors.versions_for(actor=request.user, prompt_set=place.prompt_set))
+    page = Paginator(
+        selectors.version_summaries_for(actor=request.user, prompt_set=place.prompt_set), VERSION_PAGE_SIZE
+    ).get_page(request.GET.get("page"))
+    versions = list(page.object_list)
     # One read of the distribution state gives the environments, what is live in each, and who runs what.
     states = [
         state
@@ -45,7 +54,7 @@ def _version_page(request: HttpRequest, place: Place, *, status: int = 200, erro
             live.setdefault(state.version, []).append(state.environment)
         for number, count in sorted(state.versions.items()):
             running.setdefault(number, []).append((state.environment.slug, count))
-    newest = versions[0].number if versions else 0
+    newest = place.prompt_set.versions.order_by("-number").values_list("number", flat=True).first() or 0
     live_numbers = {env.pk: n for n, envs in live.items() for env in envs}
     rollback_to: dict[int, list] = {}
     if "publish" in place.caps:
@@ -76,7 +85,7 @@ def _version_page(request: HttpRequest, place: Place, *, status: int = 200, erro
     return render(
         request,
         "web/versions.html",
-        {**place.context(), "rows": rows, "error": error, "newest": newest},
+        {**place.context(), "rows": rows, "error": error, "newest": newest, "page": page},
         status=status,
     )
 
@@ -102,8 +111,9 @@ def version_detail(request: HttpRequest, org: str, project: str, prompt_set: str
 @login_required
 def version_diff(request: HttpRequest, org: str, project: str, prompt_set: str) -> HttpResponse:
     place = place_get(request, org, project, prompt_set)
-    versions = list(selectors.versions_for(actor=request.user, prompt_set=place.prompt_set))
-    numbers = [v.number for v in versions]
+    numbers = list(  # the newest two: the default comparison
+        selectors.versions_for(actor=request.user, prompt_set=place.prompt_set).values_list("number", flat=True)[:2]
+    )
     a = _number(request.GET.get("a"), default=numbers[1] if len(numbers) > 1 else (numbers[0] if numbers else 0))
     b = _number(request.GET.get("b"), default=numbers[0] if numbers else 0)
     old = selectors.version_get(actor=request.user, prompt_set=place.prompt_set, number=a) if a else None
@@ -118,7 +128,7 @@ def version_diff(request: HttpRequest, org: str, project: str, prompt_set: str) 
             "old": old,
             "new": new,
             "diff": snapshot_diff(old.snapshot if old else None, new.snapshot),
-            "numbers": numbers,
+            "newest": numbers[0],
         },
     )
 
@@ -150,7 +160,7 @@ def version_rollback(
     allowed = version.pk in {v.pk for v in rollback_targets(prompt_set=place.prompt_set, environment=target)}
     if not allowed and not error:
         error = rollback_refusal(place.prompt_set, version, target)  # said on the page; nothing was asked yet
-    newest = selectors.versions_for(actor=request.user, prompt_set=place.prompt_set).first()
+    newest = selectors.version_summaries_for(actor=request.user, prompt_set=place.prompt_set).first()
     return render(
         request,
         "web/rollback.html",
@@ -188,7 +198,8 @@ def version_publish(
     current = selectors.current_release(environment=target, prompt_set=place.prompt_set)
     slug = place.prompt_set.slug
     takers, refusers, offline = [], [], []
-    for state in instance_states(instances_for(actor=request.user, project=place.project, environment=target)):
+    running: dict[str, int] = {}  # what the instances that would take it run now: "v3" -> instances
+    for state in instance_summaries(actor=request.user, project=place.project, environment=target):
         standing = state.standing(slug, None)  # against no version: every accepting instance is "behind"
         if standing is None:
             continue
@@ -200,6 +211,11 @@ def version_publish(
             refusers.append((state, "FROZEN"))
         else:
             takers.append(state)
+            mix = state.versions_of(slug)
+            running[mix.text if mix else "none"] = running.get(mix.text if mix else "none", 0) + 1
+    refusal_counts: dict[str, int] = {}
+    for _state, why in refusers:
+        refusal_counts[why] = refusal_counts.get(why, 0) + 1
     return render(
         request,
         "web/publish.html",
@@ -209,9 +225,16 @@ def version_publish(
             "environment": target,
             "current": current,
             "diff": snapshot_diff(current.version.snapshot if current else None, version.snapshot),
-            "takers": takers,
-            "refusers": refusers,
-            "offline": offline,
+            # Counts, and a sample of each group: the whole list is the instances page, filtered.
+            "taker_count": len(takers),
+            "takers": takers[:PUBLISH_SAMPLE],
+            "taker_versions": sorted(running.items(), key=lambda item: -item[1]),
+            "refuser_count": len(refusers),
+            "refusers": refusers[:PUBLISH_SAMPLE],
+            "refusal_counts": sorted(refusal_counts.items()),
+            "offline_count": len(offline),
+            "offline": offline[:PUBLISH_SAMPLE],
+            "sample": PUBLISH_SAMPLE,
             "warnings": publish_warnings(version=version, environment=target),
             "error": error,
         },
@@ -231,34 +254,70 @@ def _release(request: HttpRequest, place: Place, release_id: int) -> Release:
 
 
 def _ack_context(request: HttpRequest, place: Place, release: Release) -> dict:
+    """Counts per state (applied, waiting, refusing, offline), then one page of the instances in the chosen state
+    (``?state=``, all by default) whose name, host or id contains ``?q=``."""
     slug = place.prompt_set.slug
-    acks = list(acknowledgements_for(release=release))
-    acked = {event.data.get("instance_id") for event in acks}
-    waiting, refusing, running, offline = [], [], [], []
-    instances = instances_for(actor=request.user, project=place.project, environment=release.environment)
-    for state in instance_states(instances):
-        standing = state.standing(slug, release.version.number)
-        if standing is None or state.instance.instance_id in acked:
+    number = release.version.number
+    acks: dict[str, tuple[dict, object]] = {}
+    for data, created_at in acknowledgements_for(release=release).values_list("data", "created_at"):
+        acks.setdefault(data.get("instance_id"), (data, created_at))  # newest first: keep each instance's newest
+    groups: dict[str, list[dict]] = {state: [] for state in RELEASE_STATES}
+    for state in instance_summaries(actor=request.user, project=place.project, environment=release.environment):
+        standing = state.standing(slug, number)
+        if standing is None:
             continue
-        if standing == "offline":
-            offline.append(state)
-        elif standing == "pinned":
-            refusing.append((state, state.pinned_to(slug)))
-        elif standing == "frozen":
-            refusing.append((state, "FROZEN"))
+        instance = state.instance
+        row = {"name": instance.name, "host": instance.host, "id": instance.instance_id}
+        acked = acks.pop(instance.instance_id, None)
+        if acked is not None:
+            groups["applied"].append({**row, "version": acked[0].get("version"), "at": acked[1]})
         elif standing == "running":
-            running.append((state, state.versions_of(slug)))
+            groups["applied"].append({**row, "runs": state.versions_of(slug)})
+        elif standing == "offline":
+            groups["offline"].append({**row, "last_seen_at": state.last_seen_at})
+        elif standing == "pinned":
+            groups["refusing"].append({**row, "why": state.pinned_to(slug)})
+        elif standing == "frozen":
+            groups["refusing"].append({**row, "why": "FROZEN"})
         else:
-            waiting.append((state, state.versions_of(slug)))
+            groups["waiting"].append({**row, "runs": state.versions_of(slug)})
+    for data, created_at in acks.values():  # acknowledged by an instance no longer listed: still applied
+        groups["applied"].append(
+            {
+                "name": data.get("instance") or "",
+                "host": data.get("host", ""),
+                "id": data.get("instance_id") or "",
+                "version": data.get("version"),
+                "at": created_at,
+            }
+        )
+    counts = {state: len(rows) for state, rows in groups.items()}
+    chosen = request.GET.get("state", "")
+    chosen = chosen if chosen in groups else ""
+    query = request.GET.get("q", "").strip()
+    rows = [
+        {**row, "state": state} for state in RELEASE_STATES if not chosen or state == chosen for row in groups[state]
+    ]
+    if query:
+        needle = query.lower()
+        rows = [
+            row for row in rows if needle in row["name"].lower() or needle in row["host"].lower() or needle in row["id"]
+        ]
+    page = Paginator(rows, ACK_PAGE_SIZE).get_page(request.GET.get("page"))
     return {
         **place.context(),
         "release": release,
-        "acks": acks,
-        "ack_count": len(acks) + len(running),
-        "running": running,
-        "waiting": waiting,
-        "refusing": refusing,
-        "offline": offline,
+        "counts": counts,
+        "ack_count": counts["applied"],
+        "state": chosen,
+        "q": query,
+        "page": page,
+        "matched": len(rows),
+        "follows": sum(counts.values()),
+        "show_find": sum(counts.values()) > 10,
+        "state_labels": [
+            (state, f"{STATE_WORDS[state]} ({counts[state]})") for state in RELEASE_STATES if counts[state]
+        ],
     }
 
 
@@ -278,7 +337,7 @@ def release_detail(request: HttpRequest, org: str, project: str, prompt_set: str
 
 @login_required
 def release_acks(request: HttpRequest, org: str, project: str, prompt_set: str, release_id: int) -> HttpResponse:
-    """htmx (polled every second): the instances that applied the release, and those still to."""
+    """htmx (refetched on page events): the counts per state and the page of instances being looked at."""
     place = place_get(request, org, project, prompt_set)
     release = _release(request, place, release_id)
     return render(request, "web/partials/acks.html", _ack_context(request, place, release))
