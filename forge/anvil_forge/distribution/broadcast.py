@@ -15,8 +15,10 @@ client that stopped reading) is dropped. Background tasks, one each for the whol
   mean (:mod:`.rebalance`);
 * on SQLite, the change check: ``PRAGMA data_version`` every ``ANVIL_CHANGE_CHECK_SECONDS`` (20 ms) on a
   connection of its own, which changes when any other connection commits (the ``anvil-forge`` command, or
-  this process's pages); a change empties the LIVE API's caches and runs the safety net's check at once, so
-  a publish from another process is out within tens of milliseconds, not at the next periodic check.
+  this process's pages); when the commit changed what the LIVE API serves (a release, a revoked token, a
+  review, an environment's review setting: see :class:`DataVersion`), the LIVE API's caches are emptied and
+  the safety net's check runs at once, so a publish from another process is out within tens of
+  milliseconds, not at the next periodic check.
 
 Every publish and revocation heard here also empties the LIVE API's caches (:mod:`.caches`).
 """
@@ -387,11 +389,12 @@ class Broadcaster:
                 self.close_token(token_id)
 
     async def _change_check_loop(self) -> None:
-        """SQLite: notice any commit by another connection within ``ANVIL_CHANGE_CHECK_SECONDS``."""
+        """SQLite: notice a commit by another connection that changes what the LIVE API serves, within
+        ``ANVIL_CHANGE_CHECK_SECONDS``."""
         assert self._poke is not None
         interval = getattr(settings, "ANVIL_CHANGE_CHECK_SECONDS", 0.02)
         check = DataVersion(str(_sqlite_file()))
-        last: int | None = None
+        last: tuple[Any, ...] | None = None
         try:
             while True:
                 try:
@@ -438,26 +441,40 @@ class Broadcaster:
 
 
 class DataVersion:
-    """``PRAGMA data_version`` of one SQLite file, read on a connection and a thread of its own."""
+    """What the LIVE API depends on in one SQLite file, read on a connection and a thread of its own.
+
+    ``PRAGMA data_version`` changes whenever another connection commits (cheap: no table is read); only then
+    is the fingerprint read again: the newest release, the revoked tokens, the versions' reviews and the
+    environments' review setting. Check-ins and page writes change ``data_version`` all the time but not the
+    fingerprint, so they do not empty the caches.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._connection: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anvil.change-check")
+        self._data_version: int | None = None
+        self._fingerprint: tuple[Any, ...] = ()
+        self._sql = _fingerprint_sql()
 
-    def _read(self) -> int:
+    def _read(self) -> tuple[Any, ...]:
         import sqlite3
 
         if self._connection is None:
             self._connection = sqlite3.connect(self.path, timeout=1.0, check_same_thread=False, isolation_level=None)
-        return self._connection.execute("PRAGMA data_version").fetchone()[0]
+            self._data_version = None
+        version = self._connection.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._fingerprint = tuple(self._connection.execute(self._sql).fetchone())
+            self._data_version = version
+        return self._fingerprint
 
     def _close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
-    async def read(self) -> int:
+    async def read(self) -> tuple[Any, ...]:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._read)
 
     def reset(self) -> None:
@@ -467,6 +484,28 @@ class DataVersion:
         with contextlib.suppress(Exception):
             await asyncio.shield(asyncio.get_running_loop().run_in_executor(self._executor, self._close))
         self._executor.shutdown(wait=False)
+
+
+def _fingerprint_sql() -> str:
+    from anvil_forge.distribution.models import AccessToken, Release
+    from anvil_forge.prompts.models import Environment, PromptSetVersion
+
+    release, token = Release._meta.db_table, AccessToken._meta.db_table
+    version, environment = PromptSetVersion._meta.db_table, Environment._meta.db_table
+    terms = [
+        ("max(id)", release),
+        ("count(*)", release),
+        ("count(revoked_at)", token),
+        ("count(*)", token),
+        ("max(expires_at)", token),
+        ("count(reviewed_at)", version),
+        ("max(reviewed_at)", version),
+        ("count(*)", version),
+        ("count(*)", environment),
+        ("sum(accepts_review_versions)", environment),
+    ]
+    # Table names from the models' metadata, never from input.
+    return "SELECT " + ", ".join(f"(SELECT {term} FROM {table})" for term, table in terms)  # noqa: S608
 
 
 def _sqlite_file() -> str | None:
