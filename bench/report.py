@@ -84,6 +84,10 @@ def hot_path(data: dict[str, Any]) -> list[str]:
         row("raw compiled Jinja2, ~10 KB template with 50 variables (baseline)", "jinja2_raw_large_ns", None, ""),
         row("`prompt()`, the ~10 KB template", "anvil_logic_large_ns", "ratio_logic_large_vs_jinja2",
             "≤ 1.2x Jinja2"),
+        row("raw Jinja2 with plain-dict globals, template with logic (ratio: `prompt()` to it, the limits' own "
+            "cost)", "jinja2_dict_globals_ns", "ratio_logic_vs_jinja2_dict_globals", "-"),
+        row("raw Jinja2 with plain-dict globals, ~10 KB template (ratio: `prompt()` to it)",
+            "jinja2_dict_globals_large_ns", "ratio_logic_large_vs_jinja2_dict_globals", "-"),
         row("Langfuse `get_prompt(...).compile(...)`, cached", "langfuse_ns", "ratio_langfuse_vs_anvil",
             "≥ 3x slower than Anvil"),
     ]
