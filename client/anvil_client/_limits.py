@@ -6,12 +6,15 @@ production through review, but the client promises that the host never fails bec
 sends, and the FORGE's preview must not hold a worker. So one render is metered:
 
 * **steps**: each loop iteration (and each item a loop's ``if`` tests), each macro or ``{% call %}`` body run,
-  each function, method or filter call counts one; at most :attr:`RenderLimits.max_steps`;
+  each function, method or filter call counts one; at most :attr:`RenderLimits.max_steps`. The filter calls
+  a body makes in every run of it are counted together at its top (the same count, earlier);
 * **characters**: every string the template creates counts its length (the text of loop and macro bodies
-  each time they run, ``{{ }}`` output, ``~`` and ``+`` joins, ``*`` repeats, filter and method results);
-  at most :attr:`RenderLimits.max_chars`, which also bounds the length of the rendered prompt (checked
-  before it is joined). A value of the application's printed once at the top level is not counted on its
-  own (the substitution fast path prints such values as they are); everywhere else it is. Operations that
+  each time they run, ``{{ }}`` output captured into a value or a macro's text, ``~`` and ``+`` joins, ``*``
+  repeats, filter and method results); at most :attr:`RenderLimits.max_chars`, which also bounds the length
+  of the rendered prompt (checked before it is joined). A ``{{ }}`` output whose text goes straight to the
+  rendered prompt is a string that exists already (the application's, or one counted when it was made) or
+  a number, and is counted by that final check; any other value there is sized before ``str()`` makes its
+  text. Operations that
   could allocate much more than their inputs in one step (``*``, ``**``, ``%`` widths, ``center``,
   ``indent``, ``replace``, ``join``, format widths...) are sized *before* they run, so the limit holds for
   memory, not only for the result;
@@ -22,8 +25,11 @@ characters are counted the same way everywhere, so the FORGE's preview refuses w
 refuse with the same values; only the time limit depends on the machine.
 
 How: the parse tree is rewritten before compilation (a metering call at the top of every loop, macro and
-call body; output expressions and ``~`` joins go through metering filters), the sandbox intercepts the
-``+ * ** %`` operators and every call, and every filter is wrapped. Template text never becomes code.
+call body; output expressions and ``~`` joins go through metering filters, and a small subclass of Jinja2's
+code generator compiles the ``str`` test of outputs that go straight to the result in place), the sandbox
+intercepts the ``+ * ** %`` operators and every call, and every filter is wrapped. Template text never
+becomes code. Where the time of a metered render goes, and what each of these costs: ``docs/benchmarks.md``
+("Hot path").
 """
 
 from __future__ import annotations
