@@ -45,7 +45,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["organisation", "-created_at"])]
+        indexes = [
+            models.Index(fields=["organisation", "-created_at"]),
+            # A project's newest events (the set page's history: a project, then its set's, newest first).
+            models.Index(fields=["project", "-created_at", "-id"], name="audit_project_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.actor_label} {self.action} {self.object_repr}"

@@ -12,11 +12,15 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from anvil_forge.audit.selectors import audit_events_for
-from anvil_forge.distribution.selectors import instance_states, instances_for
+from anvil_forge.distribution.selectors import instance_states, instance_summaries, instances_for
 from anvil_forge.prompts import selectors
+from anvil_forge.prompts.models import Environment
 from anvil_forge.web.access import place_get
 
 AUDIT_PAGE_SIZE = 50
+INSTANCE_PAGE_SIZE = 50
+INSTANCE_STATES = {"live": "live", "offline": "offline", "frozen": "FROZEN", "pinned": "pinned"}
+ACTOR_SUGGESTIONS = 100
 
 
 @login_required
@@ -30,19 +34,66 @@ def projects(request: HttpRequest, org: str) -> HttpResponse:
 
 @login_required
 def instances(request: HttpRequest, org: str) -> HttpResponse:
+    """One page of the instances, filtered by project, environment, version, state and host; the counts per
+    version of every instance the filters match on top. Filtering and counting read narrow rows; only the
+    page's instances are loaded whole."""
     place = place_get(request, org)
     projects = list(selectors.projects_for(actor=request.user, organisation=place.organisation))
-    project_slug = request.GET.get("project", "")
-    chosen = next((p for p in projects if p.slug == project_slug), None)
+    filters = {key: request.GET.get(key, "").strip() for key in ("project", "environment", "version", "state", "host")}
+    chosen = next((p for p in projects if p.slug == filters["project"]), None)
+    environments = dict(
+        Environment.objects.filter(project__in=[chosen] if chosen else projects).values_list("pk", "slug")
+    )
     now = timezone.now()
-    rows = instances_for(actor=request.user, organisation=place.organisation, project=chosen, now=now)
+    states = instance_summaries(actor=request.user, organisation=place.organisation, project=chosen, now=now)
+    if filters["environment"]:
+        states = [s for s in states if environments.get(s.instance.environment_id) == filters["environment"]]
+    if filters["version"]:
+        wanted_set, _, wanted = filters["version"].rpartition(":")
+        wanted = wanted.lstrip("v")
+        states = [
+            s
+            for s in states
+            if any(
+                (not wanted_set or mix.slug == wanted_set) and any(str(n) == wanted for n, _ in mix.numbers)
+                for mix in s.versions
+            )
+        ]
+    state = filters["state"]
+    if state == "live":
+        states = [s for s in states if not s.offline]
+    elif state == "offline":
+        states = [s for s in states if s.offline]
+    elif state == "frozen":
+        states = [s for s in states if "FROZEN" in s.modes]
+    elif state == "pinned":
+        states = [s for s in states if s.pins]
+    if filters["host"]:
+        needle = filters["host"].lower()
+        states = [s for s in states if needle in s.instance.host.lower() or needle in s.instance.name.lower()]
+    version_counts: dict[tuple[str, int], int] = {}
+    for s in states:
+        for mix in s.versions:
+            for number, _processes in mix.numbers:
+                version_counts[(mix.slug, number)] = version_counts.get((mix.slug, number), 0) + 1
+    page = Paginator(states, INSTANCE_PAGE_SIZE).get_page(request.GET.get("page"))
+    pks = [s.instance.pk for s in page.object_list]
+    shown = instance_states(
+        instances_for(actor=request.user, organisation=place.organisation, now=now).filter(pk__in=pks), now=now
+    )
     return render(
         request,
         "web/instances.html",
         {
             **place.context(),
-            "instances": instance_states(rows, now=now),
+            "instances": shown,
+            "page": page,
+            "matched": len(states),
+            "version_counts": sorted(version_counts.items(), key=lambda item: (item[0][0], -item[0][1])),
             "projects": projects,
+            "environment_slugs": sorted(set(environments.values())),
+            "states": INSTANCE_STATES,
+            "filters": filters,
             "project_slug": chosen.slug if chosen else "",
         },
     )
@@ -104,6 +155,12 @@ def audit(request: HttpRequest, org: str) -> HttpResponse:
             "errors": errors,
             "projects": projects,
             "action_kinds": kinds,
-            "actors": sorted(set(everything.values_list("actor_label", flat=True).distinct())),
+            # People only (instances and tokens act too: thousands of them), at most ACTOR_SUGGESTIONS.
+            "actors": list(
+                everything.filter(actor__isnull=False)
+                .values_list("actor_label", flat=True)
+                .distinct()
+                .order_by("actor_label")[:ACTOR_SUGGESTIONS]
+            ),
         },
     )
