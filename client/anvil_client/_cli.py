@@ -8,6 +8,7 @@
     anvil pin SET VERSION
     anvil unpin SET
     anvil pull --out FILE [--from-cache]
+    anvil prompts pull|push|diff|check ORG/PROJECT/SET --dir DIR   (see _prompts_cli)
 
 Every command works on the application whose ``anvil.toml`` is found from ``--path`` (default: the working
 directory) upwards, or named by ``ANVIL_CONFIG``. Exit statuses: 0 done, 1 failed (the message says why),
@@ -574,6 +575,10 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--out", required=True, metavar="FILE", help="where to write the bootstrap file")
     pull.add_argument("--from-cache", action="store_true", help="use the disk cache instead of the FORGE")
     pull.set_defaults(handler=run_pull)
+
+    from anvil_client._prompts_cli import add_prompts_parser
+
+    add_prompts_parser(sub, common, network)
     return parser
 
 

@@ -83,7 +83,7 @@ def test_wrong_usage_exits_2(argv, capsys):
 def test_parser_knows_every_documented_command():
     commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
 
-    assert sorted(commands) == ["connect", "install", "mode", "pin", "pull", "status", "sync", "unpin"]
+    assert sorted(commands) == ["connect", "install", "mode", "pin", "prompts", "pull", "status", "sync", "unpin"]
 
 
 def test_entry_point_runs_as_a_program(tmp_path):
