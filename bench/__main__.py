@@ -77,6 +77,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("idle_streams", "bench.idle_streams", 170, "RSS and heartbeats at 1,000 and 10,000 idle streams"),
     Benchmark("journey", "bench.journey", 180, "browser: confirm click until the page shows every acknowledgement"),
     Benchmark("fleet", "bench.fleet", 200, "check-in floods, stream churn and shutdown with open streams"),
+    Benchmark(
+        "pages",
+        "bench.pages",
+        420,
+        "main pages' p50 and size at 10,000 instances, 1,000 versions, 100,000 audit events; SQLite and PostgreSQL",
+    ),
 )
 
 
