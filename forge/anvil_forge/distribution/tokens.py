@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 TOKEN_RANDOM_BYTES = 32
 PREFIX_RANDOM_CHARS = 6
@@ -21,6 +22,8 @@ KINDS = ("live", "peer")
 MAX_TOKEN_LENGTH = 128
 _TOKEN_PATTERN = re.compile(r"^anvil_(live|peer)_[A-Za-z0-9_-]{43,100}$")
 _PRINTABLE_START = re.compile(r"^[A-Za-z0-9_-]{0,24}")
+# Ten years: "never expires" is a token without expiry, so nothing needs more (and far more overflows datetime).
+MAX_EXPIRY_DAYS = 3650
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,13 @@ def token_hash(raw: str) -> str:
 def token_well_formed(raw: str) -> bool:
     """Whether ``raw`` has the shape of an Anvil token (cheap check before any database work)."""
     return len(raw) <= MAX_TOKEN_LENGTH and _TOKEN_PATTERN.match(raw) is not None
+
+
+def expiry_after(days: int, *, now: datetime) -> datetime:
+    """When a token made at ``now`` that lives ``days`` days expires; ValueError unless 1 <= days <= MAX_EXPIRY_DAYS."""
+    if not 1 <= days <= MAX_EXPIRY_DAYS:
+        raise ValueError(f"a token expires after 1 to {MAX_EXPIRY_DAYS} days, not {days}")
+    return now + timedelta(days=days)
 
 
 def loggable_prefix(raw: str) -> str:
