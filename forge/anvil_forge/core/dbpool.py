@@ -24,6 +24,8 @@ class ConnectionPool:
         self._lock = threading.Lock()
         self.opened = 0
         self.reused = 0
+        # Raised by :meth:`drain`: a connection taken or opened before is closed, not kept, when it is given back.
+        self.generation = 0
 
     def take(self, key: Hashable) -> Any | None:
         """An idle connection for ``key`` (the database it is connected to), or ``None``."""
@@ -57,6 +59,7 @@ class ConnectionPool:
     def drain(self, key: Hashable | None = None) -> None:
         """Close the idle connections (of ``key``, or all): before a test database is dropped, at exit."""
         with self._lock:
+            self.generation += 1
             keys = list(self._idle) if key is None else [key]
             closing = [connection for k in keys for connection, _ in self._idle.pop(k, [])]
         for connection in closing:
@@ -101,6 +104,7 @@ class PooledWrapperMixin:
         raise NotImplementedError
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        self._pool_generation = pool.generation
         if pool.size:
             connection = pool.take(self._pool_key())
             if connection is not None:
@@ -112,7 +116,12 @@ class PooledWrapperMixin:
         connection = self.connection
         if connection is None:
             return
-        if not pool.size or getattr(self, "in_atomic_block", False) or getattr(self, "errors_occurred", False):
+        if (
+            not pool.size
+            or getattr(self, "in_atomic_block", False)
+            or getattr(self, "errors_occurred", False)
+            or getattr(self, "_pool_generation", None) != pool.generation
+        ):
             super()._close()  # type: ignore[misc]
             return
         pool.give(self._pool_key(), connection, self._pool_reusable)

@@ -29,7 +29,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -60,7 +62,16 @@ CURRENT_FRAMES_MAX_AGE = 30.0
 _db_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="anvil.stream-db")
 
 
+# Raised when the database under the FORGE changed (the SQLite file moved or was replaced): each database thread
+# closes its kept connection before its next call, so it opens the database that is there now.
+_db_epoch = 0
+_thread_epoch = threading.local()
+
+
 def _db_call(fn: Callable[..., T], *args: Any) -> T:
+    if getattr(_thread_epoch, "value", 0) != _db_epoch:
+        db.connection.close()
+        _thread_epoch.value = _db_epoch
     try:
         return fn(*args)
     except db.Error:  # DatabaseError, and InterfaceError for a connection that is already gone
@@ -182,6 +193,11 @@ class Broadcaster:
         self.load_recent: Callable[[], list[tuple[int, int]]] = _load_recent_release_ids
         self.load_inactive_tokens: Callable[[list[int]], set[int]] = _load_inactive_tokens
         self.load_current: Callable[[int], list[tuple[int, bytes]]] = _load_current_frames
+        # Whether the LIVE API may answer from its caches: only while this broadcaster hears every change (the
+        # PostgreSQL listener is connected; the SQLite change check reads the file the FORGE was serving).
+        self.caches_trusted = False
+        self._sqlite_path: str | None = None
+        self._sqlite_identity: tuple[int, int] | None = None
         # On PostgreSQL: the processes tell each other their stream counts; one far above the mean sheds some.
         self.rebalancer = Rebalancer(self)
 
@@ -388,28 +404,58 @@ class Broadcaster:
             for token_id in await run_in_db_thread(self.load_inactive_tokens, list(self.by_token)):
                 self.close_token(token_id)
 
+    def caches_usable(self) -> bool:
+        """Whether the LIVE API may answer from its caches now (see :attr:`caches_trusted`)."""
+        if not self.caches_trusted:
+            return False
+        if self._sqlite_path is not None:  # the file moved or was replaced since the last check: not any more
+            try:
+                stat = os.stat(self._sqlite_path)
+            except OSError:
+                return False
+            return (stat.st_dev, stat.st_ino) == self._sqlite_identity
+        return True
+
     async def _change_check_loop(self) -> None:
         """SQLite: notice a commit by another connection that changes what the LIVE API serves, within
-        ``ANVIL_CHANGE_CHECK_SECONDS``."""
+        ``ANVIL_CHANGE_CHECK_SECONDS``; and notice the file itself going away or being replaced (an outage, a
+        restore), after which nothing cached and no kept connection is used."""
         assert self._poke is not None
         interval = getattr(settings, "ANVIL_CHANGE_CHECK_SECONDS", 0.02)
-        check = DataVersion(str(_sqlite_file()))
+        path = str(_sqlite_file())
+        self._sqlite_path = path
+        check = DataVersion(path)
         last: tuple[Any, ...] | None = None
         try:
             while True:
+                identity = _file_identity(path)
+                if self._sqlite_identity is not None and identity != self._sqlite_identity:
+                    logger.warning("the SQLite database file %s moved or was replaced; reconnecting", path)
+                    self.caches_trusted = False
+                    self._sqlite_identity = None
+                    live_caches.invalidate()
+                    database_moved()
+                    check.reset()
                 try:
                     version = await check.read()
                 except Exception as exc:  # the file is gone or locked for long: the safety net still runs
                     logger.warning("SQLite change check failed (%s); retrying", exc)
+                    self.caches_trusted = False
                     check.reset()
-                    await asyncio.sleep(1.0)
+                    await asyncio.sleep(min(1.0, 10 * interval))
                     continue
-                if last is not None and version != last:
+                if self._sqlite_identity is None:
+                    self._sqlite_identity = _file_identity(path)
+                    live_caches.invalidate()
+                    self.caches_trusted = self._sqlite_identity is not None
+                    self._poke.set()
+                elif last is not None and version != last:
                     live_caches.invalidate()
                     self._poke.set()  # the periodic check, now: new releases, revoked tokens of open streams
                 last = version
                 await asyncio.sleep(interval)
         finally:
+            self.caches_trusted = False
             await check.close()
 
     async def _listen_loop(self) -> None:
@@ -423,6 +469,8 @@ class Broadcaster:
                     await conn.execute(f"LISTEN {LOAD_CHANNEL}")
                     logger.info("listening for releases on PostgreSQL channel %s", CHANNEL)
                     backoff = 1.0
+                    live_caches.invalidate()  # whatever was announced while not listening
+                    self.caches_trusted = True
                     assert self._poke is not None
                     self._poke.set()  # anything published while not listening is found by a check now
                     async for notify in conn.notifies():
@@ -433,8 +481,13 @@ class Broadcaster:
                         if parsed is not None:
                             self.announce(*parsed)
             except asyncio.CancelledError:
+                self.caches_trusted = False
                 raise
             except Exception as exc:
+                # Not hearing NOTIFY, the caches cannot be kept exact (and the database may be gone): the LIVE API
+                # reads the database until the listener is back.
+                self.caches_trusted = False
+                live_caches.invalidate()
                 logger.warning("PostgreSQL LISTEN connection lost (%s); reconnecting in %.0f s", exc, backoff)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, 30.0)
@@ -484,6 +537,23 @@ class DataVersion:
         with contextlib.suppress(Exception):
             await asyncio.shield(asyncio.get_running_loop().run_in_executor(self._executor, self._close))
         self._executor.shutdown(wait=False)
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino) if os.path.isfile(path) else None
+
+
+def database_moved() -> None:
+    """The database under this process is another one now: close kept connections before their next use."""
+    global _db_epoch
+    from anvil_forge.core.dbpool import pool
+
+    _db_epoch += 1
+    pool.drain()
 
 
 def _fingerprint_sql() -> str:

@@ -287,7 +287,7 @@ class LiveEndpoint:
         if not raw or not token_well_formed(raw):
             return None
         digest = token_hash(raw)
-        cached = live_caches.token(digest)
+        cached = live_caches.token(digest) if broadcaster.caches_usable() else None
         now = time.time()
         fresh = cached is not None and now - cached.last_used_at < LAST_USED_SECONDS
         if cached is not None and fresh and hmac.compare_digest(cached.token.token_hash, digest):
@@ -320,7 +320,7 @@ async def _started() -> None:
 
 class Releases(LiveEndpoint):
     async def serve(self, scope: Scope, request: _Request, cached: CachedToken, send: Any) -> None:
-        body = live_caches.releases_body(cached.environment_id)
+        body = live_caches.releases_body(cached.environment_id) if broadcaster.caches_usable() else None
         if body is None:
             await _started()
             body = await run_in_db_thread(_releases_fill, cached.token, live_caches.generation)
@@ -332,7 +332,7 @@ class Bundles(LiveEndpoint):
         set_slug: str = scope["path_params"]["set_slug"]
         wanted = _version_parameter(scope.get("query_string") or b"")
         key = (cached.environment_id, cached.project_id, set_slug, wanted)
-        answer = live_caches.bundle(key)
+        answer = live_caches.bundle(key) if broadcaster.caches_usable() else None
         if answer is None:
             await _started()
             answer = await run_in_db_thread(_bundle_fill, cached.token, key, live_caches.generation)
