@@ -15,6 +15,7 @@ from typing import Any
 
 from anvil_client._config import Config
 from anvil_client._exceptions import AmbiguousPrompt, AnvilError, BundleError, NotReady, PromptNotFound, SyncError
+from anvil_client._http import close_inherited_sockets
 from anvil_client._pieces import RenderLimits
 from anvil_client._prefork import after_uwsgi_fork, forked_without_python_hooks, threads_cannot_run
 from anvil_client._snapshot import Snapshot
@@ -838,6 +839,7 @@ def _restart_after_uwsgi_fork(client: Client) -> Callable[[], None]:
         target = ref()
         if target is None or target._closed:
             return
+        close_inherited_sockets()  # uWSGI's C fork runs no Python fork hook
         target._after_fork_in_child()
         target.start()
 

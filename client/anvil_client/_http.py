@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -102,17 +104,38 @@ def request(
 
 
 def open_connection(scheme: str, host: str, port: int, timeout: float) -> socket.socket:
-    """A socket connected to the FORGE, TLS-wrapped (certificate and host name checked) for ``https``."""
+    """A socket connected to the FORGE, TLS-wrapped (certificate and host name checked) for ``https``.
+
+    Every socket made here is closed in a forked child (:func:`close_inherited_sockets`): a fork can happen
+    while the parent's sync thread is in the middle of a request, and the child must not keep that socket.
+    """
     sock = socket.create_connection((host, port), timeout=timeout)
+    _OPEN_SOCKETS.add(sock)
     if scheme != "https":
         return sock
     try:
         import ssl
 
-        return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        wrapped = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
     except BaseException:
         sock.close()
         raise
+    _OPEN_SOCKETS.add(wrapped)
+    return wrapped
+
+
+def close_inherited_sockets() -> None:
+    """In a forked child: close this process's copies of every socket to the FORGE (never ``shutdown()``,
+    which would end the parent's connection too)."""
+    for sock in list(_OPEN_SOCKETS):
+        with contextlib.suppress(OSError):
+            sock.close()
+    _OPEN_SOCKETS.clear()
+
+
+_OPEN_SOCKETS: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=close_inherited_sockets)
 
 
 def retry_after(headers: dict[str, str]) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import socket
 import threading
 import time
@@ -718,3 +719,28 @@ def test_check_ins_report_every_version_applied_since_the_last_one_once(
     assert eventually(lambda: len(stub.checkins) > count, 3)
     assert "applied" not in stub.checkins[-1]
 
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_during_a_request_does_not_keep_the_parents_socket(stub: StubForge) -> None:
+    from anvil_client._http import open_connection
+
+    in_flight = open_connection("http", "127.0.0.1", stub.port, 5)  # as if the sync thread were mid-request
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its copy of the socket must be closed by the fork hook
+        try:
+            os.fstat(in_flight.fileno())
+            answer = b"open"
+        except (OSError, ValueError):
+            answer = b"closed"
+        os.write(write, answer)
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 10)
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert answer == b"closed"
+    in_flight.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")  # the parent's still works
+    assert in_flight.recv(12).startswith(b"HTTP/1.")
+    in_flight.close()
