@@ -10,7 +10,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -132,9 +132,11 @@ def peer_check(request: HttpRequest, org: str, peer: str) -> HttpResponse:
     else:
         messages.error(request, f"{found.name}: {found.last_error}")
     back = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    if not back.startswith("/") or not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         back = reverse("peering:peer_list_org", args=[organisation.slug])
-    return redirect(back)
+    return HttpResponseRedirect(back)  # an address, never a view name: redirect("x") would try reverse("x")
 
 
 @login_required

@@ -96,6 +96,22 @@ def parameters_from_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return parameters
 
 
+def revision_field(data: QueryDict, *, required: bool = False) -> int | None:
+    """The ``base_revision`` a form was rendered with: ``None`` when absent or empty (unless ``required``),
+    ApplicationError naming the field when it is anything but a revision number."""
+    text = data.get("base_revision", "").strip()
+    if not text and not required:
+        return None
+    # isdecimal() before int(): int() also takes "+1", "1_0" and " 1", and refuses over 4300 digits with
+    # ValueError; a revision is plain ASCII digits and fits the database's bigint.
+    if not (text.isascii() and text.isdecimal() and len(text) <= 18 and int(text) >= 1):
+        raise ApplicationError(
+            "The form's base_revision is not a revision number: reload the page and try again.",
+            {"field": "base_revision"},
+        )
+    return int(text)
+
+
 def sample_values(data: QueryDict) -> dict[str, str]:
     """The preview's sample values (``sample-NAME``), as typed."""
     return {key[len("sample-") :]: value for key, value in data.items() if key.startswith("sample-")}

@@ -22,7 +22,13 @@ from anvil_forge.prompts.analysis import prompt_analysis, prompt_preview
 from anvil_forge.prompts.models import Prompt, SetStatus
 from anvil_forge.web import test_cases
 from anvil_forge.web.access import Place, place_get
-from anvil_forge.web.forms import parameter_rows, parameters_from_rows, rows_from_parameters, sample_values
+from anvil_forge.web.forms import (
+    parameter_rows,
+    parameters_from_rows,
+    revision_field,
+    rows_from_parameters,
+    sample_values,
+)
 
 
 def _state_from_prompt(prompt: Prompt) -> dict[str, Any]:
@@ -131,10 +137,9 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
         parameters = parameters_from_rows(state["rows"])
         metadata = _metadata(state["metadata"])
         tests = test_cases.tests_from_rows(state["cases"], parameters)
-        base_revision = int(state["base_revision"])
-    except (ApplicationError, ValueError) as exc:
-        message = exc.message if isinstance(exc, ApplicationError) else "The form is missing its revision: reload."
-        return _editor(request, place, prompt, state, status=400, save_error=message)
+        base_revision = revision_field(request.POST, required=True)
+    except ApplicationError as exc:
+        return _editor(request, place, prompt, state, status=400, save_error=exc.message)
     try:
         services.prompt_update(
             actor=request.user,
@@ -252,7 +257,7 @@ def prompt_rename(request: HttpRequest, org: str, project: str, prompt_set: str,
             actor=request.user,
             prompt=prompt,
             new_key=new_key,
-            base_revision=int(request.POST.get("base_revision") or 0) or None,
+            base_revision=revision_field(request.POST),
         )
     except ApplicationError as exc:
         return _editor(
@@ -275,9 +280,7 @@ def prompt_delete(request: HttpRequest, org: str, project: str, prompt_set: str,
     error, status = "", 200
     if request.method == "POST":
         try:
-            services.prompt_delete(
-                actor=request.user, prompt=prompt, base_revision=int(request.POST.get("base_revision") or 0) or None
-            )
+            services.prompt_delete(actor=request.user, prompt=prompt, base_revision=revision_field(request.POST))
         except ApplicationError as exc:
             error, status = exc.message, exc.status_code
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib import messages
@@ -16,6 +16,7 @@ from anvil_forge.core.exceptions import ApplicationError, NotFound
 from anvil_forge.distribution import services
 from anvil_forge.distribution.models import AccessToken, TokenKind
 from anvil_forge.distribution.selectors import tokens_for
+from anvil_forge.distribution.tokens import MAX_EXPIRY_DAYS, expiry_after
 from anvil_forge.prompts import selectors
 from anvil_forge.web.access import place_get
 
@@ -72,15 +73,7 @@ def token_list(request: HttpRequest, org: str) -> HttpResponse:
             raise ApplicationError("Choose the project and environment the token is for.")
         project = selectors.project_get(actor=request.user, organisation_slug=org, project_slug=project_slug)
         environment = selectors.environment_get(actor=request.user, project=project, slug=environment_slug)
-        expires_at = None
-        if form["expires_days"]:
-            try:
-                days = int(form["expires_days"])
-            except ValueError:
-                raise ApplicationError("Expiry must be a whole number of days, or empty for no expiry.") from None
-            if days < 1:
-                raise ApplicationError("Expiry must be at least one day, or empty for no expiry.")
-            expires_at = timezone.now() + timedelta(days=days)
+        expires_at = _expires_at(form["expires_days"])
         token, raw = services.token_create(
             actor=request.user,
             project=project,
@@ -98,6 +91,21 @@ def token_list(request: HttpRequest, org: str) -> HttpResponse:
         raw=raw,
         forge_url=settings.ANVIL_PUBLIC_URL or request.build_absolute_uri("/").rstrip("/"),
     )
+
+
+def _expires_at(text: str) -> datetime | None:
+    """The expiry typed in days (empty: never); ApplicationError naming the field for anything else."""
+    if not text:
+        return None
+    try:
+        days = int(text) if text.isascii() and len(text) <= 10 else 0
+        return expiry_after(days, now=timezone.now())
+    except ValueError:
+        raise ApplicationError(
+            f"Expires after (days) must be a whole number of days from 1 to {MAX_EXPIRY_DAYS}, "
+            "or empty for no expiry.",
+            {"field": "expires_days"},
+        ) from None
 
 
 @login_required
