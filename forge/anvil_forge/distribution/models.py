@@ -144,3 +144,46 @@ class LiveProcess(models.Model):
 
     def __str__(self) -> str:
         return f"process {self.process_id}"
+
+
+class ScheduleState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PUBLISHED = "published", "Published"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+
+
+class ScheduledRelease(models.Model):
+    """Publish ``version`` to ``environment`` at ``at`` (UTC), as ``created_by`` (see distribution.scheduling).
+
+    A FORGE process's scheduler claims a due pending row under a row lock and publishes it through the normal
+    publish service; ``late_by`` is how long after ``at`` that happened (a FORGE that was down at the time).
+    """
+
+    environment = models.ForeignKey("prompts.Environment", on_delete=models.CASCADE, related_name="+")
+    prompt_set = models.ForeignKey("prompts.PromptSet", on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey("prompts.PromptSetVersion", on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=16, choices=ScheduleState.choices, default=ScheduleState.PENDING)
+    release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    published_at = models.DateTimeField(null=True, blank=True)
+    late_by = models.DurationField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True, default="")
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["state", "at"]), models.Index(fields=["prompt_set", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.version} to {self.environment.slug} at {self.at:%Y-%m-%d %H:%M:%S} UTC"
+
+
+from anvil_forge.distribution.rollout_models import Rollout, RolloutState  # noqa: E402,F401  (registers the model)
