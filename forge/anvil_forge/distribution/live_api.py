@@ -255,8 +255,6 @@ class _Request:
 class LiveEndpoint:
     """The common part: method, host, rate limit and token, then :meth:`serve` with the cached token."""
 
-    where = ""
-
     def __init__(self, django_app: Any) -> None:
         self.django_app = django_app
 
