@@ -7,7 +7,11 @@ memory per idle connection. Static files are served by Starlette too.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anvil_forge.settings")
 
@@ -41,7 +45,20 @@ def build_application() -> Starlette:
         *live_api.routes(django_application),
         Mount("/", app=django_application),
     ]
-    return Starlette(routes=routes, lifespan=stream.lifespan)
+    return Starlette(routes=routes, lifespan=_lifespan)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Any) -> AsyncIterator[None]:
+    """The broadcaster's lifespan (stream.py), and the scheduler of scheduled releases (distribution/scheduler.py)."""
+    from anvil_forge.distribution.scheduler import scheduler
+
+    async with stream.lifespan(app):
+        scheduler.start()
+        try:
+            yield
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, scheduler.stop)
 
 
 # The stream path is dispatched before Starlette's middleware so it keeps uvicorn's own send (stream.py).

@@ -713,13 +713,16 @@ def prompt_set_reopen(*, actor: Actor, prompt_set: PromptSet) -> PromptSet:
 # Publishing ------------------------------------------------------------------------------------------------
 
 
-def version_publish(*, actor: Actor, version: PromptSetVersion, environment: Environment) -> Release:
+def version_publish(
+    *, actor: Actor, version: PromptSetVersion, environment: Environment, audit_extra: dict[str, Any] | None = None
+) -> Release:
     """Publish a version to an environment: append a release and announce it to the LIVE streams.
 
     Only approved versions, except that a version in review may go to a non-production environment that
     accepts review versions. A version older than (or the same as) the one live there is refused: clients
     never step back, so going back is a rollback (a new version). Racing publishes of the same version to
-    the same environment make one release; the environment's row is locked while deciding.
+    the same environment make one release; the environment's row is locked while deciding. ``audit_extra`` is
+    added to the audit event's data (a scheduled release says ``scheduled`` and how late it was).
     """
     prompt_set = version.prompt_set
     project = prompt_set.project
@@ -778,6 +781,7 @@ def version_publish(*, actor: Actor, version: PromptSetVersion, environment: Env
                 "digest": version.digest,
                 "state": version.state,
                 "previous_version": current.version.number if current else None,
+                **(audit_extra or {}),
             },
         )
         events.release_published(release)
