@@ -6,6 +6,7 @@ Each subcommand is a small function; domain work goes through the services, neve
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -181,6 +182,15 @@ def run_publish(args: argparse.Namespace) -> int:
     prompt_set = selectors.prompt_set_get(actor=actor, project=project, slug=parts[2])
     version = selectors.version_get(actor=actor, prompt_set=prompt_set, number=args.version)
     environment = selectors.environment_get(actor=actor, project=project, slug=args.environment)
+    if args.at is not None:
+        from anvil_forge.distribution.scheduling import release_schedule
+
+        scheduled = release_schedule(actor=actor, version=version, environment=environment, at=_utc_time(args.at))
+        print(
+            f"Scheduled {project}/{prompt_set.slug} version {version.number} for {environment.slug} at "
+            f"{scheduled.at:%Y-%m-%d %H:%M:%S} UTC (scheduled release {scheduled.pk}); a running FORGE publishes it."
+        )
+        return 0
     release = version_publish(actor=actor, version=version, environment=environment)
     print(
         f"Published {project}/{prompt_set.slug} version {version.number} to {environment.slug} "
@@ -194,6 +204,15 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", type=int, required=True, help="the version number to publish")
     parser.add_argument("--environment", required=True, help="the environment slug (production, staging...)")
     parser.add_argument("--as", dest="as_user", required=True, metavar="USERNAME", help="who publishes (audited)")
+    parser.add_argument("--at", metavar="ISO8601", help="publish at this time instead of now (no offset given: UTC)")
+
+
+def _utc_time(text: str) -> datetime.datetime:
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ApplicationError(f"--at {text!r} is not an ISO 8601 time (for example 2027-03-01T09:00Z)") from None
+    return when.replace(tzinfo=datetime.UTC) if when.tzinfo is None else when
 
 
 # name -> (handler, arguments, help). Add a subcommand here.
