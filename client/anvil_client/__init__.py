@@ -105,6 +105,11 @@ def prompt(
     return (_default or _make_default()).prompt(prompt_id, variables, fallback=fallback, **kwargs)
 
 
+def report(prompt_id: str, ok: bool, kind: str = "") -> None:
+    """Count how the text of ``prompt_id`` did once used (default client, see :meth:`Client.report`)."""
+    (_default or _make_default()).report(prompt_id, ok, kind)
+
+
 def template(prompt_id: str) -> str:
     """The raw template of a prompt (default client)."""
     return default_client().template(prompt_id)
@@ -169,6 +174,7 @@ __all__ = [
     "prompt",
     "read_bootstrap",
     "read_host_state",
+    "report",
     "status",
     "template",
     "write_bootstrap",

@@ -14,10 +14,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from anvil_client._config import Config
-from anvil_client._exceptions import AmbiguousPrompt, AnvilError, BundleError, NotReady, PromptNotFound, SyncError
+from anvil_client._exceptions import (
+    AmbiguousPrompt,
+    AnvilError,
+    BundleError,
+    NotReady,
+    PromptNotFound,
+    RenderError,
+    SyncError,
+)
 from anvil_client._http import close_inherited_sockets
 from anvil_client._pieces import RenderLimits
 from anvil_client._prefork import after_uwsgi_fork, forked_without_python_hooks, threads_cannot_run
+from anvil_client._signals import Signals
 from anvil_client._snapshot import Snapshot
 from anvil_client._state import (
     HostState,
@@ -73,6 +82,11 @@ class Client:
         self._usage_add = self._usage.add
         self._callbacks: list[UpdateCallback] = []
         self._warned: set[tuple[str, type]] = set()
+        self._signals = Signals()
+        # Set -> (the version that replaced the one served before, that one's compiled prompts): the render
+        # guard's previous text, kept for the version right before only.
+        self._previous: dict[str, tuple[int, Mapping[str, Any]]] = {}
+        self._guard_warned: set[tuple[str, str, int]] = set()
         self._lock = threading.RLock()  # start, apply, state changes (never the hot path)
         # Set -> the versions applied from the FORGE since the last accepted check-in (reported as ``applied``).
         self._applied: dict[str, list[int]] = {}
@@ -118,12 +132,57 @@ class Client:
         elif variables is None:
             variables = _EMPTY_VARIABLES
         self._usage_add((prompt_id, *variables))
-        if fallback is None:
-            return entry.render(variables)  # type: ignore[no-any-return]
+        next(entry.hits)
         try:
             return entry.render(variables)  # type: ignore[no-any-return]
         except AnvilError as exc:
-            return self._fallback(prompt_id, exc, fallback)
+            return self._failed(entry, variables, exc, fallback)
+
+    def _failed(self, entry: Any, variables: Mapping[str, Any], exc: AnvilError, fallback: str | None) -> str:
+        """A render of ``entry`` raised: the render guard's previous text, else the fallback, else raise."""
+        text = self._guarded(entry, variables, exc) if self.config.render_guard else None
+        self._signals.render_failed(
+            entry, exc, guarded=text is not None, fallback=text is None and fallback is not None
+        )
+        if text is not None:
+            return text
+        if fallback is None:
+            raise exc
+        return self._fallback(entry.id, exc, fallback)
+
+    def _guarded(self, entry: Any, variables: Mapping[str, Any], exc: AnvilError) -> str | None:
+        """The previous version's text of ``entry`` for ``variables`` when ``entry``'s version just replaced it."""
+        if not isinstance(exc, RenderError):
+            return None
+        kept = self._previous.get(entry.set)
+        if kept is None or kept[0] != entry.version:
+            return None
+        previous = kept[1].get(entry.id)
+        if previous is None:
+            return None
+        try:
+            text: str = previous.render(variables)
+        except AnvilError:
+            return None
+        key = (entry.set, entry.id, entry.version)
+        if key not in self._guard_warned:  # once per prompt and version
+            self._guard_warned.add(key)
+            logger.warning(
+                "anvil: prompt %r of set %s version %s failed for the variables passed (%s); the render guard "
+                "served version %s's text (reported to the FORGE)",
+                entry.id, entry.set, entry.version, exc, previous.version,
+            )
+        return text
+
+    def report(self, prompt_id: str, ok: bool, kind: str = "") -> None:
+        """Tell the FORGE how the text of ``prompt_id`` did once the application used it.
+
+        ``ok=False`` with a short ``kind`` (``"llm_error"``, ``"parse_error"``...) counts a failed outcome for
+        the version now served; the counts go with the next check-in. Never raises, never does I/O.
+        """
+        entry = self._prompts.get(prompt_id) or self._snapshot.prompts.get(prompt_id)
+        if entry is not None:
+            self._signals.outcome(entry, bool(ok), kind)
 
     def _fallback(self, prompt_id: str, exc: AnvilError, fallback: str) -> str:
         key = (prompt_id, type(exc))
@@ -139,16 +198,20 @@ class Client:
             if self._started_pid != os.getpid():
                 self.start()
             entry = self._lookup(prompt_id)
-            if kwargs:
-                variables = {**variables, **kwargs} if variables else kwargs
-            elif variables is None:
-                variables = _EMPTY_VARIABLES
-            self._usage_add((prompt_id, *variables))
-            return entry.render(variables)  # type: ignore[no-any-return]
         except AnvilError as exc:
             if fallback is None:
                 raise
             return self._fallback(prompt_id, exc, fallback)
+        if kwargs:
+            variables = {**variables, **kwargs} if variables else kwargs
+        elif variables is None:
+            variables = _EMPTY_VARIABLES
+        self._usage_add((prompt_id, *variables))
+        next(entry.hits)
+        try:
+            return entry.render(variables)  # type: ignore[no-any-return]
+        except AnvilError as exc:
+            return self._failed(entry, variables, exc, fallback)
 
     def _lookup(self, prompt_id: str) -> Any:
         entry = self._prompts.get(prompt_id)
@@ -364,6 +427,7 @@ class Client:
             self._sync.abandon()
         self._sync = None
         self._connected = False
+        self._signals.forget()  # the parent reports what it counted
         if self._loaded_pid is not None and not self._closed:
             self._prompts = {}  # the next prompt() takes the slow path, which restarts sync in this process
 
@@ -507,6 +571,7 @@ class Client:
         return self.config.sets is None or set_slug in self.config.sets
 
     def _publish(self, snapshot: Snapshot) -> None:
+        self._signals.track(snapshot.sets)
         self._snapshot = snapshot
         if self._started_pid is not None and self._started_pid == os.getpid():
             self._prompts = snapshot.prompts
@@ -538,6 +603,10 @@ class Client:
             return None
         # From the FORGE, changed templates are compiled before the swap: one that fails is refused here.
         snapshot = self._snapshot.with_set(bundle, source, check=source == "forge")
+        if current is not None and current.bundle.version != bundle.version:
+            self._previous[bundle.set] = (bundle.version, current.prompts)  # for the render guard
+        else:
+            self._previous.pop(bundle.set, None)
         self._publish(snapshot)
         if source == "forge":
             applied = self._applied.setdefault(bundle.set, [])
@@ -583,7 +652,8 @@ class Client:
                 if self._loaded_pid is None:
                     self._load_in_process(refresh=False)
                     self._loaded_pid = os.getpid()
-        forge = Forge(self.config, timeout=timeout)
+        sync = self._sync
+        forge = Forge(self.config, timeout=timeout, instance_id=sync.forge.instance_id if sync is not None else None)
         try:
             releases = forge.releases()
         except AnvilError as exc:
@@ -814,6 +884,7 @@ class _SyncLink:
             "versions": client._snapshot.versions,
             "usage": client._usage_report(),
             **({"applied": applied} if (applied := self._applied_report()) else {}),
+            **({"signals": signals} if (signals := client._signals.report()) else {}),
         }
 
     def _applied_report(self) -> dict[str, list[int]]:
@@ -821,7 +892,9 @@ class _SyncLink:
             return {name: list(numbers) for name, numbers in self._client._applied.items() if numbers}
 
     def checkin_accepted(self, body: Mapping[str, Any]) -> None:
-        """The FORGE took ``body``: the versions it reported as applied need not be reported again."""
+        """The FORGE took ``body``: the versions it reported as applied, and its signals, are not reported again."""
+        if body.get("signals"):
+            self._client._signals.accepted(body["signals"])
         with self._client._lock:
             for name, numbers in (body.get("applied") or {}).items():
                 left = [n for n in self._client._applied.get(name, []) if n not in numbers]

@@ -1,7 +1,8 @@
 """Client configuration: one immutable, keyword-only object, checked when it is made.
 
 ``Config.from_env()`` reads, in this order of precedence: the environment (``ANVIL_FORGE_URL``,
-``ANVIL_TOKEN``, ``ANVIL_CACHE_DIR``, ``ANVIL_MODE``, ``ANVIL_BOOTSTRAP``, ``ANVIL_STARTUP_WAIT``), then the
+``ANVIL_TOKEN``, ``ANVIL_CACHE_DIR``, ``ANVIL_MODE``, ``ANVIL_BOOTSTRAP``, ``ANVIL_STARTUP_WAIT``,
+``ANVIL_RENDER_GUARD``), then the
 ``[anvil]`` table of ``anvil.toml`` (found in the working directory or one of its parents, or named by
 ``ANVIL_CONFIG``). The token never lives in ``anvil.toml`` (a tracked file): it comes from ``ANVIL_TOKEN`` or
 from ``anvil.credentials``, an untracked file beside ``anvil.toml`` holding ``token = "..."`` (TOML) or just
@@ -59,6 +60,10 @@ class Config:
     logic (loop iterations and calls; characters created; seconds): past one, ``prompt()`` raises
     ``RenderLimitExceeded``. The defaults are far above real prompts; raise them only for a template that
     needs it (the FORGE's preview keeps the defaults).
+    render_guard: True (the default): when a version newly received replaces the one served and one of its
+    prompts fails to render for the variables the application passes (missing or invalid variable, template
+    error, render limit), that call gets the previous version's text instead of an error, and the check-in
+    reports it. False: the error is raised (or the fallback used) as for any other render.
     """
 
     forge_url: str | None = None
@@ -83,6 +88,7 @@ class Config:
     render_max_steps: int = 100_000
     render_max_chars: int = 20_000_000
     render_max_seconds: float = 2.0
+    render_guard: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -133,6 +139,8 @@ class Config:
         set_(self, "sync", bool(self.sync))
         if not isinstance(self.startup_wait, bool):
             raise ConfigError(f"startup_wait must be true or false, not {self.startup_wait!r}")
+        if not isinstance(self.render_guard, bool):
+            raise ConfigError(f"render_guard must be true or false, not {self.render_guard!r}")
         for name in ("render_max_steps", "render_max_chars"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -179,6 +187,8 @@ class Config:
                 values[name] = env[key]
         if env.get("ANVIL_STARTUP_WAIT"):
             values["startup_wait"] = _boolean("ANVIL_STARTUP_WAIT", env["ANVIL_STARTUP_WAIT"])
+        if env.get("ANVIL_RENDER_GUARD"):
+            values["render_guard"] = _boolean("ANVIL_RENDER_GUARD", env["ANVIL_RENDER_GUARD"])
         if env.get("ANVIL_CACHE_DIR"):
             values["cache_dir"] = Path(env["ANVIL_CACHE_DIR"])
         values.update(overrides)

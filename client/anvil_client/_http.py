@@ -155,7 +155,15 @@ class Event:
 class EventStream:
     """One Server-Sent Events connection (``text/event-stream``), HTTP/1.1, chunked or not."""
 
-    def __init__(self, url: str, *, token: str, last_event_id: str | None, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str,
+        last_event_id: str | None,
+        connect_timeout: float,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         scheme, host, port, path = _split(url)
         self.retry_ms: int | None = None
         self.last_event_id = last_event_id
@@ -181,6 +189,9 @@ class EventStream:
             ]
             if last_event_id:
                 lines.append(f"Last-Event-ID: {last_event_id}")
+            for name, value in (headers or {}).items():
+                if "\r" not in value and "\n" not in value:
+                    lines.append(f"{name}: {value}")
             sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             self._sock = sock
             self._read_head(connect_timeout)

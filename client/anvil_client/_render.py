@@ -16,9 +16,10 @@ references to constants passed in a closure: template text never becomes code.
 
 from __future__ import annotations
 
+import itertools
 import keyword
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from anvil_client._exceptions import InvalidVariable, MissingVariables, TemplateError
@@ -141,6 +142,8 @@ class CompiledPrompt:
     __slots__ = (
         "_compiled",
         "description",
+        "hits",
+        "hits_reported",
         "id",
         "limits",
         "metadata",
@@ -172,6 +175,10 @@ class CompiledPrompt:
         self.parameters: tuple[Any, ...] = spec.parameters
         self._compiled: tuple[frozenset[str], bool, Renderer] | None = None
         self.render: Renderer = self._first_render
+        # Renders of this prompt in this version: ``next(hits)`` on the hot path (one C call, thread-safe);
+        # ``hits_reported`` is how many the FORGE has accepted (see :mod:`anvil_client._signals`).
+        self.hits: Iterator[int] = itertools.count()
+        self.hits_reported = 0
         if share is not None and share.same_template(spec) and share.limits == limits and share._compiled is not None:
             self._compiled = share._compiled
             self.render = share._compiled[2]

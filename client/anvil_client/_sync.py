@@ -35,18 +35,28 @@ from anvil_client._version import __version__
 
 logger = logging.getLogger("anvil_client")
 API = "/api/v1/live"
+INSTANCE_HEADER = "X-Anvil-Instance"
+MIN_ASKED_CHECKIN_INTERVAL = 1.0  # the shortest check-in interval a FORGE's answer can ask for
 
 
 class Forge:
     """The FORGE's LIVE API for one configuration."""
 
-    def __init__(self, config: Config, *, timeout: float | None = None) -> None:
+    def __init__(self, config: Config, *, timeout: float | None = None, instance_id: str | None = None) -> None:
         self.config = config
         self.timeout = config.connect_timeout if timeout is None else timeout
+        # Sent as ``X-Anvil-Instance`` with every request, so the FORGE can tell this instance what to run.
+        self.instance_id = instance_id
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {INSTANCE_HEADER: self.instance_id} if self.instance_id else {}
+        return {**headers, **(extra or {})}
 
     def _get(self, path: str, headers: dict[str, str] | None = None) -> Any:
         url = f"{self.config.forge_url}{path}"
-        return request("GET", url, token=self.config.token or "", timeout=self.timeout, headers=headers)
+        return request(
+            "GET", url, token=self.config.token or "", timeout=self.timeout, headers=self.headers(headers)
+        )
 
     def releases(self) -> dict[str, Any]:
         """The current releases of the token's environment (validated shape)."""
@@ -79,14 +89,20 @@ class Forge:
             )
         return response.body
 
-    def checkin(self, body: Mapping[str, Any], *, timeout: float | None = None) -> None:
+    def checkin(self, body: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """POST a check-in; the FORGE's answer (an empty dict when it is not a JSON object)."""
         url = f"{self.config.forge_url}{API}/checkin"
         response = request(
             "POST", url, token=self.config.token or "", timeout=self.timeout if timeout is None else timeout,
-            body=body,
+            body=body, headers=self.headers(),
         )
         if response.status != 200:
             raise HTTPFailure(f"check-in answered {response.status}: {response.body[:200]!r}", status=response.status)
+        try:
+            answer = response.json()
+        except ValueError:
+            return {}
+        return answer if isinstance(answer, dict) else {}
 
 
 class SyncTarget(Protocol):
@@ -114,10 +130,10 @@ class SyncTarget(Protocol):
         """The stream opened or closed."""
 
     def report(self) -> dict[str, Any]:
-        """What the client serves, for a check-in: mode (upper case), pins, versions, usage, applied."""
+        """What the client serves, for a check-in: mode (upper case), pins, versions, usage, applied, signals."""
 
     def checkin_accepted(self, body: Mapping[str, Any]) -> None:
-        """The FORGE took this check-in: what it reported as applied need not be reported again."""
+        """The FORGE took this check-in: what it reported as applied, and its signals, are not reported again."""
 
 
 # The sync threads running in this process, told to say goodbye to their FORGE when it exits.
@@ -151,6 +167,8 @@ class SyncThread:
         self._stream: EventStream | None = None
         self._failures = 0
         self._legacy_checkin = False
+        self._send_signals = True  # False once a FORGE refused the field (older than this client)
+        self._asked_interval: float | None = None  # the FORGE's last answer's checkin_interval
         self._thread = threading.Thread(target=self._run, name="anvil.sync", daemon=True)
 
     # -------------------------------------------------------------------------------------------- control
@@ -207,12 +225,25 @@ class SyncThread:
         return self._instance_id
 
     @property
+    def checkin_interval(self) -> float:
+        """The client's own interval, or the FORGE's when its last answer asked for a shorter one (≥ 1 s)."""
+        own = self.config.checkin_interval
+        asked = self._asked_interval
+        if asked is None or asked >= own:
+            return own
+        return min(own, max(MIN_ASKED_CHECKIN_INTERVAL, asked))
+
+    @property
     def tick(self) -> float:
         return min(self.config.state_check_interval, 0.5)
 
     # ------------------------------------------------------------------------------------------- the loop
 
     def _run(self) -> None:
+        try:
+            self.forge.instance_id = self.instance_id(_hostname())
+        except Exception:  # never into the host: requests go without the header
+            logger.exception("anvil: cannot read this instance's id")
         try:
             self._sync_releases(initial=True)
         except Exception:  # never into the host
@@ -247,7 +278,7 @@ class SyncThread:
         try:
             stream = EventStream(
                 url, token=self.config.token or "", last_event_id=self._last_event_id,
-                connect_timeout=self.config.connect_timeout,
+                connect_timeout=self.config.connect_timeout, headers=self.forge.headers(),
             )
         except (OSError, HTTPFailure) as exc:
             self._failure(f"cannot open the stream: {exc}")
@@ -316,7 +347,7 @@ class SyncThread:
                 self._host_sync()
             if not connected and time.monotonic() - self._last_poll >= self.config.poll_interval:
                 self._sync_releases(initial=False)
-            if self._checkin_due or time.monotonic() - self._last_checkin >= self.config.checkin_interval:
+            if self._checkin_due or time.monotonic() - self._last_checkin >= self.checkin_interval:
                 self._checkin()
         except Exception:
             logger.exception("anvil: sync housekeeping failed")
@@ -377,7 +408,7 @@ class SyncThread:
 
     def checkin_body(self) -> dict[str, Any]:
         """What this process reports to the FORGE (``docs/protocol.md``, Check-in)."""
-        host = _printable(socket.gethostname())[:255]
+        host = _hostname()
         instance_id = self.instance_id(host)
         return {
             "instance_id": instance_id,
@@ -385,7 +416,7 @@ class SyncThread:
             "name": _printable(self.config.instance_name or host)[:200] or instance_id,
             "host": host,
             "client_version": __version__,
-            "checkin_interval": max(1.0, self.config.checkin_interval),  # the FORGE takes 1 s or more
+            "checkin_interval": max(1.0, self.checkin_interval),  # the FORGE takes 1 s or more
             **self.target.report(),
         }
 
@@ -396,16 +427,33 @@ class SyncThread:
         try:
             if self._legacy_checkin:
                 body = _legacy_checkin(body)
-            self.forge.checkin(body)
+            elif not self._send_signals:
+                body.pop("signals", None)
+            answer = self.forge.checkin(body)
             self.target.checkin_accepted(body)
+            self._take_interval(answer.get("checkin_interval"))
         except HTTPFailure as exc:
-            if exc.status == 400 and "is not a check-in field" in str(exc) and not self._legacy_checkin:
+            if exc.status == 400 and "signals: is not a check-in field" in str(exc) and self._send_signals:
+                # A FORGE that knows processes but not signals: keep reporting the rest.
+                self._send_signals = False
+                self._checkin_due = True
+            elif exc.status == 400 and "is not a check-in field" in str(exc) and not self._legacy_checkin:
                 # A FORGE older than this client: report as one instance per process, as clients before did.
                 self._legacy_checkin = True
                 self._checkin_due = True
             logger.info("anvil: check-in failed: %s", exc)
         except (AnvilError, OSError) as exc:
             logger.info("anvil: check-in failed: %s", exc)
+
+    def _take_interval(self, asked: Any) -> None:
+        """The FORGE's answer may ask for more frequent check-ins (a rollout does); absent: the client's own."""
+        if isinstance(asked, int | float) and not isinstance(asked, bool) and asked == asked and asked > 0:
+            previous = self.checkin_interval
+            self._asked_interval = float(asked)
+            if self.checkin_interval != previous:
+                logger.info("anvil: checking in every %.1f s (the FORGE's answer)", self.checkin_interval)
+        else:
+            self._asked_interval = None
 
     def _failure(self, message: str) -> None:
         self._failures += 1
@@ -414,6 +462,10 @@ class SyncThread:
             logger.warning("anvil: %s (serving the last good prompts; retrying)", message)
         else:
             logger.info("anvil: %s (attempt %d)", message, self._failures)
+
+
+def _hostname() -> str:
+    return _printable(socket.gethostname())[:255]
 
 
 def _printable(text: str) -> str:
@@ -426,7 +478,9 @@ class _Revoked(Exception):
 
 def _legacy_checkin(body: dict[str, Any]) -> dict[str, Any]:
     """A check-in an older FORGE accepts: no process fields, one instance id per process."""
-    legacy = {k: v for k, v in body.items() if k not in ("process_id", "checkin_interval", "goodbye", "applied")}
+    legacy = {
+        k: v for k, v in body.items() if k not in ("process_id", "checkin_interval", "goodbye", "applied", "signals")
+    }
     legacy["instance_id"] = f"{body['instance_id'][:40]}-{body['process_id']}"
     return legacy
 

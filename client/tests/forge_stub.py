@@ -87,6 +87,8 @@ class StubForge:
     releases: dict[str, dict[str, Any]] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     checkins: list[dict[str, Any]] = field(default_factory=list)
+    checkin_answer: dict[str, Any] = field(default_factory=dict)  # more fields of the check-in's answer
+    refuse_fields: tuple[str, ...] = ()  # check-in fields answered 400 "... is not a check-in field" (older FORGEs)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     stream_opens: list[float] = field(default_factory=list)
     _queues: list[queue.Queue[Any]] = field(default_factory=list)
@@ -258,8 +260,13 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised():
             return
         if self.path == "/api/v1/live/checkin":
-            forge.checkins.append(json.loads(body))
-            self._json(200, {"ok": True, "server_time": "2026-11-25T10:00:00Z"})
+            data = json.loads(body)
+            refused = sorted(set(data) & set(forge.refuse_fields))
+            if refused:
+                self._json(400, {"error": f"{refused[0]}: is not a check-in field"})
+                return
+            forge.checkins.append(data)
+            self._json(200, {"ok": True, "server_time": "2026-11-25T10:00:00Z", **forge.checkin_answer})
         else:
             self._json(404, {"error": "not found"})
 

@@ -16,7 +16,7 @@ def test_public_api_is_exactly_the_documented_names() -> None:
         "MissingVariables", "NotReady", "PromptNotFound", "RenderError", "RenderLimitExceeded", "SyncError",
         "TemplateError",
         "__version__", "configure", "default_client", "get", "ids", "on_update", "prompt", "read_bootstrap",
-        "read_host_state", "status", "template", "write_bootstrap", "write_host_state",
+        "read_host_state", "report", "status", "template", "write_bootstrap", "write_host_state",
     }
 
 
