@@ -61,5 +61,8 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
             await asyncio.get_running_loop().run_in_executor(None, scheduler.stop)
 
 
+# Outermost: /metrics, request timing and the webhook drainer (core/metrics.py), around everything else.
+from anvil_forge.core.metrics import Instrumented  # noqa: E402
+
 # The stream path is dispatched before Starlette's middleware so it keeps uvicorn's own send (stream.py).
-application = stream.StreamFirst(build_application())
+application = Instrumented(stream.StreamFirst(build_application()))

@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "anvil_forge.prompts",
     "anvil_forge.distribution",
     "anvil_forge.peering",
+    "anvil_forge.webhooks",
     "anvil_forge.web",
 ]
 
@@ -261,3 +262,12 @@ ANVIL_PEER_PRIVATE_NETWORKS = _env_list("ANVIL_PEER_PRIVATE_NETWORKS")
 # Page views and connection tests start at most this many live reads of one peer a minute (per process); past
 # that they show the last answer (see peering/throttle.py).
 ANVIL_PEER_PAGE_READS_PER_MINUTE = int(os.environ.get("ANVIL_PEER_PAGE_READS_PER_MINUTE", "30"))
+
+# Webhooks (webhooks/drain.py): retried with exponential backoff from ANVIL_WEBHOOK_RETRY_BASE_SECONDS, doubling up
+# to an hour apart, for ANVIL_WEBHOOK_RETRY_HOURS; their URLs obey the peers' address rules (ANVIL_PEER_*).
+ANVIL_WEBHOOK_RETRY_BASE_SECONDS = float(os.environ.get("ANVIL_WEBHOOK_RETRY_BASE_SECONDS", "30"))
+ANVIL_WEBHOOK_RETRY_HOURS = float(os.environ.get("ANVIL_WEBHOOK_RETRY_HOURS", "24"))
+ANVIL_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("ANVIL_WEBHOOK_TIMEOUT_SECONDS", "10"))
+ANVIL_WEBHOOK_POLL_SECONDS = float(os.environ.get("ANVIL_WEBHOOK_POLL_SECONDS", "5"))
+# /metrics (core/metrics.py) answers only when this is set, and only to "Authorization: Bearer <it>".
+ANVIL_METRICS_TOKEN = os.environ.get("ANVIL_METRICS_TOKEN", "").strip()

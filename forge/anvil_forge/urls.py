@@ -8,5 +8,6 @@ urlpatterns = [
     path("api/v1/peer/", include("anvil_forge.peering.api_urls")),
     path("api/v1/manage/", include("anvil_forge.api.urls")),
     path("forges/", include("anvil_forge.peering.urls")),
+    path("", include("anvil_forge.webhooks.urls")),
     path("", include("anvil_forge.web.urls")),
 ]

@@ -32,6 +32,7 @@ class Capability(StrEnum):
     MANAGE_PROJECT = "manage_project"  # create projects, change their settings
     MANAGE_PEERS = "manage_peers"
     MANAGE_MEMBERS = "manage_members"
+    MANAGE_WEBHOOKS = "manage_webhooks"
 
 
 _EVERYTHING = frozenset(Capability)
@@ -57,6 +58,7 @@ _DESCRIPTIONS: dict[Capability, str] = {
     Capability.MANAGE_PROJECT: "manage projects and their settings",
     Capability.MANAGE_PEERS: "manage peer FORGEs",
     Capability.MANAGE_MEMBERS: "manage members",
+    Capability.MANAGE_WEBHOOKS: "manage webhooks",
 }
 
 

@@ -42,7 +42,7 @@ def audit_record(
         from anvil_forge.distribution.page_events import project_changed
 
         project_changed(getattr(project, "pk", project), action)
-    return AuditEvent.objects.create(
+    event = AuditEvent.objects.create(
         organisation=organisation,
         project=project,
         actor=user,
@@ -53,3 +53,11 @@ def audit_record(
         object_repr=object_repr,
         data=data or {},
     )
+    # Webhook deliveries are queued in this same transaction and sent after the commit (webhooks.services);
+    # metrics (publish-to-acknowledgement times) are counted after the commit too (core.metrics).
+    from anvil_forge.core.metrics import audit_event_recorded
+    from anvil_forge.webhooks.services import deliveries_enqueue
+
+    deliveries_enqueue(event)
+    audit_event_recorded(event, obj)
+    return event

@@ -42,6 +42,7 @@ VIEW, EDIT, SUBMIT, REVIEW, REOPEN, PUBLISH = (
     Capability.VIEW, Capability.EDIT, Capability.SUBMIT, Capability.REVIEW, Capability.REOPEN, Capability.PUBLISH
 )
 TOKENS, PEERS = Capability.MANAGE_TOKENS, Capability.MANAGE_PEERS
+WEBHOOKS = Capability.MANAGE_WEBHOOKS
 MEMBERS, PROJECTS, ENVS = Capability.MANAGE_MEMBERS, Capability.MANAGE_PROJECT, Capability.MANAGE_ENVIRONMENTS
 ANY = "any member"  # pages whose answer to a member depends on the object (200, 403 or 405): never 404/500
 POST_ONLY = "post only"  # GET answers 405
@@ -61,6 +62,7 @@ class Route:
 SET = "/o/{org}/p/{project}/s/core/"
 PROMPT = SET + "prompts/welcome.message/"
 REMOTE = "/forges/{org}/peers/hidden-peer/p/racme/rproject/"
+HOOK = "/o/{org}/webhooks/{webhook_id}/"
 
 ROUTES = [
     Route("web:projects", "/o/{org}/", VIEW),
@@ -113,6 +115,14 @@ ROUTES = [
     Route("web:prompt_rename", PROMPT + "rename/", POST_ONLY, EDIT,
           {"new_key": "matrix.renamed", "base_revision": "{prompt_revision}"}),
     Route("web:prompt_delete", PROMPT + "delete/", ANY, EDIT, {"base_revision": "{prompt_revision}"}),
+    Route("webhooks:webhook_list", "/o/{org}/webhooks/", WEBHOOKS, WEBHOOKS,
+          {"name": "matrix-hook", "url": "https://hooks.example.com/m", "events": "token.create"}),
+    Route("webhooks:webhook_detail", HOOK, WEBHOOKS, WEBHOOKS,
+          {"name": "matrix-hook", "url": "https://hooks.example.com/m", "events": "token.create", "active": "1"},
+          ids=True),
+    Route("webhooks:webhook_secret", HOOK + "secret/", POST_ONLY, WEBHOOKS, {}, ids=True),
+    Route("webhooks:webhook_delete", HOOK + "delete/", POST_ONLY, WEBHOOKS, {}, ids=True),
+    Route("webhooks:delivery_resend", HOOK + "deliveries/{delivery_id}/resend/", POST_ONLY, WEBHOOKS, {}, ids=True),
     Route("peering:peer_list_org", "/forges/{org}/", VIEW),
     Route("peering:peer_add", "/forges/{org}/add", POST_ONLY, PEERS,
           {"name": "matrix-peer", "url": "http://127.0.0.1:9", "token": PEER_TOKEN}),

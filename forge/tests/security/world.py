@@ -12,6 +12,8 @@ from anvil_forge.peering import services as peering_services
 from anvil_forge.peering.models import RemoteProjectReference
 from anvil_forge.prompts import services
 from anvil_forge.prompts.models import Prompt
+from anvil_forge.webhooks import services as webhook_services
+from anvil_forge.webhooks.models import Delivery
 from forge.tests import factories
 
 PEER_TOKEN = "anvil_peer_" + "p" * 43
@@ -30,6 +32,10 @@ def build_world() -> World:
     team = factories.make_org_with_members()
     other = factories.make_org_with_members()
     project = factories.make_project(team.organisation, actor=team.owner)
+    webhook, _ = webhook_services.webhook_create(
+        actor=team.owner, organisation=team.organisation, name="hidden-hook", url="https://hooks.example.com/anvil",
+        events=["release.publish"],
+    )
     core = factories.make_prompt_set_with_prompts(project, actor=team.editor, slug="core")
     v1 = factories.make_approved_version(core, author=team.editor, reviewer=team.reviewer)
     release = factories.make_release(v1, actor=team.editor)
@@ -65,5 +71,7 @@ def build_world() -> World:
         "other_org": other.organisation.slug,
         "invitation_id": invitation.pk,
         "membership_id": Membership.objects.get(user=team.viewer, organisation=team.organisation).pk,
+        "webhook_id": webhook.pk,
+        "delivery_id": Delivery.objects.get(webhook=webhook).pk,  # the publish of core v1
     }
     return World(team=team, outsider=other.owner, values=values)
