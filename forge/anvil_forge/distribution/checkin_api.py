@@ -160,15 +160,19 @@ class LiveCheckin:
                 [(b"retry-after", b"%d" % BUSY_RETRY_SECONDS)],
             )
             return
+        from anvil_forge.distribution.rollouts import overlay as rollout_overlay
+        from anvil_forge.distribution.rollouts import rollout_checkin_interval
         from anvil_forge.distribution.selectors import CHECKIN_INTERVAL_SECONDS
 
+        # Shorter while a canary rollout runs in the environment, so its evaluator hears the signals sooner.
+        interval = rollout_checkin_interval(await rollout_overlay(token.environment_id), CHECKIN_INTERVAL_SECONDS)
         await _answer(
             send,
             200,
             {
                 "ok": True,
                 "server_time": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-                "checkin_interval": CHECKIN_INTERVAL_SECONDS,
+                "checkin_interval": interval,
             },
         )
 

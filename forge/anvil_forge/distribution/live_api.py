@@ -40,6 +40,8 @@ from anvil_forge.distribution.bundles import (
 )
 from anvil_forge.distribution.caches import CachedToken, live_caches
 from anvil_forge.distribution.models import AccessToken, TokenKind
+from anvil_forge.distribution.rollouts import overlay as rollout_overlay
+from anvil_forge.distribution.rollouts import releases_for_instance
 from anvil_forge.distribution.tokens import (
     bearer_token,
     failure_limiter,
@@ -234,7 +236,7 @@ def _bundle_fill(token: AccessToken, key: tuple[int, int, str, str | None], gene
 class _Request:
     """What the endpoints read from the scope, in one pass over the headers."""
 
-    __slots__ = ("address", "authorization", "head", "host", "if_none_match", "method")
+    __slots__ = ("address", "authorization", "head", "host", "if_none_match", "instance", "method")
 
     def __init__(self, scope: Scope) -> None:
         self.method: str = scope["method"]
@@ -243,6 +245,7 @@ class _Request:
         self.authorization: bytes | None = None
         self.if_none_match: bytes | None = None
         self.host: bytes | None = None
+        self.instance: str | None = None  # X-Anvil-Instance: a rollout may answer this instance differently
         for name, value in scope["headers"]:
             if name == b"authorization":
                 self.authorization = value
@@ -250,6 +253,8 @@ class _Request:
                 self.if_none_match = value
             elif name == b"host":
                 self.host = value
+            elif name == b"x-anvil-instance":
+                self.instance = value.decode("latin-1")[:64]
 
 
 class LiveEndpoint:
@@ -322,6 +327,8 @@ class Releases(LiveEndpoint):
         if body is None:
             await _started()
             body = await run_in_db_thread(_releases_fill, cached.token, live_caches.generation)
+        if request.instance:  # canary rollouts answer their chosen instances with the canary's entry
+            body = releases_for_instance(body, await rollout_overlay(cached.environment_id), request.instance)
         await _answer(send, 200, body, [JSON_TYPE], request.head)
 
 

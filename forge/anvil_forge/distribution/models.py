@@ -185,3 +185,5 @@ class ScheduledRelease(models.Model):
     def __str__(self) -> str:
         return f"{self.version} to {self.environment.slug} at {self.at:%Y-%m-%d %H:%M:%S} UTC"
 
+
+from anvil_forge.distribution.rollout_models import Rollout, RolloutState  # noqa: E402,F401  (registers the model)

@@ -29,6 +29,8 @@ from anvil_forge.distribution.broadcast import (
 )
 from anvil_forge.distribution.checkin_writer import checkin_writer
 from anvil_forge.distribution.models import AccessToken, TokenKind
+from anvil_forge.distribution.rollouts import frames_for_instance, pusher
+from anvil_forge.distribution.rollouts import overlay as rollout_overlay
 from anvil_forge.distribution.tokens import bearer_token, failure_limiter, loggable_prefix
 
 logger = logging.getLogger(__name__)
@@ -103,6 +105,8 @@ class LiveStream:
             return
         if not broadcaster.running:
             await broadcaster.start()
+        if not pusher.running:
+            await pusher.start()
         raw = bearer_token(_header(scope, b"authorization"))
         try:
             token = await run_in_db_thread(_authenticate, raw)
@@ -147,6 +151,10 @@ class LiveStream:
                 after = _last_event_id(scope)
                 current = await broadcaster.current_frames(subscriber.environment_id)
                 replay = [(release_id, frame) for release_id, frame in current if release_id > after]
+                # A canary rollout that chose this instance (X-Anvil-Instance): its release event, after the rest.
+                instance = (_header(scope, b"x-anvil-instance") or "")[:64] or None
+                canaries = await rollout_overlay(subscriber.environment_id) if instance else ()
+                pusher.opened(subscriber, instance, [(c.set_slug, c.version) for c in canaries if instance in c.chosen])
             except Exception:
                 logger.exception("stream: could not read the current releases")
                 await _respond_json(send, 503, DATABASE_DOWN, [(b"retry-after", b"5")])
@@ -154,6 +162,7 @@ class LiveStream:
             await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
             subscriber.replayed = frozenset(release_id for release_id, _ in replay)
             body = retry_frame(CONNECT_RETRY_MS) + b"".join(frame for _, frame in replay)
+            body += b"".join(frames_for_instance(canaries, instance))
             await send({"type": "http.response.body", "body": body, "more_body": True})
             subscriber.direct = direct_writer(send)
             while True:
@@ -176,6 +185,7 @@ class LiveStream:
                 return  # dropped as a slow reader: the server closes the connection
             raise
         finally:
+            pusher.closed(subscriber)
             expiry.cancel()
             watcher.cancel()
 
@@ -303,6 +313,7 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     """
     draining.clear()
     await broadcaster.start()
+    await pusher.start()
     _drain_on_signals(asyncio.get_running_loop())
     gc.collect()
     gc.freeze()
@@ -312,6 +323,7 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     finally:
         drain()  # servers that run the lifespan's shutdown before ending responses
         await broadcaster.stop()
+        await pusher.stop()
         # The check-ins answered but not yet written are written before the process exits.
         await asyncio.get_running_loop().run_in_executor(None, checkin_writer.stop)
 
