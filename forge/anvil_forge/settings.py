@@ -99,6 +99,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "anvil_forge.core.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -196,8 +197,17 @@ CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if _env_bool("ANVIL_BEHIND_TLS_PROXY"):
+# HTTPS behind a TLS proxy (docs/operations.md, "HTTPS behind a TLS proxy"): the proxy's X-Forwarded-Proto says
+# whether a request came over HTTPS; plain HTTP is then redirected (except /healthz, for load balancers), and
+# ANVIL_HSTS_SECONDS tells browsers to use nothing but HTTPS for that long.
+BEHIND_TLS_PROXY = _env_bool("ANVIL_BEHIND_TLS_PROXY")
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = _env_bool("ANVIL_HTTPS_REDIRECT", default=BEHIND_TLS_PROXY)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = int(os.environ.get("ANVIL_HSTS_SECONDS") or "0")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("ANVIL_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = _env_bool("ANVIL_HSTS_PRELOAD")
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"

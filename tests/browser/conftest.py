@@ -64,3 +64,38 @@ def screenshot(tmp_path_factory: pytest.TempPathFactory):
         page.screenshot(path=str(directory / f"{name}.png"), full_page=True, animations="disabled")
 
     return take
+
+
+# Every page the browser tests open must obey the FORGE's Content-Security-Policy: Chromium logs each
+# violation to the console, and the listener below reports the 'securitypolicyviolation' events as well.
+_REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", function (event) {
+  console.error("csp-violation: " + event.violatedDirective + " blocked " + (event.blockedURI || "inline")
+                + " at " + event.sourceFile + ":" + event.lineNumber);
+});
+"""
+
+
+@pytest.fixture
+def csp_violations(page) -> list[str]:
+    """The CSP violations ``page`` meets, as they happen (a test expecting one clears the list)."""
+    found: list[str] = []
+    page.add_init_script(_REPORT_CSP_VIOLATIONS)
+
+    def listen(message) -> None:
+        if message.text.startswith("csp-violation: ") or "Content Security Policy" in message.text:
+            found.append(f"{page.url}: {message.text}")
+
+    page.on("console", listen)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_csp_violations(request: pytest.FixtureRequest):
+    """Fails any browser test whose ``page`` met a CSP violation (an inline script or style, eval...)."""
+    if "page" not in request.fixturenames:
+        yield
+        return
+    found = request.getfixturevalue("csp_violations")
+    yield
+    assert not found, "Content-Security-Policy violations:\n" + "\n".join(found)

@@ -3,6 +3,10 @@
 A lost database (``OperationalError`` / ``InterfaceError``: the server is down, refuses connections, or the
 SQLite file cannot be opened) is answered 503 with ``Retry-After`` and a message that says so, not 500: it is
 an outage the FORGE recovers from by itself when the database returns, and LIVE clients retry on their own.
+
+Under ``/api/`` every error is JSON ``{"error": ...}`` (docs/protocol.md), including the ones Django answers
+itself (an unknown address, a server error). :class:`ContentSecurityPolicyMiddleware` adds the FORGE's
+Content-Security-Policy to every response.
 """
 
 from __future__ import annotations
@@ -23,12 +27,53 @@ DATABASE_DOWN = "the FORGE cannot reach its database; try again in a few seconds
 DATABASE_RETRY_SECONDS = "5"
 
 
+# Scripts, styles, fonts and images only from the FORGE itself (htmx and Pico are committed static files); no
+# inline script or style anywhere (htmx's indicator styles are off: the htmx-config meta tag in base.html), no
+# eval (htmx's allowEval is off too), no plugins, no framing, forms post only back to the FORGE. Pico's icons
+# are data: SVG images inside its CSS, hence img-src data:.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+class ContentSecurityPolicyMiddleware:
+    """Sends :data:`CONTENT_SECURITY_POLICY` with every response that does not carry its own.
+
+    A fixed policy needs no nonces, so this is one header, not a dependency (django-csp earns its keep with
+    per-request nonces and per-view policies, which the FORGE does not use). It sits near the top of
+    ``MIDDLEWARE`` so error pages (403, 404, 500, the 503 of a lost database) get it too.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        return response
+
+
 class ApplicationErrorMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+        response = self.get_response(request)
+        if request.path.startswith("/api/") and response.status_code >= 400 and not _is_json(response):
+            return _json_error(response)
+        return response
 
     def process_view(self, request: HttpRequest, view: Callable, args: tuple, kwargs: dict) -> HttpResponse | None:
         """Refuse a NUL character in the address or a form field before any view sees it: no text the FORGE
@@ -73,6 +118,23 @@ def _field_with_nul(request: HttpRequest, view: Callable) -> str | None:
             if "\x00" in name or any("\x00" in value for value in values):
                 return f"The field {name.replace(chr(0), '?')[:60]!r}"
     return None
+
+
+def _is_json(response: HttpResponse) -> bool:
+    return response.get("Content-Type", "").split(";")[0].strip() == "application/json"
+
+
+def _json_error(response: HttpResponse) -> JsonResponse:
+    """An error Django answered as a page (an unknown address under /api/, a server error) as the API's JSON.
+
+    docs/protocol.md promises ``{"error": ...}`` for every error under /api/; headers that matter to a client
+    (Allow, Retry-After, WWW-Authenticate) are kept.
+    """
+    converted = JsonResponse({"error": response.reason_phrase.lower()}, status=response.status_code)
+    for header in ("Allow", "Retry-After", "WWW-Authenticate", "Cache-Control"):
+        if header in response:
+            converted[header] = response[header]
+    return converted
 
 
 def _database_down(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -29,6 +29,22 @@
       try { document.execCommand("copy"); done(); } catch (e) { /* the text stays selected to copy by hand */ }
     }
   });
+  // Forms that destroy something ask first (data-confirm: the question); links marked data-back go back.
+  // Both were inline handlers once; the Content-Security-Policy allows no inline script.
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("a[data-back]");
+    if (link && window.history.length > 1) {
+      event.preventDefault();
+      window.history.back();
+    }
+  });
   // Leaving the editor with unsaved changes asks first (the browser's own dialog).
   // A page re-rendered from a refused or partial post (data-unsaved) starts dirty. Sample values are not content.
   var dirty = document.querySelector("form[data-guard-unsaved][data-unsaved]") !== null;
