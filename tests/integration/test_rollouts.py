@@ -1,0 +1,153 @@
+"""Canary rollouts against a real FORGE and 20 real LIVE clients (issue 16).
+
+The 20 :class:`anvil_client.Client` objects run in one other process (``rollout_fleet.py``: 20 processes are
+too heavy for the 2 shared cores), each with its own cache directory and so its own instance id, rendering
+``greeting.welcome`` as a host would. Rollouts are started and moved on with the ``anvil-forge manage shell``
+command (a third process), as an operator's page click would: the FORGE hears of them by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.forge_process import ForgeProcess
+from tests.integration.test_client_live import V1, V2, eventually, live_token
+
+pytestmark = pytest.mark.integration
+
+FAST = {
+    "ANVIL_RELEASE_POLL_SECONDS": "0.2",
+    "ANVIL_STREAM_HEARTBEAT_SECONDS": "1",
+    "ANVIL_ROLLOUT_CHECKIN_INTERVAL": "1",
+    "ANVIL_ROLLOUT_EVALUATE_SECONDS": "0.25",
+}
+FLEET = Path(__file__).with_name("rollout_fleet.py")
+
+SHELL_HEAD = """
+import json
+from django.contrib.auth import get_user_model
+from anvil_forge.distribution import rollouts
+from anvil_forge.distribution.rollout_models import Rollout
+from anvil_forge.prompts.models import Environment, PromptSet
+editor = get_user_model().objects.get(username="editor")
+core = PromptSet.objects.get(slug="core", project__slug="support-bot")
+production = Environment.objects.get(project=core.project, slug="production")
+"""
+
+
+def shell(forge: ForgeProcess, code: str) -> str:
+    return forge.cli("manage", "shell", "-c", SHELL_HEAD + code)
+
+
+def eligible(forge: ForgeProcess) -> int:
+    out = shell(forge, "print(len(rollouts.eligible_instances(environment_id=production.pk, set_slug='core')))")
+    return int(out.strip().splitlines()[-1])
+
+
+class Fleet:
+    def __init__(self, forge: ForgeProcess, workdir: Path, count: int = 20) -> None:
+        self.status = workdir / "status.json"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(FLEET),
+                "--forge",
+                forge.url,
+                "--token",
+                live_token(forge, "fleet"),
+                "--dir",
+                str(workdir / "clients"),
+                "--status",
+                str(self.status),
+                "--count",
+                str(count),
+                "--seconds",
+                "150",
+            ],
+            cwd=Path(__file__).parents[2],
+        )
+
+    def texts(self) -> dict[str, str | None]:
+        try:
+            data = json.loads(self.status.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {instance_id: state["text"] for instance_id, state in data["instances"].items()}
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def stop(self) -> None:
+        Path(str(self.status) + ".stop").touch()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def forge(make_forge: Callable[..., ForgeProcess]) -> ForgeProcess:
+    return make_forge(env=FAST)
+
+
+@pytest.fixture
+def fleet(forge: ForgeProcess, tmp_path: Path) -> Iterator[Fleet]:
+    running = Fleet(forge, tmp_path)
+    try:
+        assert eventually(lambda: len(running.texts()) == 20 and set(running.texts().values()) == {V1}, timeout=30)
+        assert eventually(lambda: eligible(forge) == 20, timeout=30)
+        yield running
+    finally:
+        running.stop()
+
+
+def on(fleet: Fleet, text: str) -> set[str]:
+    return {instance_id for instance_id, served in fleet.texts().items() if served == text}
+
+
+def test_a_canary_reaches_exactly_the_chosen_instances_grows_without_moving_anyone_back_and_completes(
+    forge: ForgeProcess, fleet: Fleet
+):
+    out = shell(
+        forge,
+        "r = rollouts.rollout_start(actor=editor, version=core.versions.get(number=2), "
+        "environment=production, stages='25:3600,50:3600,100'); print(json.dumps(r.chosen))",
+    )
+    chosen = json.loads(out.strip().splitlines()[-1])
+    assert len(chosen) == 5
+    assert eventually(lambda: on(fleet, V2) == set(chosen), timeout=10), on(fleet, V2)
+    time.sleep(1.5)  # and no one else follows (check-ins, polls, the evaluator)
+    assert on(fleet, V2) == set(chosen)
+    assert on(fleet, V1) == set(fleet.texts()) - set(chosen)
+
+    out = shell(
+        forge,
+        "r = Rollout.objects.get(state='running'); "
+        "r = rollouts.rollout_promote(actor=editor, rollout=r); print(json.dumps(r.chosen))",
+    )
+    grown = json.loads(out.strip().splitlines()[-1])
+    assert len(grown) == 10 and grown[:5] == chosen
+    back: set[str] = set()
+
+    def reached() -> bool:
+        now_on = on(fleet, V2)
+        back.update(set(chosen) - now_on)  # an instance of the first stage seen on V1 again
+        return now_on == set(grown)
+
+    assert eventually(reached, timeout=10), on(fleet, V2)
+    assert back == set(), f"moved back to the previous version: {back}"
+
+    shell(forge, "r = Rollout.objects.get(state='running'); rollouts.rollout_promote(actor=editor, rollout=r)")
+    assert eventually(lambda: on(fleet, V2) == set(fleet.texts()), timeout=10)
