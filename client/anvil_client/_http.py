@@ -128,8 +128,12 @@ def close_inherited_sockets() -> None:
     """In a forked child: close this process's copies of every socket to the FORGE (never ``shutdown()``,
     which would end the parent's connection too)."""
     for sock in list(_OPEN_SOCKETS):
-        with contextlib.suppress(OSError):
-            sock.close()
+        # detach() then os.close(): close() leaves the descriptor open while a reader made by makefile() (an
+        # HTTP response the parent's thread was reading) still refers to it.
+        with contextlib.suppress(OSError, ValueError):
+            fd = sock.detach()
+            if fd >= 0:
+                os.close(fd)
     _OPEN_SOCKETS.clear()
 
 
