@@ -27,7 +27,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--every", type=float, default=0.05)
     parser.add_argument("--seconds", type=float, default=120)
-    parser.add_argument("--checkin-interval", type=float, default=1.0)
+    parser.add_argument("--checkin-interval", type=float, default=60.0)
+    parser.add_argument("--no-guard", action="store_true", help="render errors reach the host (no render guard)")
     args = parser.parse_args()
 
     import anvil_client
@@ -49,6 +50,7 @@ def main() -> int:
             state_check_interval=0.2,
             poll_interval=1,
             checkin_interval=args.checkin_interval,
+            render_guard=not args.no_guard,
         )
         clients.append(client)
     for n, client in enumerate(clients):

@@ -53,7 +53,7 @@ def eligible(forge: ForgeProcess) -> int:
 
 
 class Fleet:
-    def __init__(self, forge: ForgeProcess, workdir: Path, count: int = 20) -> None:
+    def __init__(self, forge: ForgeProcess, workdir: Path, count: int = 20, *extra: str) -> None:
         self.status = workdir / "status.json"
         self.process = subprocess.Popen(
             [
@@ -71,6 +71,7 @@ class Fleet:
                 str(count),
                 "--seconds",
                 "150",
+                *extra,
             ],
             cwd=Path(__file__).parents[2],
         )
@@ -104,7 +105,11 @@ def forge(make_forge: Callable[..., ForgeProcess]) -> ForgeProcess:
 
 @pytest.fixture
 def fleet(forge: ForgeProcess, tmp_path: Path) -> Iterator[Fleet]:
-    running = Fleet(forge, tmp_path)
+    yield from _fleet(forge, tmp_path)
+
+
+def _fleet(forge: ForgeProcess, tmp_path: Path, *extra: str) -> Iterator[Fleet]:
+    running = Fleet(forge, tmp_path, 20, *extra)
     try:
         assert eventually(lambda: len(running.texts()) == 20 and set(running.texts().values()) == {V1}, timeout=30)
         assert eventually(lambda: eligible(forge) == 20, timeout=30)
@@ -151,3 +156,65 @@ def test_a_canary_reaches_exactly_the_chosen_instances_grows_without_moving_anyo
 
     shell(forge, "r = Rollout.objects.get(state='running'); rollouts.rollout_promote(actor=editor, rollout=r)")
     assert eventually(lambda: on(fleet, V2) == set(fleet.texts()), timeout=10)
+
+
+FAILING_VERSION = """
+from anvil_forge.prompts import services
+from anvil_forge.prompts.models import Prompt
+reviewer = get_user_model().objects.get(username="reviewer")
+core.refresh_from_db()
+if core.status == "LOCKED":
+    services.prompt_set_reopen(actor=editor, prompt_set=core)
+prompt = Prompt.objects.get(prompt_set=core, key="greeting.welcome")
+services.prompt_update(actor=editor, prompt=prompt, base_revision=prompt.revision,
+                       template="Hello {{ customer_name }}, your order {{ order_id }} is on its way.")
+version = services.prompt_set_submit(actor=editor, prompt_set=core)
+version = services.version_approve(actor=reviewer, version=version)
+print(version.number)
+"""
+
+
+@pytest.fixture
+def unguarded_fleet(forge: ForgeProcess, tmp_path: Path) -> Iterator[Fleet]:
+    yield from _fleet(forge, tmp_path, "--no-guard")
+
+
+def test_a_canary_whose_template_fails_for_the_hosts_variables_halts_by_itself(
+    forge: ForgeProcess, unguarded_fleet: Fleet
+):
+    fleet = unguarded_fleet
+    number = int(shell(forge, FAILING_VERSION).strip().splitlines()[-1])
+    out = shell(
+        forge,
+        f"r = rollouts.rollout_start(actor=editor, version=core.versions.get(number={number}), "
+        "environment=production, stages='25:3600,100', min_renders=5, threshold=5); print(json.dumps(r.chosen))",
+    )
+    chosen = set(json.loads(out.strip().splitlines()[-1]))
+    assert len(chosen) == 5
+
+    def failed_on_canary() -> list[float]:
+        states = fleet.state().get("instances", {})
+        return [states[i]["first_error_at"] for i in chosen if states.get(i, {}).get("first_error_at")]
+
+    assert eventually(failed_on_canary, timeout=10)
+
+    def back_on_v1() -> bool:
+        states = fleet.state().get("instances", {})
+        return all(states[i]["text"] == V1 and states[i]["error"] is None for i in chosen)
+
+    assert eventually(back_on_v1, timeout=10), fleet.state()
+    back_at = time.time()
+    first_failure = min(failed_on_canary())
+    out = shell(
+        forge,
+        "r = Rollout.objects.get(); print(json.dumps([r.state, r.reason, "
+        "r.finished_at.timestamp(), r.halt_release.version.number]))",
+    )
+    state, reason, finished, rollback = json.loads(out.strip().splitlines()[-1])
+    assert state == "halted" and "threshold" in reason
+    assert rollback == number + 1
+    # Halted within one check-in interval (1 s during a rollout) and the evaluator's period of the first failure.
+    assert finished - first_failure < 1.0 + 0.25 + 0.75, finished - first_failure
+    assert back_at - first_failure < 5.0
+    # The instances not chosen never saw the failing version.
+    assert all(state["error"] is None for i, state in fleet.state()["instances"].items() if i not in chosen)

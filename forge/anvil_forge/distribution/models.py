@@ -186,4 +186,4 @@ class ScheduledRelease(models.Model):
         return f"{self.version} to {self.environment.slug} at {self.at:%Y-%m-%d %H:%M:%S} UTC"
 
 
-from anvil_forge.distribution.rollout_models import Rollout, RolloutState  # noqa: E402,F401  (registers the model)
+from anvil_forge.distribution.rollout_models import Rollout, RolloutSignal, RolloutState  # noqa: E402,F401  (registers)

@@ -37,14 +37,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from anvil_forge.accounts.permissions import Actor, Capability, SystemActor, require
 from anvil_forge.audit.services import audit_record
 from anvil_forge.core.exceptions import ApplicationError, Conflict, NotFound
 from anvil_forge.distribution.models import InstanceMode, LiveProcess, Release
-from anvil_forge.distribution.rollout_models import ACTIVE_STATES, Rollout, RolloutState
+from anvil_forge.distribution.rollout_models import ACTIVE_STATES, Rollout, RolloutSignal, RolloutState
 from anvil_forge.prompts.models import Environment, PromptSetVersion, VersionState
 
 logger = logging.getLogger(__name__)
@@ -474,44 +475,56 @@ def judge(*, canary: Side, baseline: Side, threshold: float, min_renders: int, b
 
 
 def _default_health(rollout: Rollout, now: datetime) -> tuple[Side, Side]:
-    """(canary, baseline): the canary's version on the chosen instances, the previous version on the others.
-
-    Read from the instances' check-in signals through ``selectors.release_health`` when it exists; until then
-    nothing is known (both sides empty, so a stage waits for traffic).
-    """
-    from anvil_forge.distribution import selectors
-
-    health = getattr(selectors, "release_health", None)
-    if health is None:
-        return Side(), Side()
-    return _sides_from_health(health, rollout, now)
-
-
-def _sides_from_health(health: Callable[..., Any], rollout: Rollout, now: datetime) -> tuple[Side, Side]:
-    chosen = set(rollout.chosen)
+    """(canary, baseline) of the current stage: the canary version's renders and errors on the chosen instances,
+    the previous version's on the others, as :func:`rollout_signals_record` summed them from the check-ins."""
     canary = baseline = Side()
-    rows = health(
-        environment=rollout.environment,
-        prompt_set=rollout.prompt_set,
-        versions=[rollout.version.number, rollout.previous_release.version.number],
-        since=rollout.stage_started_at,
-        per_instance=True,
+    rows = RolloutSignal.objects.filter(rollout_id=rollout.pk, stage=rollout.stage).values_list(
+        "instance_id", "canary", "renders", "errors"
     )
-    for row in rows:
-        renders, errors = int(row.get("renders", 0)), _errors(row)
-        instance_id, number = row.get("instance_id"), row.get("version")
-        if instance_id in chosen and number == rollout.version.number:
+    chosen = set(rollout.chosen)
+    for instance_id, is_canary, renders, errors in rows:
+        if is_canary and instance_id in chosen:
             canary = Side(canary.renders + renders, canary.errors + errors)
-        elif instance_id not in chosen and number == rollout.previous_release.version.number:
+        elif not is_canary and instance_id not in chosen:
             baseline = Side(baseline.renders + renders, baseline.errors + errors)
     return canary, baseline
 
 
-def _errors(row: dict[str, Any]) -> int:
-    errors = row.get("errors", 0)
-    if isinstance(errors, dict):
-        return sum(int(v) for v in errors.values())
-    return int(errors or 0)
+SignalItem = tuple[int, int, bool, int, int]  # (rollout id, stage, canary?, renders, errors)
+
+
+def signal_items(canaries: tuple[Canary, ...], instance_id: str, signals: Any) -> list[SignalItem]:
+    """What of a check-in's ``signals`` the active rollouts count: the canary version on a chosen instance, the
+    previous version on any other."""
+    items: list[SignalItem] = []
+    if not signals or not instance_id:
+        return items
+    for canary in canaries:
+        versions = signals.get(canary.set_slug) or {}
+        chosen = instance_id in canary.chosen
+        reported = versions.get(canary.version if chosen else canary.previous)
+        if reported is None:
+            continue
+        renders = int(getattr(reported, "renders", 0) or 0)
+        errors = int(getattr(reported, "error_count", 0) or 0)
+        if renders or errors:
+            items.append((canary.rollout_id, canary.stage, chosen, renders, errors))
+    return items
+
+
+def rollout_signals_record(*, instance_id: str, items: list[SignalItem]) -> None:
+    """Add a check-in's counts (from :func:`signal_items`) to the rollouts' signal rows (one upsert each)."""
+    for rollout_id, stage, is_canary, renders, errors in items:
+        key = {"rollout_id": rollout_id, "stage": stage, "instance_id": instance_id, "canary": is_canary}
+        change = {"renders": F("renders") + renders, "errors": F("errors") + errors, "updated_at": timezone.now()}
+        with transaction.atomic():
+            if RolloutSignal.objects.filter(**key).update(**change):
+                continue
+            try:
+                with transaction.atomic():
+                    RolloutSignal.objects.create(**key, renders=renders, errors=errors)
+            except IntegrityError:  # another check-in of the instance made it meanwhile
+                RolloutSignal.objects.filter(**key).update(**change)
 
 
 # Tests and the bench may replace this: (rollout, now) -> (canary, baseline).
@@ -619,6 +632,9 @@ class Canary:
     chosen: frozenset[str]
     entry: dict[str, Any]
     frame: bytes
+    rollout_id: int = 0
+    stage: int = 0
+    previous: int = 0  # the previous version's number (what the other instances run)
 
 
 def load_overlay(environment_id: int) -> tuple[Canary, ...]:
@@ -633,6 +649,7 @@ def load_overlay(environment_id: int) -> tuple[Canary, ...]:
         "version__created_by",
         "version__reviewed_by",
         "version__prompt_set__project__organisation",
+        "previous_release__version",
     )
     canaries = []
     for rollout in rollouts:
@@ -657,6 +674,9 @@ def load_overlay(environment_id: int) -> tuple[Canary, ...]:
                 chosen=frozenset(rollout.chosen),
                 entry=entry,
                 frame=b"event: release\ndata: %s\n\n" % data,
+                rollout_id=rollout.pk,
+                stage=rollout.stage,
+                previous=rollout.previous_release.version.number,
             )
         )
     return tuple(canaries)
@@ -883,3 +903,27 @@ __all__ = [
     "rollouts_evaluate",
     "target_count",
 ]
+
+
+_recording: set[asyncio.Task[Any]] = set()
+
+
+def record_rollout_signals(canaries: tuple[Canary, ...], checkin: Any) -> None:
+    """On the loop: count a check-in's ``signals`` for the environment's active rollouts, in a database thread,
+    without making the check-in's answer wait."""
+    items = signal_items(canaries, checkin.instance_id, getattr(checkin, "signals", None))
+    if not items:
+        return
+
+    task = asyncio.get_running_loop().create_task(_record(checkin.instance_id, items))
+    _recording.add(task)
+    task.add_done_callback(_recording.discard)
+
+
+async def _record(instance_id: str, items: list[SignalItem]) -> None:
+    from anvil_forge.distribution.broadcast import run_in_db_thread
+
+    try:
+        await run_in_db_thread(lambda: rollout_signals_record(instance_id=instance_id, items=items))
+    except Exception:
+        logger.exception("could not record rollout signals of %s", instance_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
@@ -268,3 +269,28 @@ def test_new_instances_join_the_canary_up_to_the_share(fleet, version2):
     rollouts.rollout_evaluate(Rollout.objects.get(pk=rollout.pk))
     grown = Rollout.objects.get(pk=rollout.pk).chosen
     assert grown[:5] == rollout.chosen and len(grown) == 10
+
+
+def test_check_in_signals_feed_the_evaluator_and_a_failing_canary_halts(fleet, version2):
+    # What the check-in parser gives per set and version (``CheckIn.signals``): renders and error_count.
+    def VersionSignals(renders=0, errors=None):
+        return SimpleNamespace(renders=renders, error_count=sum((errors or {}).values()))
+
+    rollout = _start(fleet, version2, min_renders=10)
+    canaries = rollouts.load_overlay(fleet.token.environment_id)
+    canary_id = rollout.chosen[0]
+    other_id = next(i for i in INSTANCES if i not in rollout.chosen)
+    failing = {fleet.prompt_set.slug: {version2.number: VersionSignals(renders=12, errors={"missing_variables": 12})}}
+    fine = {fleet.prompt_set.slug: {1: VersionSignals(renders=100)}}
+    items = rollouts.signal_items(canaries, canary_id, failing)
+    assert items == [(rollout.pk, 0, True, 12, 12)]
+    assert rollouts.signal_items(canaries, other_id, failing) == []  # not its version: not counted
+    rollouts.rollout_signals_record(instance_id=canary_id, items=items)
+    rollouts.rollout_signals_record(instance_id=other_id, items=rollouts.signal_items(canaries, other_id, fine))
+    rollouts.rollout_signals_record(instance_id=other_id, items=rollouts.signal_items(canaries, other_id, fine))
+    canary, baseline = rollouts._default_health(Rollout.objects.get(pk=rollout.pk), timezone.now())
+    assert (canary.renders, canary.errors, baseline.renders, baseline.errors) == (12, 12, 200, 0)
+    rollouts.rollouts_evaluate()
+    rollout.refresh_from_db()
+    assert rollout.state == RolloutState.HALTED
+    assert "100.0%" in rollout.reason and rollout.evaluation["canary"]["errors"] == 12
