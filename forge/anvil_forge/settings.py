@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "anvil_forge.audit",
     "anvil_forge.prompts",
     "anvil_forge.distribution",
+    "anvil_forge.health",
     "anvil_forge.peering",
     "anvil_forge.webhooks",
     "anvil_forge.web",

@@ -34,6 +34,15 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # A prompt id, optionally addressed with its set ("core:welcome.message").
 _USAGE_ID = re.compile(r"^(?:[a-z0-9][a-z0-9_-]{0,63}:)?[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+# ``signals``: what happened when the application used each version (docs/protocol.md, Signals).
+SIGNAL_ERROR_KINDS = ("missing_variables", "invalid_variable", "template_error", "render_limit")
+MAX_SIGNAL_VERSIONS = 100  # versions in one check-in, all sets together
+MAX_SIGNAL_VERSIONS_PER_SET = 20
+MAX_SIGNAL_COUNT = 10**12
+MAX_OUTCOME_KINDS = 32
+MAX_PROBLEMS = 20
+MAX_PROBLEM_DETAIL = 200
+_OUTCOME_KIND = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _KNOWN_KEYS = frozenset(
     {
         "instance_id",
@@ -49,8 +58,76 @@ _KNOWN_KEYS = frozenset(
         "checkin_interval",
         "goodbye",
         "applied",
+        "signals",
     }
 )
+_SIGNAL_KEYS = frozenset({"renders", "errors", "fallbacks", "guarded", "outcomes", "problems"})
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A render error of one prompt as the client reported it: kind, detail (e.g. the missing variables),
+    how many renders failed so, and how many of those the render guard answered with the previous text."""
+
+    prompt: str
+    kind: str
+    detail: str
+    count: int
+    guarded: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSignals:
+    """The counts one process reports for one version since its last accepted check-in."""
+
+    renders: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # kind (SIGNAL_ERROR_KINDS) -> count
+    fallbacks: int = 0
+    guarded: int = 0
+    outcomes_ok: int = 0
+    outcomes_failed: dict[str, int] = field(default_factory=dict)  # the host's kind -> count
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+def merge_signals(
+    older: dict[str, dict[int, VersionSignals]], newer: dict[str, dict[int, VersionSignals]]
+) -> dict[str, dict[int, VersionSignals]]:
+    """Two check-ins' signals summed (the batch writer keeps one check-in per process)."""
+    merged = {slug: dict(versions) for slug, versions in older.items()}
+    for slug, versions in newer.items():
+        into = merged.setdefault(slug, {})
+        for number, item in versions.items():
+            old = into.get(number)
+            into[number] = item if old is None else _sum_signals(old, item)
+    return merged
+
+
+def _sum_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    total = dict(a)
+    for key, n in b.items():
+        total[key] = min(total.get(key, 0) + n, MAX_SIGNAL_COUNT)
+    return total
+
+
+def _sum_signals(a: VersionSignals, b: VersionSignals) -> VersionSignals:
+    problems: dict[tuple[str, str, str], list[int]] = {}
+    for p in (*a.problems, *b.problems):
+        seen = problems.setdefault((p.prompt, p.kind, p.detail), [0, 0])
+        seen[0] += p.count
+        seen[1] += p.guarded
+    return VersionSignals(
+        renders=min(a.renders + b.renders, MAX_SIGNAL_COUNT),
+        errors=_sum_counts(a.errors, b.errors),
+        fallbacks=min(a.fallbacks + b.fallbacks, MAX_SIGNAL_COUNT),
+        guarded=min(a.guarded + b.guarded, MAX_SIGNAL_COUNT),
+        outcomes_ok=min(a.outcomes_ok + b.outcomes_ok, MAX_SIGNAL_COUNT),
+        outcomes_failed=_sum_counts(a.outcomes_failed, b.outcomes_failed),
+        problems=tuple(Problem(k[0], k[1], k[2], n, g) for k, (n, g) in list(problems.items())[: 2 * MAX_PROBLEMS]),
+    )
 
 
 class CheckInError(ValueError):
@@ -77,6 +154,8 @@ class CheckIn:
     # Set slug -> the version numbers this process applied since its last check-in (oldest first), so a release
     # superseded before the check-in lands is still acknowledged.
     applied: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # Set slug -> version number -> what happened when the application used it (since the last accepted check-in).
+    signals: dict[str, dict[int, VersionSignals]] = field(default_factory=dict)
 
     @property
     def gone_after_seconds(self) -> float:
@@ -148,6 +227,7 @@ def parse_checkin(body: bytes) -> CheckIn:
         checkin_interval=float(interval),
         goodbye=goodbye,
         applied=_applied(data),
+        signals=_signals(data),
     )
 
 
@@ -233,6 +313,107 @@ def _usage(data: dict[str, Any]) -> dict[str, list[str]]:
             if not isinstance(variable, str) or not _VARIABLE.match(variable):
                 raise CheckInError(f"usage.{prompt_id}: {str(variable)[:100]!r} is not a variable name")
         result[prompt_id] = sorted(set(variables))
+    return result
+
+
+def _count(value: Any, where: str) -> int:
+    if not _is_int(value) or not 0 <= value <= MAX_SIGNAL_COUNT:
+        raise CheckInError(f"{where}: must be a whole number from 0 to {MAX_SIGNAL_COUNT}, not {_shown(value)}")
+    return int(value)
+
+
+def _counts(value: Any, where: str, *, kinds: tuple[str, ...] | None, limit: int) -> dict[str, int]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckInError(f"{where}: must be an object of kind to count")
+    if len(value) > limit:
+        raise CheckInError(f"{where}: at most {limit} kinds")
+    result: dict[str, int] = {}
+    for kind, n in value.items():
+        if kinds is not None and kind not in kinds:
+            raise CheckInError(f"{where}.{kind[:64]}: is not one of {', '.join(kinds)}")
+        if kinds is None and not _OUTCOME_KIND.match(kind):
+            raise CheckInError(f"{where}.{kind[:64]}: a kind is 1-64 of a-z, 0-9, _ . - (starting with a-z or 0-9)")
+        if count := _count(n, f"{where}.{kind}"):
+            result[kind] = count
+    return result
+
+
+def _problems(value: Any, where: str) -> tuple[Problem, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_PROBLEMS:
+        raise CheckInError(f"{where}: must be a list of at most {MAX_PROBLEMS} problems")
+    problems = []
+    for index, item in enumerate(value):
+        at = f"{where}[{index}]"
+        if not isinstance(item, dict) or set(item) - {"prompt", "kind", "detail", "count", "guarded"}:
+            raise CheckInError(f"{at}: must be an object with prompt, kind, detail, count, guarded")
+        prompt = item.get("prompt")
+        if not isinstance(prompt, str) or len(prompt) > 265 or not _USAGE_ID.match(prompt):
+            raise CheckInError(f"{at}.prompt: is not a prompt id")
+        kind = item.get("kind")
+        if kind not in SIGNAL_ERROR_KINDS:
+            raise CheckInError(f"{at}.kind: must be one of {', '.join(SIGNAL_ERROR_KINDS)}")
+        detail = item.get("detail", "")
+        if not isinstance(detail, str) or len(detail) > MAX_PROBLEM_DETAIL or any(ord(ch) < 32 for ch in detail):
+            raise CheckInError(f"{at}.detail: must be a string of at most {MAX_PROBLEM_DETAIL} printable characters")
+        count = _count(item.get("count", 0), f"{at}.count")
+        guarded = _count(item.get("guarded", 0), f"{at}.guarded")
+        if guarded > count:
+            raise CheckInError(f"{at}.guarded: must not be more than count")
+        problems.append(Problem(prompt, kind, detail, count, guarded))
+    return tuple(problems)
+
+
+def _signals(data: dict[str, Any]) -> dict[str, dict[int, VersionSignals]]:
+    value = data.get("signals")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckInError("signals: must be an object of set slug to versions")
+    if len(value) > MAX_SETS:
+        raise CheckInError(f"signals: at most {MAX_SETS} sets")
+    result: dict[str, dict[int, VersionSignals]] = {}
+    total = 0
+    for slug, versions in value.items():
+        if not _SLUG.match(slug):
+            raise CheckInError(f"signals.{slug[:64]}: is not a set slug")
+        if not isinstance(versions, dict) or len(versions) > MAX_SIGNAL_VERSIONS_PER_SET:
+            raise CheckInError(
+                f"signals.{slug}: must be an object of version number to counts (at most "
+                f"{MAX_SIGNAL_VERSIONS_PER_SET} versions)"
+            )
+        total += len(versions)
+        if total > MAX_SIGNAL_VERSIONS:
+            raise CheckInError(f"signals: at most {MAX_SIGNAL_VERSIONS} versions in all")
+        for key, item in versions.items():
+            where = f"signals.{slug}.{key[:12]}"
+            if not (key.isascii() and key.isdigit()) or not 1 <= int(key) <= MAX_VERSION or key != str(int(key)):
+                raise CheckInError(f"{where}: is not a version number from 1 to {MAX_VERSION}")
+            if not isinstance(item, dict):
+                raise CheckInError(f"{where}: must be an object of counts")
+            unknown = sorted(set(item) - _SIGNAL_KEYS)
+            if unknown:
+                raise CheckInError(f"{where}.{unknown[0][:64]}: is not a signal")
+            outcomes = item.get("outcomes")
+            if outcomes is None:
+                outcomes = {}
+            if not isinstance(outcomes, dict) or set(outcomes) - {"ok", "failed"}:
+                raise CheckInError(f"{where}.outcomes: must be an object with ok and failed")
+            signals = VersionSignals(
+                renders=_count(item.get("renders", 0), f"{where}.renders"),
+                errors=_counts(item.get("errors"), f"{where}.errors", kinds=SIGNAL_ERROR_KINDS, limit=4),
+                fallbacks=_count(item.get("fallbacks", 0), f"{where}.fallbacks"),
+                guarded=_count(item.get("guarded", 0), f"{where}.guarded"),
+                outcomes_ok=_count(outcomes.get("ok", 0), f"{where}.outcomes.ok"),
+                outcomes_failed=_counts(
+                    outcomes.get("failed"), f"{where}.outcomes.failed", kinds=None, limit=MAX_OUTCOME_KINDS
+                ),
+                problems=_problems(item.get("problems"), f"{where}.problems"),
+            )
+            result.setdefault(slug, {})[int(key)] = signals
     return result
 
 

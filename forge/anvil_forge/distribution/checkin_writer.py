@@ -9,7 +9,8 @@ periodic check-ins, the full path for the rest). So concurrent check-ins never c
 the FORGE shows lags what the instances said by the window plus the time of one batch: well under a second.
 
 Pending check-ins are kept per process (environment, instance id, process id): a process that checks in twice
-before the batch is written counts once, with its newest report (and the ``applied`` versions of both).
+before the batch is written counts once, with its newest report (and the ``applied`` versions and the
+``signals`` of both).
 At most :data:`MAX_PENDING` processes wait; past that, :meth:`CheckinWriter.submit` refuses and the endpoint
 answers 503 with a ``Retry-After`` (the client checks in again later), so memory stays bounded.
 """
@@ -24,7 +25,7 @@ from datetime import datetime
 
 from django import db
 
-from anvil_forge.distribution.checkin import MAX_APPLIED_PER_SET, CheckIn
+from anvil_forge.distribution.checkin import MAX_APPLIED_PER_SET, CheckIn, merge_signals
 from anvil_forge.distribution.models import AccessToken
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,10 @@ class _Pending:
 
 
 def _merged(older: CheckIn, newer: CheckIn) -> CheckIn:
-    """``newer`` with the ``applied`` versions of ``older`` that it does not report (newest kept)."""
+    """``newer`` with the ``applied`` versions of ``older`` that it does not report (newest kept), and the
+    ``signals`` of both summed (each check-in counts what happened since the one before)."""
+    if older.signals:
+        newer = replace(newer, signals=merge_signals(older.signals, newer.signals))
     if not older.applied:
         return newer
     applied = {slug: list(numbers) for slug, numbers in older.applied.items()}

@@ -183,7 +183,20 @@ def instance_checkin(*, token: AccessToken, checkin: CheckIn, now: datetime | No
             instance = _process_register_retrying(token=token, checkin=checkin, now=now)
     if instance is not None and checkin.applied:
         _record_applied(instance=instance, token=token, applied=checkin.applied, now=now)
+    if instance is not None and checkin.signals:
+        _record_signals([(token.environment_id, instance.pk, checkin, now)])
     return instance
+
+
+def _record_signals(items: list[tuple[int, int, CheckIn, datetime]]) -> None:
+    """Add the check-ins' ``signals`` to their releases' counters (in a savepoint: a failure loses only them)."""
+    from anvil_forge.health.services import release_signals_record
+
+    try:
+        with transaction.atomic():
+            release_signals_record(items=items)
+    except Exception:
+        logger.exception("the signals of %d check-in(s) could not be recorded", len(items))
 
 
 def instance_checkins_record(*, checkins: list[tuple[AccessToken, CheckIn, datetime]]) -> None:
@@ -193,13 +206,16 @@ def instance_checkins_record(*, checkins: list[tuple[AccessToken, CheckIn, datet
     check-in changes nothing that counts (the periodic check-in of almost every process) are written with one
     upsert of their rows; the others take :func:`instance_checkin`'s full path, each in a savepoint so a
     failing one does not undo the rest. Several check-ins of one process in a batch: the writer keeps the
-    newest (with the ``applied`` versions of all).
+    newest (with the ``applied`` versions of all, and their ``signals`` summed). The ``signals`` are added to
+    their releases' counters (:func:`anvil_forge.health.services.release_signals_record`: one upsert per
+    release, instance and minute).
     """
     if not checkins:
         return
     with transaction.atomic():
         known = _known_processes([(token.environment_id, checkin) for token, checkin, _ in checkins])
         touched: list[LiveProcess] = []
+        signals: list[tuple[int, int, CheckIn, datetime]] = []
         full: list[tuple[AccessToken, CheckIn, datetime]] = []
         for token, checkin, now in checkins:
             process = known.get((token.environment_id, checkin.instance_id, checkin.process_id))
@@ -211,6 +227,8 @@ def instance_checkins_record(*, checkins: list[tuple[AccessToken, CheckIn, datet
             process.client_version = checkin.client_version
             process.usage = checkin.usage
             touched.append(process)
+            if checkin.signals:
+                signals.append((token.environment_id, process.instance_id, checkin, now))
         if touched:
             LiveProcess.objects.bulk_create(
                 touched,
@@ -218,6 +236,8 @@ def instance_checkins_record(*, checkins: list[tuple[AccessToken, CheckIn, datet
                 unique_fields=["instance", "process_id"],
                 update_fields=["last_seen_at", "expires_at", "client_version", "usage"],
             )
+        if signals:
+            _record_signals(signals)
         for token, checkin, now in full:
             try:
                 with transaction.atomic():
