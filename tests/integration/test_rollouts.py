@@ -218,3 +218,32 @@ def test_a_canary_whose_template_fails_for_the_hosts_variables_halts_by_itself(
     assert back_at - first_failure < 5.0
     # The instances not chosen never saw the failing version.
     assert all(state["error"] is None for i, state in fleet.state()["instances"].items() if i not in chosen)
+
+
+def test_a_healthy_canary_is_promoted_through_its_stages_to_everyone_by_itself(forge: ForgeProcess, fleet: Fleet):
+    out = shell(
+        forge,
+        "r = rollouts.rollout_start(actor=editor, version=core.versions.get(number=2), environment=production, "
+        "stages='25:1,50:1,100', min_renders=5, threshold=5); print(json.dumps(r.chosen))",
+    )
+    chosen = set(json.loads(out.strip().splitlines()[-1]))
+    seen_on_v2: set[str] = set()
+    back: set[str] = set()
+
+    def everyone() -> bool:
+        now_on = on(fleet, V2)
+        back.update(seen_on_v2 - now_on)
+        seen_on_v2.update(now_on)
+        return len(now_on) == 20
+
+    assert eventually(everyone, timeout=30), on(fleet, V2)
+    assert chosen <= seen_on_v2 and back == set()
+    out = shell(
+        forge,
+        "r = Rollout.objects.get(); from anvil_forge.audit.models import AuditEvent; "
+        "print(json.dumps([r.state, sorted(AuditEvent.objects.filter(action__startswith='rollout.')"
+        ".values_list('action', flat=True))]))",
+    )
+    state, actions = json.loads(out.strip().splitlines()[-1])
+    assert state == "completed"
+    assert actions == ["rollout.complete", "rollout.promote", "rollout.start"]
