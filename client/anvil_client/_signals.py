@@ -22,7 +22,7 @@ from anvil_client._exceptions import AnvilError, InvalidVariable, MissingVariabl
 
 ERROR_KINDS = ("missing_variables", "invalid_variable", "template_error", "render_limit")
 MAX_VERSIONS_REPORTED = 50  # versions per check-in (the FORGE takes 20 per set, 500 sets)
-MAX_TRACKED_VERSIONS = 100  # versions whose counters are kept until reported
+MAX_RETIRED_VERSIONS = 10  # versions no longer served whose counters are kept until reported
 MAX_OUTCOME_KINDS = 20  # distinct failure kinds per version; more are counted as "other"
 MAX_PROBLEMS = 20  # (prompt, kind, detail) examples per version
 MAX_DETAIL = 200
@@ -146,10 +146,8 @@ class Signals:
                 known = self._tracked.setdefault(key, [])
                 if not any(prompts is entry.prompts for prompts in known):
                     known.append(entry.prompts)
-            while len(self._tracked) > MAX_TRACKED_VERSIONS:
-                old = next((k for k in self._tracked if k not in self._served), None)
-                if old is None:
-                    break
+            retired = [k for k in self._tracked if k not in self._served]  # oldest first
+            for old in retired[: max(0, len(retired) - MAX_RETIRED_VERSIONS)]:
                 self._tracked.pop(old)
 
     # -- reporting --------------------------------------------------------------------------------------

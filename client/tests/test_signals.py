@@ -301,3 +301,19 @@ def test_signals_are_bounded() -> None:
     assert len(report["problems"]) == MAX_PROBLEMS
     assert report["errors"] == {"missing_variables": MAX_PROBLEMS + 10}
     assert outcome_kind("  LLM Error / 500 ") == "llm_error_500" and outcome_kind("!!!") == "unspecified"
+
+
+def test_counters_of_versions_no_longer_served_are_kept_for_a_few_versions_only(tmp_path: Any) -> None:
+    from anvil_client._cache import write_disk_bundle
+    from anvil_client._signals import MAX_RETIRED_VERSIONS
+    from anvil_client.bundle import load_bundle
+
+    client = anvil_client.Client(cache_dir=tmp_path / "c", sync=False)
+    write_disk_bundle(tmp_path / "c", load_bundle(make_bundle("core", 1)))
+    client.start()
+    for version in range(2, MAX_RETIRED_VERSIONS + 20):
+        with client._lock:
+            client._apply(load_bundle(make_bundle("core", version)), "disk", write=False)
+        client.prompt("welcome.message", name="Ada")
+    assert len(client._signals._tracked) == MAX_RETIRED_VERSIONS + 1
+    client.close()
