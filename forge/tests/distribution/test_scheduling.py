@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from datetime import datetime, timedelta
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from anvil_forge.audit.models import AuditEvent
@@ -186,3 +187,31 @@ def test_the_scheduler_thread_publishes_a_due_release_within_its_interval(team, 
     assert not scheduler.running
     assert scheduled.state == ScheduleState.PUBLISHED
     assert scheduled.published_at >= scheduled.at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_schedulers_firing_at_once_on_postgresql_publish_once(team, project, versions):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks (FOR UPDATE SKIP LOCKED) are PostgreSQL's; a SQLite FORGE is one process")
+    scheduled = _due(team, project, versions[1])
+    barrier = threading.Barrier(4)
+    handled: list[int] = []
+
+    def fire() -> None:
+        try:
+            barrier.wait(timeout=5)
+            handled.append(len(scheduled_releases_fire()))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=fire) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert sorted(handled) == [0, 0, 0, 1]
+    assert Release.objects.filter(version=versions[1]).count() == 1
+    assert AuditEvent.objects.filter(action="release.publish", data__scheduled=True).count() == 1
+    scheduled.refresh_from_db()
+    assert scheduled.state == ScheduleState.PUBLISHED
