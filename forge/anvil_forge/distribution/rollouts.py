@@ -927,3 +927,78 @@ async def _record(instance_id: str, items: list[SignalItem]) -> None:
         await run_in_db_thread(lambda: rollout_signals_record(instance_id=instance_id, items=items))
     except Exception:
         logger.exception("could not record rollout signals of %s", instance_id)
+
+
+# -- reads for the pages --------------------------------------------------------------------------------------------
+
+
+def rollout_get(*, prompt_set: Any, rollout_id: int) -> Rollout:
+    """A rollout of ``prompt_set`` (already scoped to the viewer by the page's place), or ``NotFound``."""
+    rollout = (
+        Rollout.objects.filter(pk=rollout_id, prompt_set=prompt_set)
+        .select_related(
+            "environment__project__organisation",
+            "prompt_set",
+            "version",
+            "previous_release__version",
+            "release",
+            "halt_release__version",
+            "created_by",
+        )
+        .first()
+    )
+    if rollout is None:
+        raise NotFound(f"{prompt_set.slug} has no rollout {rollout_id}.")
+    return rollout
+
+
+def rollouts_of(*, prompt_set: Any, limit: int = 20) -> list[Rollout]:
+    """The newest rollouts of a set, in every environment."""
+    return list(
+        Rollout.objects.filter(prompt_set=prompt_set)
+        .select_related("environment", "version", "previous_release__version")
+        .order_by("-id")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class RolloutView:
+    """What the rollout page shows: stages, the instances on each version, both error rates."""
+
+    rollout: Rollout
+    stages: list[dict[str, Any]]
+    canary: Side
+    baseline: Side
+    canary_instances: list[tuple[str, str, list[int]]]  # (instance id, name, versions its live processes run)
+    versions: list[tuple[int, int]]  # (version, instances running it)
+    eligible: int
+    verdict: str
+
+
+def rollout_view(*, rollout: Rollout, now: datetime | None = None) -> RolloutView:
+    now = now or timezone.now()
+    slug = rollout.prompt_set.slug
+    runs: dict[str, set[int]] = {}
+    names: dict[str, str] = {}
+    processes = LiveProcess.objects.live(now=now).filter(instance__environment_id=rollout.environment_id)
+    for instance_id, name, versions in processes.values_list("instance__instance_id", "instance__name", "versions"):
+        names[instance_id] = name
+        number = versions.get(slug) if isinstance(versions, dict) else None
+        if isinstance(number, int):
+            runs.setdefault(instance_id, set()).add(number)
+    counts: dict[int, int] = {}
+    for numbers in runs.values():
+        for number in numbers:
+            counts[number] = counts.get(number, 0) + 1
+    canary, baseline = health_source(rollout, now) if rollout.active else _default_health(rollout, now)
+    look = rollout.evaluation or {}
+    return RolloutView(
+        rollout=rollout,
+        stages=stage_rows(rollout, now),
+        canary=canary,
+        baseline=baseline,
+        canary_instances=[(i, names.get(i, i), sorted(runs.get(i, ()))) for i in rollout.chosen],
+        versions=sorted(counts.items(), reverse=True),
+        eligible=len(eligible_instances(environment_id=rollout.environment_id, set_slug=slug, now=now)),
+        verdict=str(look.get("message", "")),
+    )

@@ -106,6 +106,12 @@ ROUTES = [
     Route("web:publish", SET + "versions/2/publish/production/", ANY, PUBLISH, {}),
     Route("web:release", SET + "releases/{release_id}/", VIEW, ids=True),
     Route("web:release_acks", SET + "releases/{release_id}/acks/", VIEW, ids=True),
+    Route("web:rollout_start", SET + "versions/2/rollout/production/", POST_ONLY, PUBLISH, {"stages": "10:60"},
+          redirect_refusal=True),
+    Route("web:rollout", SET + "rollouts/{rollout_id}/", VIEW, ids=True),
+    Route("web:rollout_body", SET + "rollouts/{rollout_id}/body/", VIEW, ids=True),
+    Route("web:rollout_action", SET + "rollouts/{rollout_id}/pause/", POST_ONLY, PUBLISH, {"reason": "matrix"},
+          ids=True, redirect_refusal=True),
     Route("web:prompt", PROMPT, VIEW, EDIT, {
         "save": "1", "base_revision": "{prompt_revision}", "template": "Matrix {{ name }}",
         "param-0-name": "name", "param-0-type": "string", "param-0-required": "1",

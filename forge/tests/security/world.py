@@ -58,12 +58,18 @@ def build_world() -> World:
     invitation = account_services.invitation_create(
         actor=team.owner, organisation=team.organisation, role="viewer", base_url="http://testserver"
     ).invitation
+    from anvil_forge.distribution.rollouts import rollout_start
+
+    rollout = rollout_start(  # of core v2 in production (issue 16): its page and actions
+        actor=team.editor, version=core.versions.get(number=2), environment=factories.environment(project)
+    )
     core.refresh_from_db()
     values = {
         "org": team.organisation.slug,
         "project": project.slug,
         "token_id": token.pk,
         "release_id": release.pk,
+        "rollout_id": rollout.pk,
         "reference_id": reference.pk,
         "set_id": core.pk,
         "core_revision": core.revision,

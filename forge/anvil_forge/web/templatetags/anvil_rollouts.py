@@ -1,0 +1,40 @@
+"""``{% publish_rollout %}`` (the canary form on the publish page) and ``{% set_rollouts %}`` (the set's rollouts,
+on the versions page)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from anvil_forge.distribution import rollouts
+
+register = template.Library()
+
+
+def _place(context: Any) -> dict[str, Any]:
+    return {
+        "caps": context.get("caps", frozenset()),
+        "organisation": context["organisation"],
+        "project": context["project"],
+        "prompt_set": context["prompt_set"],
+        "csrf_token": context.get("csrf_token"),
+    }
+
+
+@register.inclusion_tag("web/partials/publish_rollout.html", takes_context=True)
+def publish_rollout(context: Any) -> dict[str, Any]:
+    offer = None
+    if "publish" in context.get("caps", frozenset()):
+        offer = {"threshold": rollouts.DEFAULT_THRESHOLD, "min_renders": rollouts.DEFAULT_MIN_RENDERS}
+    return {
+        **_place(context),
+        "version": context["version"],
+        "environment": context["environment"],
+        "rollout_offer": offer,
+    }
+
+
+@register.inclusion_tag("web/partials/set_rollouts.html", takes_context=True)
+def set_rollouts(context: Any) -> dict[str, Any]:
+    return {**_place(context), "rows": rollouts.rollouts_of(prompt_set=context["prompt_set"], limit=10)}
