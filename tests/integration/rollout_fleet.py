@@ -58,6 +58,7 @@ def main() -> int:
     status_path = Path(args.status)
     stop_path = Path(args.status + ".stop")
     first_error: dict[str, float] = {}
+    failing_since: dict[str, float] = {}
     deadline = time.monotonic() + args.seconds
     try:
         while time.monotonic() < deadline and not stop_path.exists():
@@ -65,10 +66,17 @@ def main() -> int:
             for instance_id, client in zip(ids, clients, strict=True):
                 try:
                     text, error = client.prompt("greeting.welcome", customer_name="Ada"), None
+                    failing_since.pop(instance_id, None)
                 except Exception as exc:  # what a host would see
                     text, error = None, f"{type(exc).__name__}: {exc}"
                     first_error.setdefault(instance_id, time.time())
-                state[instance_id] = {"text": text, "error": error, "first_error_at": first_error.get(instance_id)}
+                    failing_since.setdefault(instance_id, time.time())
+                state[instance_id] = {
+                    "text": text,
+                    "error": error,
+                    "first_error_at": first_error.get(instance_id),
+                    "failing_since": failing_since.get(instance_id),  # the start of the current run of errors
+                }
             tmp = status_path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"instances": state, "at": time.time()}))
             os.replace(tmp, status_path)
