@@ -24,7 +24,9 @@ def test_publish_at_is_read_in_the_browsers_time_zone_and_shown_back_in_it(brows
     try:
         sign_in(page, forge, "editor")
         page.goto(forge.url + SET + "versions/2/publish/production/")
-        expect(page.locator("form[data-schedule-form] [data-time-zone]")).to_have_text(re.compile(r"Asia/(Kolkata|Calcutta)"))
+        expect(page.locator("form[data-schedule-form] [data-time-zone]")).to_have_text(
+            re.compile(r"Asia/(Kolkata|Calcutta)")
+        )
         page.get_by_label("Publish at…").fill("2027-03-01T09:30")
         page.get_by_role("button", name="Schedule v2 for production").click()
 
