@@ -54,3 +54,17 @@ def test_the_exposition_parses_and_names_each_series(settings):
     kinds = {s.labels.get("kind") for s in families["anvil_http_request_duration_seconds"].samples}
     assert {"api", "page"} <= kinds
     assert all(s.labels["process"] == metrics.PROCESS for s in families["anvil_open_streams"].samples)
+
+
+def test_the_sample_grafana_dashboard_uses_only_series_the_forge_exposes(settings):
+    import json
+    import re
+    from pathlib import Path
+
+    settings.ANVIL_METRICS_TOKEN = "t"
+    exposed = {s.name for f in text_string_to_metric_families(_get("/metrics", Authorization="Bearer t").text)
+               for s in f.samples}
+    dashboard = json.loads((Path(__file__).parents[3] / "docs" / "grafana-dashboard.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"\banvil_\w+", target["expr"])}
+    assert used and used <= exposed, used - exposed

@@ -73,3 +73,10 @@ def test_the_pages_carry_no_inline_script_or_style(team):
     for path in (base, f"{base}{Webhook.objects.get().pk}/"):
         html = client.get(path).content.decode()
         assert not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", html), path
+
+
+def test_the_menu_offers_webhooks_to_owners_and_admins_only(team):
+    path = f"/o/{team.organisation.slug}/"
+    for role, shown in (("owner", True), ("admin", True), ("editor", False), ("viewer", False)):
+        html = _client(team.member(role)).get(path).content.decode()
+        assert (f'href="/o/{team.organisation.slug}/webhooks/"' in html) is shown, role
