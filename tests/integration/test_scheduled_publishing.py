@@ -125,3 +125,32 @@ def test_a_forge_down_at_the_time_publishes_when_it_starts_and_says_how_late(
     assert len(event) == 1 and event[0]["late_seconds"] >= 6
     assert _releases_of_v2(forge) == 1
     assert "late" in forge.log()
+
+
+def test_a_scheduled_release_reaches_a_client_of_the_same_forge_at_its_time(
+    make_forge: Callable[..., ForgeProcess], tmp_path: Path
+) -> None:
+    import anvil_client
+
+    # The periodic check is set to a minute: only the scheduler's own announcement can deliver in time.
+    forge = make_forge(env={**FAST, "ANVIL_RELEASE_POLL_SECONDS": "60"})
+    client = anvil_client.Client(
+        forge_url=forge.url,
+        token=live_token(forge),
+        cache_dir=tmp_path / "cache",
+        heartbeat_interval=1,
+        backoff_initial=0.1,
+        backoff_max=0.5,
+        state_check_interval=0.2,
+        poll_interval=30,
+    )
+    try:
+        assert eventually(lambda: client.status()["connected"])
+        at = _schedule(forge, 8)
+
+        assert eventually(lambda: greeting(client) == V2, 20), client.status()
+
+        assert at <= datetime.now(UTC) < at + timedelta(seconds=4)
+        assert _scheduled(forge) == [("published", "")]
+    finally:
+        client.close()
