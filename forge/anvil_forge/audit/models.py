@@ -49,6 +49,8 @@ class AuditEvent(models.Model):
             models.Index(fields=["organisation", "-created_at"]),
             # A project's newest events (the set page's history: a project, then its set's, newest first).
             models.Index(fields=["project", "-created_at", "-id"], name="audit_project_newest"),
+            # Whether a person acted in an organisation (the audit page's actor suggestions).
+            models.Index(fields=["actor", "organisation"], name="audit_actor_organisation"),
         ]
 
     def __str__(self) -> str:

@@ -7,11 +7,14 @@ API, whose caller is already bound to one project and environment by its token.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Max, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db import connections
+from django.db.models import Case, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.utils import timezone
 
 from anvil_forge.accounts.models import Membership, Organisation
@@ -131,6 +134,40 @@ def acknowledgements_for(*, release: Release) -> QuerySet[AuditEvent]:
     ).order_by("-created_at", "-id")
 
 
+def acknowledgement_ids(*, release: Release) -> dict[str, int]:
+    """Instance id -> the id of its newest acknowledgement of ``release`` (one narrow read: a release may have
+    thousands). :func:`acknowledgement_details` reads the few shown."""
+    rows = (
+        acknowledgements_for(release=release)
+        .annotate(_instance=KeyTextTransform("instance_id", "data"))
+        .values_list("_instance", "pk")
+    )
+    acks: dict[str, int] = {}
+    for instance_id, pk in rows:  # newest first: keep each instance's newest
+        acks.setdefault(instance_id or "", pk)
+    return acks
+
+
+def acknowledgement_details(*, release: Release, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Acknowledgement (audit event) id -> ``{"id", "name", "host", "version", "at"}`` for ``ids`` of
+    :func:`acknowledgement_ids`."""
+    rows = (
+        acknowledgements_for(release=release)
+        .filter(pk__in=ids)
+        .annotate(
+            _instance=KeyTextTransform("instance_id", "data"),
+            _name=KeyTextTransform("instance", "data"),
+            _host=KeyTextTransform("host", "data"),
+            _version=KeyTextTransform("version", "data"),
+        )
+        .values_list("pk", "_instance", "_name", "_host", "_version", "created_at")
+    )
+    return {
+        pk: {"id": instance_id or "", "name": name or "", "host": host or "", "version": _number(version), "at": at}
+        for pk, instance_id, name, host, version, at in rows
+    }
+
+
 def _organisation_ids(actor: Any) -> Any:
     if isinstance(actor, SystemActor):
         return Organisation.objects.values("id")
@@ -229,6 +266,196 @@ def instance_summaries(
         seen = [row.last_seen_at, *(process.last_seen_at for process in every)]
         states.append(InstanceState(instance=row, processes=live, known=live or every, last_seen_at=max(seen)))  # type: ignore[arg-type]
     return states
+
+
+STANDINGS = ("running", "behind", "frozen", "pinned", "offline")
+
+
+@dataclass
+class Standing:
+    """Where one instance stands on one set (see :func:`set_standings`), and the little the pages show of it."""
+
+    environment_id: int
+    standing: str  # one of STANDINGS
+    following: int = 0  # its live processes that follow the set
+    numbers: dict[int, int] = field(default_factory=dict)  # version -> its live processes running it
+    pins: set[int] = field(default_factory=set)  # the versions its live processes are pinned to
+
+    def mix(self, slug: str) -> SetMix | None:
+        """What it runs, as :meth:`InstanceState.versions_of` says it."""
+        if not self.numbers:
+            return None
+        ordered = sorted(self.numbers.items(), key=lambda item: (-item[1], -item[0]))
+        return SetMix(slug=slug, numbers=ordered, processes=self.following)
+
+    @property
+    def pinned_to(self) -> str:
+        """As :meth:`InstanceState.pinned_to` says it."""
+        return "pinned to " + " and ".join(f"v{number}" for number in sorted(self.pins))
+
+
+def set_standings(
+    instances: QuerySet[LiveInstance], *, slug: str, numbers: dict[int, int | None], now: datetime
+) -> dict[int, Standing]:
+    """Instance pk -> :class:`Standing` on ``slug`` for the ``instances`` that follow the set: the same answer
+    as :meth:`InstanceState.standing` against the version live in each instance's environment (``numbers``:
+    environment id -> version number or ``None``; one left out counts as ``None``). See :func:`sets_standings`."""
+    return sets_standings(instances, numbers={slug: numbers}, now=now)[slug]
+
+
+def sets_standings(
+    instances: QuerySet[LiveInstance], *, numbers: dict[str, dict[int, int | None]], now: datetime
+) -> dict[str, dict[int, Standing]]:
+    """:func:`set_standings` of several sets at once (``numbers``: set slug -> environment id -> version number).
+
+    One query of small values per process, read from a plain cursor: the database reads the JSON, and no row
+    becomes a model or a dictionary, so a page can count thousands of instances (:func:`instance_summaries` and
+    :func:`instances_for` are for the few it shows)."""
+    slugs = list(numbers)
+    annotations: dict[str, Any] = {"_live": Case(When(expires_at__gt=now, then=Value(1)), default=Value(0))}
+    for index, slug in enumerate(slugs):
+        annotations[f"_runs{index}"] = Case(When(versions__has_key=slug, then=Value(1)), default=Value(0))
+        annotations[f"_pinned{index}"] = Case(When(pins__has_key=slug, then=Value(1)), default=Value(0))
+        annotations[f"_number{index}"] = KeyTransform(slug, "versions")
+        annotations[f"_pin{index}"] = KeyTransform(slug, "pins")
+    query = (
+        LiveProcess.objects.filter(instance__in=instances.values("pk"))
+        .annotate(**annotations)
+        .order_by()
+        .values_list("instance_id", "instance__environment_id", "mode", *annotations)
+    )
+    sql, params = query.query.sql_with_params()
+    with connections[query.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    result: dict[str, dict[int, Standing]] = {}
+    for index, slug in enumerate(slugs):
+        column = 4 + 4 * index
+        # pk -> [environment, live processes, any process follows, lowest version run, Standing being filled]
+        seen: dict[int, list[Any]] = {}
+        for row in rows:
+            runs, pinned = row[column], row[column + 1]
+            pk = row[0]
+            entry = seen.get(pk)
+            if entry is None:
+                entry = seen[pk] = [row[1], 0, False, None, Standing(row[1], "")]
+            if not row[3]:
+                entry[2] = entry[2] or bool(runs or pinned)
+                continue
+            entry[1] += 1
+            if not (runs or pinned):
+                continue
+            entry[2] = True
+            standing: Standing = entry[4]
+            standing.following += 1
+            if pinned:
+                standing.pins.add(_number(row[column + 3]) or 0)
+            if row[2] == InstanceMode.FROZEN:
+                standing.standing = "frozen"
+            number = _number(row[column + 2]) if runs else None
+            lowest = number or 0
+            entry[3] = lowest if entry[3] is None else min(entry[3], lowest)
+            if number is not None:
+                standing.numbers[number] = standing.numbers.get(number, 0) + 1
+        result[slug] = _standings(seen, numbers[slug])
+    return result
+
+
+def _number(value: Any) -> int | None:
+    """A version number as the database gave it from a JSON document (a number, or its text on PostgreSQL)."""
+    if value is None or isinstance(value, int):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _standings(seen: dict[int, list[Any]], numbers: dict[int, int | None]) -> dict[int, Standing]:
+    standings: dict[int, Standing] = {}
+    for pk, (environment_id, live, follows, lowest, standing) in seen.items():
+        if not live:
+            if follows:
+                standings[pk] = Standing(environment_id, "offline")
+            continue
+        if not standing.following:
+            continue
+        current = numbers.get(environment_id)
+        if standing.pins:
+            standing.standing = "pinned"
+        elif standing.standing == "frozen":
+            pass
+        elif current is None or lowest < current:
+            standing.standing = "behind"
+        else:
+            standing.standing = "running"
+        standings[pk] = standing
+    return standings
+
+
+@dataclass
+class InstanceMark:
+    """What the instances page filters and counts by, for one instance (see :func:`instance_marks`)."""
+
+    pk: int
+    environment_id: int
+    name: str
+    host: str
+    offline: bool
+    frozen: bool  # a process it is known by is FROZEN
+    pinned: bool  # a process it is known by is pinned
+    versions: dict[str, set[int]]  # set slug -> the versions the processes it is known by run
+
+
+def instance_marks(instances: QuerySet[LiveInstance], *, now: datetime) -> list[InstanceMark]:
+    """:class:`InstanceMark` s of ``instances`` (from :func:`instances_for`, in its order), judged as
+    :class:`InstanceState` judges them (by the live processes, or every process when none is live).
+
+    Two narrow queries read from a plain cursor: no model, no date, only each process's ``versions`` and ``pins``
+    decoded, so the instances page filters and counts thousands of instances (it loads the page's few whole)."""
+    processes = (
+        LiveProcess.objects.filter(instance__in=instances.values("pk"))
+        .annotate(_live=Case(When(expires_at__gt=now, then=Value(1)), default=Value(0)))
+        .order_by()
+        .values_list("instance_id", "_live", "mode", "versions", "pins")
+    )
+    sql, params = processes.query.sql_with_params()
+    with connections[processes.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        by_instance: dict[int, list[tuple[Any, ...]]] = {}
+        for row in cursor.fetchall():
+            by_instance.setdefault(row[0], []).append(row)
+    marks = []
+    for pk, environment_id, name, host in instances.values_list("pk", "environment_id", "name", "host"):
+        rows = by_instance.get(pk, [])
+        live = [row for row in rows if row[1]]
+        known = live or rows
+        versions: dict[str, set[int]] = {}
+        pinned = False
+        for _pk, _live, _mode, running, pins in known:
+            for slug, number in _json(running).items():
+                versions.setdefault(slug, set()).add(number)
+            pinned = pinned or bool(_json(pins))
+        marks.append(
+            InstanceMark(
+                pk=pk,
+                environment_id=environment_id,
+                name=name,
+                host=host,
+                offline=not live,
+                frozen=any(row[2] == InstanceMode.FROZEN for row in known),
+                pinned=pinned,
+                versions=versions,
+            )
+        )
+    return marks
+
+
+def _json(value: Any) -> dict[str, Any]:
+    """A JSON object column as a plain cursor gives it (text, or already decoded)."""
+    if isinstance(value, str):
+        return {} if value == "{}" else json.loads(value)
+    return value or {}
 
 
 @dataclass(frozen=True)
@@ -381,46 +608,66 @@ class SetDistribution:
     versions: dict[int, int] = field(default_factory=dict)  # version number -> instances running it (live)
 
 
-def distribution_state(*, actor: Any, project: Project, now: datetime | None = None) -> list[SetDistribution]:
+def distribution_state(
+    *, actor: Any, project: Project, prompt_set: PromptSet | None = None, now: datetime | None = None
+) -> list[SetDistribution]:
     """Per prompt set and environment of ``project``: the current release and how the instances stand.
 
     An instance counts in exactly one of ``running``, ``behind``, ``frozen``, ``pinned`` or ``offline`` (see
     :meth:`InstanceState.standing`), and in ``versions`` under each version one of its live processes runs.
-    Ordered by set slug, then environment.
+    Ordered by set slug, then environment. With ``prompt_set``, that set's rows only.
     """
     require(actor, project.organisation, Capability.VIEW, what=f"project {project}")
     now = now or timezone.now()
     environments = list(Environment.objects.filter(project=project).order_by("id"))
     sets = list(PromptSet.objects.filter(project=project).order_by("slug"))
+    if prompt_set is not None:
+        sets = [candidate for candidate in sets if candidate.pk == prompt_set.pk]
     current = {
         (release.prompt_set_id, release.environment_id): release
         for environment in environments
         for release in current_releases(environment=environment)
     }
-    states_by_env: dict[int, list[InstanceState]] = {}
-    for state in instance_summaries(actor=actor, project=project, now=now):
-        states_by_env.setdefault(state.instance.environment_id, []).append(state)
+    releases = {
+        prompt_set.pk: {environment.pk: current.get((prompt_set.pk, environment.pk)) for environment in environments}
+        for prompt_set in sets
+    }
+    numbers = {
+        prompt_set.slug: {pk: release.version.number if release else None for pk, release in by_env.items()}
+        for prompt_set in sets
+        for by_env in [releases[prompt_set.pk]]
+    }
+    instances = counted(instances_for(actor=actor, project=project, now=now))
+    standings = sets_standings(instances, numbers=numbers, now=now) if sets else {}
     result: list[SetDistribution] = []
     for prompt_set in sets:
+        counts: dict[tuple[int, str], int] = {}
+        versions: dict[int, dict[int, int]] = {}
+        for standing in standings[prompt_set.slug].values():
+            key = (standing.environment_id, standing.standing)
+            counts[key] = counts.get(key, 0) + 1
+            per_version = versions.setdefault(standing.environment_id, {})
+            for number in standing.numbers:
+                per_version[number] = per_version.get(number, 0) + 1
         for environment in environments:
-            release = current.get((prompt_set.pk, environment.pk))
             row = SetDistribution(
                 prompt_set=prompt_set,
                 environment=environment,
-                release=release,
-                version=release.version.number if release else None,
+                release=releases[prompt_set.pk][environment.pk],
+                version=numbers[prompt_set.slug][environment.pk],
+                versions=versions.get(environment.pk, {}),
             )
-            for state in states_by_env.get(environment.pk, []):
-                standing = state.standing(prompt_set.slug, row.version)
-                if standing is None:
-                    continue  # this instance does not follow the set
-                row.total += 1
-                setattr(row, standing, getattr(row, standing) + 1)
-                mix = state.versions_of(prompt_set.slug) if standing != "offline" else None
-                for number, _processes in mix.numbers if mix else []:
-                    row.versions[number] = row.versions.get(number, 0) + 1
+            for standing in STANDINGS:
+                setattr(row, standing, counts.get((environment.pk, standing), 0))
+            row.total = sum(counts.get((environment.pk, standing), 0) for standing in STANDINGS)
             result.append(row)
     return result
+
+
+def counted(instances: QuerySet[LiveInstance]) -> QuerySet[LiveInstance]:
+    """``instances`` (from :func:`instances_for`) without its joins, prefetches and order: for counting (see
+    :func:`set_standings`)."""
+    return instances.select_related(None).prefetch_related(None).order_by()
 
 
 def publish_warnings(*, version: PromptSetVersion, environment: Environment, now: datetime | None = None) -> list[str]:
@@ -433,11 +680,13 @@ def publish_warnings(*, version: PromptSetVersion, environment: Environment, now
     now = now or timezone.now()
     set_slug = version.prompt_set.slug
     prompts = {p["id"]: p for p in version.snapshot.get("prompts", [])}
+    # Only what is read (the instance's name and the usage), of the processes that reported some usage.
     processes = (
         LiveProcess.objects.live(now=now)
         .filter(instance__environment=environment)
         .filter(Q(versions__has_key=set_slug) | Q(pins__has_key=set_slug))
-        .select_related("instance")
+        .exclude(usage={})
+        .values_list("instance__name", "usage")
     )
     elsewhere = {
         p["id"]
@@ -447,9 +696,8 @@ def publish_warnings(*, version: PromptSetVersion, environment: Environment, now
     }
     missing: dict[str, set[str]] = {}
     unpassed: dict[tuple[str, str], set[str]] = {}
-    for process in processes:
-        name = process.instance.name
-        for used_id, variables in (process.usage or {}).items():
+    for name, usage in processes:
+        for used_id, variables in (usage or {}).items():
             owner, _, prompt_id = used_id.rpartition(":")
             if owner and owner != set_slug:
                 continue

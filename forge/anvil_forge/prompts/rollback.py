@@ -23,7 +23,14 @@ from anvil_forge.core.exceptions import ApplicationError, NotFound
 from anvil_forge.distribution.models import Release
 from anvil_forge.prompts.models import Environment, PromptSet, PromptSetVersion, VersionState
 
-__all__ = ["Approval", "approval_of", "rollback_environment", "rollback_refusal", "rollback_targets"]
+__all__ = [
+    "Approval",
+    "approval_of",
+    "rollback_environment",
+    "rollback_refusal",
+    "rollback_target_ids",
+    "rollback_targets",
+]
 
 # A rollback of a rollback of ... : the chain is short in practice; the bound only guards against a cycle.
 MAX_CHAIN = 100
@@ -62,30 +69,45 @@ def approval_of(version: PromptSetVersion) -> Approval | None:
     )
 
 
-def rollback_targets(*, prompt_set: PromptSet, environment: Environment) -> list[PromptSetVersion]:
-    """The versions ``environment`` can be rolled back to, most recently live first.
+def rollback_targets(
+    *, prompt_set: PromptSet, environment: Environment, limit: int | None = None
+) -> list[PromptSetVersion]:
+    """The versions ``environment`` can be rolled back to, most recently live first (at most ``limit``).
 
     Approved versions that were live in ``environment`` before and whose content is not the one live there now.
+    Their snapshots are not loaded (metadata only).
     """
-    releases = list(
-        Release.objects.filter(environment=environment, prompt_set=prompt_set)
-        .select_related("version", "version__created_by", "version__reviewed_by", "version__rollback_of")
-        .defer("version__snapshot", "version__rollback_of__snapshot")  # metadata only; a page may list 1,000
-        .order_by("-id")
+    ids = rollback_target_ids(prompt_set=prompt_set, environment=environment)[:limit]
+    versions = (
+        PromptSetVersion.objects.filter(pk__in=ids)
+        .select_related("created_by", "reviewed_by", "rollback_of")
+        .defer("snapshot", "rollback_of__snapshot")
     )
-    if not releases:
-        return []
-    current = releases[0].version
-    targets: list[PromptSetVersion] = []
-    seen: set[int] = {current.pk}
-    for release in releases[1:]:
-        version = release.version
-        if version.pk in seen:
+    by_id = {version.pk: version for version in versions}
+    return [by_id[pk] for pk in ids if pk in by_id]
+
+
+def rollback_target_ids(*, prompt_set: PromptSet, environment: Environment) -> list[int]:
+    """The ids of :func:`rollback_targets`, from one narrow read of the releases (a page may list 1,000)."""
+    rows = (
+        Release.objects.filter(environment=environment, prompt_set=prompt_set)
+        .order_by("-id")
+        .values_list("version_id", "version__state", "version__digest")
+    )
+    ids: list[int] = []
+    seen: set[int] = set()
+    current_digest = None
+    for version_id, state, digest in rows:
+        if current_digest is None:
+            current_digest = digest
+            seen.add(version_id)
             continue
-        seen.add(version.pk)
-        if version.state == VersionState.APPROVED and version.digest != current.digest:
-            targets.append(version)
-    return targets
+        if version_id in seen:
+            continue
+        seen.add(version_id)
+        if state == VersionState.APPROVED and digest != current_digest:
+            ids.append(version_id)
+    return ids
 
 
 def rollback_environment(*, actor: Actor, prompt_set: PromptSet, number: int, environment: Environment) -> Release:
@@ -105,7 +127,7 @@ def rollback_environment(*, actor: Actor, prompt_set: PromptSet, number: int, en
         source = PromptSetVersion.objects.filter(prompt_set=prompt_set, number=number).first()
         if source is None:
             raise NotFound(f"{prompt_set.slug} has no version {number}.")
-        if source.pk not in {v.pk for v in rollback_targets(prompt_set=prompt_set, environment=environment)}:
+        if source.pk not in rollback_target_ids(prompt_set=prompt_set, environment=environment):
             raise ApplicationError(rollback_refusal(prompt_set, source, environment))
         made = services.version_rollback(actor=actor, version=source)
         return services.version_publish(actor=actor, version=made, environment=environment)

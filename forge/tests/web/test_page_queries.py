@@ -74,6 +74,13 @@ def _pages(urls: dict[str, str], prompt_set) -> dict[str, str]:
         "publish": base + f"versions/{newest.number}/publish/production/",
         "release": base + f"releases/{release.pk}/",
         "release_acks": base + f"releases/{release.pk}/acks/",
+        # The filtered and searched forms count the same way (the counting reads, then the shown rows).
+        "release_waiting": base + f"releases/{release.pk}/acks/?state=waiting&q=app",
+        "release_search": base + f"releases/{release.pk}/?q=app-1",
+        "instances_filtered": urls["instances"] + f"?environment=production&state=live&version={prompt_set.slug}:v2",
+        "instances_frozen": urls["instances"] + "?state=frozen&host=host",
+        "diff_page": base + f"diff/?a=1&b={newest.number}&page=1",
+        "set_search": urls["set"] + "?q=welcome",
     }
 
 

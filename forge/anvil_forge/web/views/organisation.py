@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from anvil_forge.audit.selectors import audit_events_for
-from anvil_forge.distribution.selectors import instance_states, instance_summaries, instances_for
+from anvil_forge.distribution.selectors import instance_marks, instance_states, instances_for
 from anvil_forge.prompts import selectors
 from anvil_forge.prompts.models import Environment
 from anvil_forge.web.access import place_get
@@ -45,9 +47,11 @@ def instances(request: HttpRequest, org: str) -> HttpResponse:
         Environment.objects.filter(project__in=[chosen] if chosen else projects).values_list("pk", "slug")
     )
     now = timezone.now()
-    states = instance_summaries(actor=request.user, organisation=place.organisation, project=chosen, now=now)
+    states = instance_marks(
+        instances_for(actor=request.user, organisation=place.organisation, project=chosen, now=now), now=now
+    )
     if filters["environment"]:
-        states = [s for s in states if environments.get(s.instance.environment_id) == filters["environment"]]
+        states = [s for s in states if environments.get(s.environment_id) == filters["environment"]]
     if filters["version"]:
         wanted_set, _, wanted = filters["version"].rpartition(":")
         wanted = wanted.lstrip("v")
@@ -55,8 +59,8 @@ def instances(request: HttpRequest, org: str) -> HttpResponse:
             s
             for s in states
             if any(
-                (not wanted_set or mix.slug == wanted_set) and any(str(n) == wanted for n, _ in mix.numbers)
-                for mix in s.versions
+                (not wanted_set or slug == wanted_set) and any(str(n) == wanted for n in numbers)
+                for slug, numbers in s.versions.items()
             )
         ]
     state = filters["state"]
@@ -65,19 +69,19 @@ def instances(request: HttpRequest, org: str) -> HttpResponse:
     elif state == "offline":
         states = [s for s in states if s.offline]
     elif state == "frozen":
-        states = [s for s in states if "FROZEN" in s.modes]
+        states = [s for s in states if s.frozen]
     elif state == "pinned":
-        states = [s for s in states if s.pins]
+        states = [s for s in states if s.pinned]
     if filters["host"]:
         needle = filters["host"].lower()
-        states = [s for s in states if needle in s.instance.host.lower() or needle in s.instance.name.lower()]
+        states = [s for s in states if needle in s.host.lower() or needle in s.name.lower()]
     version_counts: dict[tuple[str, int], int] = {}
     for s in states:
-        for mix in s.versions:
-            for number, _processes in mix.numbers:
-                version_counts[(mix.slug, number)] = version_counts.get((mix.slug, number), 0) + 1
+        for slug, numbers in s.versions.items():
+            for number in numbers:
+                version_counts[(slug, number)] = version_counts.get((slug, number), 0) + 1
     page = Paginator(states, INSTANCE_PAGE_SIZE).get_page(request.GET.get("page"))
-    pks = [s.instance.pk for s in page.object_list]
+    pks = [s.pk for s in page.object_list]
     shown = instance_states(
         instances_for(actor=request.user, organisation=place.organisation, now=now).filter(pk__in=pks), now=now
     )
@@ -155,12 +159,13 @@ def audit(request: HttpRequest, org: str) -> HttpResponse:
             "errors": errors,
             "projects": projects,
             "action_kinds": kinds,
-            # People only (instances and tokens act too: thousands of them), at most ACTOR_SUGGESTIONS.
+            # People only (instances and tokens act too: thousands of them), at most ACTOR_SUGGESTIONS: the users
+            # with an event here, each found through the events' actor index (not a scan of every event).
             "actors": list(
-                everything.filter(actor__isnull=False)
-                .values_list("actor_label", flat=True)
-                .distinct()
-                .order_by("actor_label")[:ACTOR_SUGGESTIONS]
+                get_user_model()
+                .objects.filter(Exists(everything.filter(actor=OuterRef("pk"))))
+                .order_by("username")
+                .values_list("username", flat=True)[:ACTOR_SUGGESTIONS]
             ),
         },
     )

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -18,13 +19,15 @@ from anvil_forge.prompts.samples import failing_samples
 from anvil_forge.web.access import Place, place_get
 
 HISTORY_LENGTH = 25
+PROMPT_PAGE_SIZE = 100
 
 
 def _set_page(request: HttpRequest, place: Place, *, status: int = 200, **extra: Any) -> HttpResponse:
     prompt_set = place.prompt_set
     search = request.GET.get("q", "").strip()
     prompts = selectors.prompts_for(actor=request.user, prompt_set=prompt_set, search=search)
-    context = {**place.context(), "prompts": prompts, "search": search}
+    page = Paginator(prompts, PROMPT_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {**place.context(), "prompts": page.object_list, "page": page, "search": search}
     if request.headers.get("HX-Request") and request.method == "GET":
         return render(request, "web/partials/prompt_rows.html", context)
     versions = list(selectors.versions_for(actor=request.user, prompt_set=prompt_set)[:1])

@@ -7,23 +7,36 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 
 from anvil_forge.core.exceptions import ApplicationError, NotFound
 from anvil_forge.distribution.models import Release
 from anvil_forge.distribution.selectors import (
-    acknowledgements_for,
+    acknowledgement_details,
+    acknowledgement_ids,
+    counted,
     distribution_state,
-    instance_summaries,
+    instance_states,
+    instances_for,
     publish_warnings,
+    set_standings,
 )
 from anvil_forge.prompts import selectors, services
 from anvil_forge.prompts.models import VersionState
-from anvil_forge.prompts.rollback import approval_of, rollback_environment, rollback_refusal, rollback_targets
+from anvil_forge.prompts.rollback import (
+    approval_of,
+    rollback_environment,
+    rollback_refusal,
+    rollback_target_ids,
+    rollback_targets,
+)
 from anvil_forge.web.access import Place, place_get
 from anvil_forge.web.diffing import snapshot_diff
 
 VERSION_PAGE_SIZE = 50
 ACK_PAGE_SIZE = 50
+PROMPT_PAGE_SIZE = 100  # a version's prompts, a page
+CHANGE_PAGE_SIZE = 100  # a diff's changed prompts, a page
 PUBLISH_SAMPLE = 20
 RELEASE_STATES = ("applied", "waiting", "refusing", "offline")
 STATE_WORDS = {"applied": "applied", "waiting": "waiting", "refusing": "not taking it", "offline": "offline"}
@@ -41,11 +54,7 @@ def _version_page(request: HttpRequest, place: Place, *, status: int = 200, erro
     ).get_page(request.GET.get("page"))
     versions = list(page.object_list)
     # One read of the distribution state gives the environments, what is live in each, and who runs what.
-    states = [
-        state
-        for state in distribution_state(actor=request.user, project=place.project)
-        if state.prompt_set.pk == place.prompt_set.pk
-    ]
+    states = distribution_state(actor=request.user, project=place.project, prompt_set=place.prompt_set)
     environments = [state.environment for state in states]
     live: dict[int, list] = {}
     running: dict[int, list[tuple[str, int]]] = {}
@@ -59,8 +68,8 @@ def _version_page(request: HttpRequest, place: Place, *, status: int = 200, erro
     rollback_to: dict[int, list] = {}
     if "publish" in place.caps:
         for environment in environments:
-            for target in rollback_targets(prompt_set=place.prompt_set, environment=environment):
-                rollback_to.setdefault(target.number, []).append(environment)
+            for target_id in rollback_target_ids(prompt_set=place.prompt_set, environment=environment):
+                rollback_to.setdefault(target_id, []).append(environment)
     rows = []
     for version in versions:
         targets = []
@@ -79,7 +88,7 @@ def _version_page(request: HttpRequest, place: Place, *, status: int = 200, erro
                 "running": running.get(version.number, []),
                 "publish_to": targets,
                 "approval": approval_of(version),
-                "rollback_to": rollback_to.get(version.number, []),
+                "rollback_to": rollback_to.get(version.pk, []),
             }
         )
     return render(
@@ -95,6 +104,7 @@ def version_detail(request: HttpRequest, org: str, project: str, prompt_set: str
     """One version's prompts as they were snapshotted (templates, parameters, metadata)."""
     place = place_get(request, org, project, prompt_set)
     version = selectors.version_get(actor=request.user, prompt_set=place.prompt_set, number=number)
+    page = Paginator(version.snapshot.get("prompts", []), PROMPT_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "web/version.html",
@@ -102,7 +112,9 @@ def version_detail(request: HttpRequest, org: str, project: str, prompt_set: str
             **place.context(),
             "version": version,
             "approval": approval_of(version),
-            "prompts": version.snapshot.get("prompts", []),
+            "prompts": page.object_list,
+            "page": page,
+            "page_size": PROMPT_PAGE_SIZE,
             "crumb": f"Version {version.number}",
         },
     )
@@ -120,6 +132,8 @@ def version_diff(request: HttpRequest, org: str, project: str, prompt_set: str) 
     new = selectors.version_get(actor=request.user, prompt_set=place.prompt_set, number=b) if b else None
     if new is None:
         raise NotFound(f"{place.prompt_set.slug} has no versions yet.")
+    diff = snapshot_diff(old.snapshot if old else None, new.snapshot)
+    page = Paginator(diff.changes, CHANGE_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "web/diff.html",
@@ -127,7 +141,10 @@ def version_diff(request: HttpRequest, org: str, project: str, prompt_set: str) 
             **place.context(),
             "old": old,
             "new": new,
-            "diff": snapshot_diff(old.snapshot if old else None, new.snapshot),
+            "diff": diff,
+            "page": page,
+            "old_label": f"v{old.number}" if old else "nothing",
+            "new_label": f"v{new.number}",
             "newest": numbers[0],
         },
     )
@@ -157,7 +174,7 @@ def version_rollback(
             )
             return redirect("web:release", org, project, prompt_set, release.pk)
     current = selectors.current_release(environment=target, prompt_set=place.prompt_set)
-    allowed = version.pk in {v.pk for v in rollback_targets(prompt_set=place.prompt_set, environment=target)}
+    allowed = version.pk in rollback_target_ids(prompt_set=place.prompt_set, environment=target)
     if not allowed and not error:
         error = rollback_refusal(place.prompt_set, version, target)  # said on the page; nothing was asked yet
     newest = selectors.version_summaries_for(actor=request.user, prompt_set=place.prompt_set).first()
@@ -197,25 +214,42 @@ def version_publish(
             return redirect("web:release", org, project, prompt_set, release.pk)
     current = selectors.current_release(environment=target, prompt_set=place.prompt_set)
     slug = place.prompt_set.slug
-    takers, refusers, offline = [], [], []
+    instances = counted(instances_for(actor=request.user, project=place.project, environment=target))
+    # Against no version: every accepting instance is "behind".
+    standings = set_standings(instances, slug=slug, numbers={}, now=timezone.now())
+    groups: dict[str, list[int]] = {"takers": [], "refusers": [], "offline": []}
     running: dict[str, int] = {}  # what the instances that would take it run now: "v3" -> instances
-    for state in instance_summaries(actor=request.user, project=place.project, environment=target):
-        standing = state.standing(slug, None)  # against no version: every accepting instance is "behind"
+    refusal_counts: dict[str, int] = {}
+    for pk in instances.order_by("name").values_list("pk", flat=True):
+        standing = standings.get(pk)
         if standing is None:
             continue
-        if standing == "offline":
-            offline.append(state)
-        elif standing == "pinned":
-            refusers.append((state, state.pinned_to(slug)))
-        elif standing == "frozen":
-            refusers.append((state, "FROZEN"))
+        if standing.standing == "offline":
+            groups["offline"].append(pk)
+        elif standing.standing in ("pinned", "frozen"):
+            groups["refusers"].append(pk)
+            why = standing.pinned_to if standing.standing == "pinned" else "FROZEN"
+            refusal_counts[why] = refusal_counts.get(why, 0) + 1
         else:
-            takers.append(state)
-            mix = state.versions_of(slug)
+            groups["takers"].append(pk)
+            mix = standing.mix(slug)
             running[mix.text if mix else "none"] = running.get(mix.text if mix else "none", 0) + 1
-    refusal_counts: dict[str, int] = {}
-    for _state, why in refusers:
-        refusal_counts[why] = refusal_counts.get(why, 0) + 1
+    # A sample of each group (the first by name), read in full; the whole list is the instances page, filtered.
+    sampled = {pk for pks in groups.values() for pk in pks[:PUBLISH_SAMPLE]}
+    states = {
+        state.instance.pk: state
+        for state in instance_states(
+            instances_for(actor=request.user, project=place.project, environment=target).filter(pk__in=sampled)
+        )
+    }
+    takers, offline = (
+        [states[pk] for pk in groups[name][:PUBLISH_SAMPLE] if pk in states] for name in ("takers", "offline")
+    )
+    refusers = [
+        (states[pk], standings[pk].pinned_to if standings[pk].standing == "pinned" else "FROZEN")
+        for pk in groups["refusers"][:PUBLISH_SAMPLE]
+        if pk in states
+    ]
     return render(
         request,
         "web/publish.html",
@@ -226,14 +260,14 @@ def version_publish(
             "current": current,
             "diff": snapshot_diff(current.version.snapshot if current else None, version.snapshot),
             # Counts, and a sample of each group: the whole list is the instances page, filtered.
-            "taker_count": len(takers),
-            "takers": takers[:PUBLISH_SAMPLE],
+            "taker_count": len(groups["takers"]),
+            "takers": takers,
             "taker_versions": sorted(running.items(), key=lambda item: -item[1]),
-            "refuser_count": len(refusers),
-            "refusers": refusers[:PUBLISH_SAMPLE],
+            "refuser_count": len(groups["refusers"]),
+            "refusers": refusers,
             "refusal_counts": sorted(refusal_counts.items()),
-            "offline_count": len(offline),
-            "offline": offline[:PUBLISH_SAMPLE],
+            "offline_count": len(groups["offline"]),
+            "offline": offline,
             "sample": PUBLISH_SAMPLE,
             "warnings": publish_warnings(version=version, environment=target),
             "error": error,
@@ -258,39 +292,29 @@ def _ack_context(request: HttpRequest, place: Place, release: Release) -> dict:
     (``?state=``, all by default) whose name, host or id contains ``?q=``."""
     slug = place.prompt_set.slug
     number = release.version.number
-    acks: dict[str, tuple[dict, object]] = {}
-    for data, created_at in acknowledgements_for(release=release).values_list("data", "created_at"):
-        acks.setdefault(data.get("instance_id"), (data, created_at))  # newest first: keep each instance's newest
+    acks = acknowledgement_ids(release=release)
+    instances = counted(instances_for(actor=request.user, project=place.project, environment=release.environment))
+    standings = set_standings(instances, slug=slug, numbers={release.environment_id: number}, now=timezone.now())
     groups: dict[str, list[dict]] = {state: [] for state in RELEASE_STATES}
-    for state in instance_summaries(actor=request.user, project=place.project, environment=release.environment):
-        standing = state.standing(slug, number)
-        if standing is None:
-            continue
-        instance = state.instance
-        row = {"name": instance.name, "host": instance.host, "id": instance.instance_id}
-        acked = acks.pop(instance.instance_id, None)
+    for pk, instance_id, name, host in instances.order_by("name").values_list("pk", "instance_id", "name", "host"):
+        if pk not in standings:
+            continue  # it does not follow the set
+        standing = standings[pk].standing
+        row = {"pk": pk, "name": name, "host": host, "id": instance_id}
+        acked = acks.pop(instance_id, None)
         if acked is not None:
-            groups["applied"].append({**row, "version": acked[0].get("version"), "at": acked[1]})
+            groups["applied"].append({**row, "ack": acked})
         elif standing == "running":
-            groups["applied"].append({**row, "runs": state.versions_of(slug)})
+            groups["applied"].append(row)
         elif standing == "offline":
-            groups["offline"].append({**row, "last_seen_at": state.last_seen_at})
-        elif standing == "pinned":
-            groups["refusing"].append({**row, "why": state.pinned_to(slug)})
-        elif standing == "frozen":
-            groups["refusing"].append({**row, "why": "FROZEN"})
+            groups["offline"].append(row)
+        elif standing in ("pinned", "frozen"):
+            groups["refusing"].append(row)
         else:
-            groups["waiting"].append({**row, "runs": state.versions_of(slug)})
-    for data, created_at in acks.values():  # acknowledged by an instance no longer listed: still applied
-        groups["applied"].append(
-            {
-                "name": data.get("instance") or "",
-                "host": data.get("host", ""),
-                "id": data.get("instance_id") or "",
-                "version": data.get("version"),
-                "at": created_at,
-            }
-        )
+            groups["waiting"].append(row)
+    # Acknowledged by an instance no longer listed: still applied.
+    unlisted = acknowledgement_details(release=release, ids=list(acks.values()))
+    groups["applied"] += [{**unlisted[pk], "ack": pk} for pk in acks.values() if pk in unlisted]
     counts = {state: len(rows) for state, rows in groups.items()}
     chosen = request.GET.get("state", "")
     chosen = chosen if chosen in groups else ""
@@ -304,6 +328,18 @@ def _ack_context(request: HttpRequest, place: Place, release: Release) -> dict:
             row for row in rows if needle in row["name"].lower() or needle in row["host"].lower() or needle in row["id"]
         ]
     page = Paginator(rows, ACK_PAGE_SIZE).get_page(request.GET.get("page"))
+    # The details of the rows shown only: what their processes run, why they refuse, when they were last seen.
+    shown = {row["pk"]: row for row in page.object_list if row.get("pk")}
+    for state in instance_states(instances_for(actor=request.user, project=place.project).filter(pk__in=list(shown))):
+        row = shown[state.instance.pk]
+        row["runs"] = state.versions_of(slug)
+        row["last_seen_at"] = state.last_seen_at
+        row["why"] = "FROZEN" if state.standing(slug, number) == "frozen" else state.pinned_to(slug)
+    acked_rows = [row for row in page.object_list if row.get("ack")]
+    details = acknowledgement_details(release=release, ids=[row["ack"] for row in acked_rows]) if acked_rows else {}
+    for row in acked_rows:
+        if row["ack"] in details:
+            row.update(version=details[row["ack"]]["version"], at=details[row["ack"]]["at"])
     return {
         **place.context(),
         "release": release,
@@ -328,7 +364,7 @@ def release_detail(request: HttpRequest, org: str, project: str, prompt_set: str
     context = _ack_context(request, place, release)
     if "publish" in place.caps:
         # Offered from the newest release only: the version live here before it (when it is a target).
-        targets = rollback_targets(prompt_set=place.prompt_set, environment=release.environment)
+        targets = rollback_targets(prompt_set=place.prompt_set, environment=release.environment, limit=1)
         current = selectors.current_release(environment=release.environment, prompt_set=place.prompt_set)
         if current is not None and current.pk == release.pk and targets:
             context["rollback_offer"] = targets[0]
