@@ -130,6 +130,14 @@ def status() -> dict[str, Any]:
     return default_client().status()
 
 
+def last_prompt() -> dict[str, Any] | None:
+    """The prompt the last ``prompt()`` of this thread or asyncio task rendered, any client: ``{"anvil.prompt.id",
+    "anvil.prompt.set", "anvil.prompt.version", "anvil.prompt.digest"}`` (the span attributes), or ``None``."""
+    from anvil_client._trace import last_prompt as last
+
+    return last()
+
+
 def on_update(callback: UpdateCallback) -> UpdateCallback:
     """Register a callback for applied updates on the default client; usable as a decorator."""
     return default_client().on_update(callback)
@@ -170,6 +178,7 @@ __all__ = [
     "default_client",
     "get",
     "ids",
+    "last_prompt",
     "on_update",
     "prompt",
     "read_bootstrap",

@@ -142,6 +142,7 @@ class CompiledPrompt:
     __slots__ = (
         "_compiled",
         "description",
+        "digest",
         "hits",
         "hits_reported",
         "id",
@@ -163,8 +164,10 @@ class CompiledPrompt:
         version: int,
         share: CompiledPrompt | None = None,
         limits: RenderLimits = DEFAULT_LIMITS,
+        digest: str = "",
     ) -> None:
         self.spec = spec
+        self.digest = digest  # the version's content digest (``anvil.prompt.digest``)
         self.limits = limits
         self.id: str = spec.id
         self.set: str = set_slug

@@ -89,7 +89,8 @@ def compile_bundle(
         old = previous.get(spec.id) if previous is not None else None
         same = old is not None and old.same_template(spec)
         prompt = CompiledPrompt(
-            spec, set_slug=bundle.set, version=bundle.version, share=old if same else None, limits=limits
+            spec, set_slug=bundle.set, version=bundle.version, share=old if same else None, limits=limits,
+            digest=bundle.content_digest,
         )
         if check and previous is not None and not same:  # with no previous version there is nothing to keep
             try:

@@ -15,8 +15,8 @@ def test_public_api_is_exactly_the_documented_names() -> None:
         "BundleSchemaError", "Client", "Config", "ConfigError", "HostState", "InvalidVariable",
         "MissingVariables", "NotReady", "PromptNotFound", "RenderError", "RenderLimitExceeded", "SyncError",
         "TemplateError",
-        "__version__", "configure", "default_client", "get", "ids", "on_update", "prompt", "read_bootstrap",
-        "read_host_state", "report", "status", "template", "write_bootstrap", "write_host_state",
+        "__version__", "configure", "default_client", "get", "ids", "last_prompt", "on_update", "prompt",
+        "read_bootstrap", "read_host_state", "report", "status", "template", "write_bootstrap", "write_host_state",
     }
 
 
