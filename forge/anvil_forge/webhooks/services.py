@@ -211,17 +211,22 @@ def deliveries_claim(*, limit: int = BATCH, now: datetime | None = None) -> list
     """Claim the due deliveries: move their next attempt past :data:`CLAIM_SECONDS` so no other sender takes them.
 
     On PostgreSQL the rows are locked with ``SKIP LOCKED``: two processes claiming at once get different rows,
-    so one delivery is never sent twice. (SQLite serialises writers; the embedded FORGE is one process.)
+    so one delivery is never sent twice. Each row is then taken with a conditional update (still due?), which
+    alone keeps the promise where there is no ``SKIP LOCKED`` (SQLite, should it ever have several processes).
     """
     now = now or timezone.now()
+    claimed: list[int] = []
     with transaction.atomic():
         due = Delivery.objects.filter(state=DeliveryState.PENDING, next_attempt_at__lte=now).order_by("next_attempt_at")
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
-        ids = list(due.values_list("pk", flat=True)[:limit])
-        if ids:
-            Delivery.objects.filter(pk__in=ids).update(next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS))
-    return ids
+        for delivery_id in list(due.values_list("pk", flat=True)[:limit]):
+            taken = Delivery.objects.filter(
+                pk=delivery_id, state=DeliveryState.PENDING, next_attempt_at__lte=now
+            ).update(next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS))
+            if taken:
+                claimed.append(delivery_id)
+    return claimed
 
 
 def delivery_send(delivery_id: int) -> Delivery:
