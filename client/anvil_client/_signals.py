@@ -25,6 +25,7 @@ MAX_VERSIONS_REPORTED = 50  # versions per check-in (the FORGE takes 20 per set,
 MAX_RETIRED_VERSIONS = 10  # versions no longer served whose counters are kept until reported
 MAX_OUTCOME_KINDS = 20  # distinct failure kinds per version; more are counted as "other"
 MAX_PROBLEMS = 20  # (prompt, kind, detail) examples per version
+MAX_PROBLEMS_REPORTED = 100  # examples per check-in, all versions together (the check-in stays well under 256 KiB)
 MAX_DETAIL = 200
 MAX_COUNT = 10**12
 _KIND = re.compile(r"[^a-z0-9_.-]+")
@@ -171,6 +172,7 @@ class Signals:
             keys = sorted(set(renders) | set(rare), key=lambda k: (k not in self._served, k))[:MAX_VERSIONS_REPORTED]
             report: dict[str, dict[str, dict[str, Any]]] = {}
             sent: dict[Key, _Counts] = {}
+            examples = MAX_PROBLEMS_REPORTED
             for key in keys:
                 counts = rare.get(key) or _Counts()
                 item: dict[str, Any] = {"renders": min(renders.get(key, 0), MAX_COUNT)}
@@ -182,11 +184,12 @@ class Signals:
                     item["guarded"] = counts.guarded
                 if counts.ok or counts.failed:
                     item["outcomes"] = {"ok": counts.ok, "failed": dict(sorted(counts.failed.items()))}
-                if counts.problems:
+                if counts.problems and examples > 0:  # past the budget, examples are dropped (counts are not)
                     item["problems"] = [
                         {"prompt": pid, "kind": kind, "detail": detail, "count": n, "guarded": g}
-                        for (pid, kind, detail), (n, g) in sorted(counts.problems.items())
+                        for (pid, kind, detail), (n, g) in sorted(counts.problems.items())[:examples]
                     ]
+                    examples -= len(item["problems"])
                 report.setdefault(key[0], {})[str(key[1])] = item
                 sent[key] = _copy(counts)
             # Only the versions reported have their counters taken off when the FORGE accepts.

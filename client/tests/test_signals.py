@@ -322,3 +322,27 @@ def test_counters_of_versions_no_longer_served_are_kept_for_a_few_versions_only(
         client.prompt("welcome.message", name="Ada")
     assert len(client._signals._tracked) == MAX_RETIRED_VERSIONS + 1
     client.close()
+
+
+def test_a_report_keeps_at_most_a_hundred_problem_examples_and_stays_small() -> None:
+    import json
+
+    from anvil_client._signals import MAX_PROBLEMS_REPORTED, MAX_VERSIONS_REPORTED, Signals
+
+    class Entry:
+        id = "welcome.message"
+        set = "core"
+
+        def __init__(self, version: int) -> None:
+            self.version = version
+
+    signals = Signals()
+    for version in range(1, MAX_VERSIONS_REPORTED + 10):
+        for index in range(30):
+            signals.render_failed(Entry(version), anvil_client.TemplateError(str(index) + "x" * 300), guarded=False,
+                                  fallback=False)
+    report = signals.report()
+    versions = [item for versions in report.values() for item in versions.values()]
+    assert len(versions) == MAX_VERSIONS_REPORTED
+    assert sum(len(item.get("problems", [])) for item in versions) == MAX_PROBLEMS_REPORTED
+    assert len(json.dumps(report)) < 64 * 1024
