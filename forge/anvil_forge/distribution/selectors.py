@@ -623,10 +623,16 @@ def distribution_state(
     sets = list(PromptSet.objects.filter(project=project).order_by("slug"))
     if prompt_set is not None:
         sets = [candidate for candidate in sets if candidate.pk == prompt_set.pk]
+    # The current release of each set in each environment, in one query, without the versions' snapshots.
+    newest = (
+        Release.objects.filter(environment__project=project)
+        .values("prompt_set_id", "environment_id")
+        .annotate(newest=Max("id"))
+        .values("newest")
+    )
     current = {
         (release.prompt_set_id, release.environment_id): release
-        for environment in environments
-        for release in current_releases(environment=environment)
+        for release in _release_related(Release.objects.filter(id__in=newest)).defer("version__snapshot")
     }
     releases = {
         prompt_set.pk: {environment.pk: current.get((prompt_set.pk, environment.pk)) for environment in environments}
