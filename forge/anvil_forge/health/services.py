@@ -8,6 +8,7 @@ so check-ins of one instance recorded at once by two FORGE processes both count.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,11 @@ from anvil_forge.health.models import BUCKET_SECONDS, MAX_PROBLEMS_PER_INSTANCE,
 
 # (environment id, instance pk, check-in, when it arrived)
 Item = tuple[int, int, CheckIn, datetime]
+# Minute rows older than this are deleted (at most once per PRUNE_EVERY_SECONDS per FORGE process): the release
+# page and rollouts look at recent health; an instance sends one row per release and minute it rendered in.
+SIGNAL_RETENTION = timedelta(days=14)
+PRUNE_EVERY_SECONDS = 3600.0
+_last_prune = 0.0
 
 _COUNTERS = (
     "renders",
@@ -102,7 +108,18 @@ def release_signals_record(*, items: list[Item]) -> int:
     written = _upsert_signals(sums)
     if problems:
         written += _upsert_problems(problems)
+    release_signals_prune(now=max(now for *_, now in items))
     return written
+
+
+def release_signals_prune(*, now: datetime, force: bool = False) -> int:
+    """Delete the minute rows older than :data:`SIGNAL_RETENTION` (once an hour per process unless ``force``)."""
+    global _last_prune
+    if not force and time.monotonic() - _last_prune < PRUNE_EVERY_SECONDS:
+        return 0
+    _last_prune = time.monotonic()
+    deleted, _ = ReleaseSignal.objects.filter(bucket__lt=now - SIGNAL_RETENTION).delete()
+    return deleted
 
 
 def _upsert_signals(sums: dict[tuple[int, int, datetime], list[int]]) -> int:

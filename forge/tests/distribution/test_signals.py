@@ -199,3 +199,17 @@ def test_the_checkin_endpoint_takes_signals_and_refuses_bad_ones(live):
     response = live.client().post("/api/v1/live/checkin", json.dumps(body), content_type="application/json")
     assert response.status_code == 400
     assert response.json()["error"].startswith(f"signals.{slug}.1.renders: must be a whole number")
+
+
+def test_minute_rows_older_than_the_retention_are_pruned(live):
+    from anvil_forge.health.services import SIGNAL_RETENTION, release_signals_prune
+
+    slug = live.prompt_set.slug
+    now = timezone.now()
+    old = now - SIGNAL_RETENTION - timedelta(minutes=5)
+    checkin = parse(versions={slug: 1}, signals={slug: {"1": {"renders": 2}}})
+    instance_checkins_record(checkins=[(live.token, checkin, now)])
+    row = ReleaseSignal.objects.get()
+    ReleaseSignal.objects.create(release=row.release, instance=row.instance, bucket=old, renders=5)
+    assert release_signals_prune(now=now, force=True) == 1
+    assert ReleaseSignal.objects.get().renders == 2
