@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.forge_process import ForgeProcess
+from tests.forge_process import ForgeProcess, postgres_url
 from tests.integration.test_client_live import V1, V2, eventually, live_token
 
 pytestmark = pytest.mark.integration
@@ -247,3 +247,31 @@ def test_a_healthy_canary_is_promoted_through_its_stages_to_everyone_by_itself(f
     state, actions = json.loads(out.strip().splitlines()[-1])
     assert state == "completed"
     assert actions == ["rollout.complete", "rollout.promote", "rollout.start"]
+
+
+@pytest.mark.skipif(postgres_url() is None, reason="needs PostgreSQL: two FORGE processes share one database")
+def test_two_forge_processes_halt_a_failing_canary_once(
+    make_forge: Callable[..., ForgeProcess], forge: ForgeProcess, unguarded_fleet: Fleet
+):
+    second = make_forge(env=FAST, database_url=forge.database_url)  # evaluates too; one at a time (advisory lock)
+    assert second.url != forge.url
+    number = int(shell(forge, FAILING_VERSION).strip().splitlines()[-1])
+    shell(
+        forge,
+        f"rollouts.rollout_start(actor=editor, version=core.versions.get(number={number}), "
+        "environment=production, stages='25:3600,100', min_renders=5, threshold=5)",
+    )
+    state = "running"
+    deadline = time.monotonic() + 15
+    while state == "running" and time.monotonic() < deadline:
+        state = shell(forge, "print(Rollout.objects.get().state)").strip().splitlines()[-1]
+    assert state == "halted"
+    time.sleep(1.0)  # both evaluators have had several turns since
+    out = shell(
+        forge,
+        "from anvil_forge.audit.models import AuditEvent; "
+        "print(json.dumps([AuditEvent.objects.filter(action='rollout.halt').count(), "
+        "AuditEvent.objects.filter(action='version.rollback').count(), core.versions.count()]))",
+    )
+    halts, rollbacks, versions = json.loads(out.strip().splitlines()[-1])
+    assert (halts, rollbacks, versions) == (1, 1, number + 1)
