@@ -164,6 +164,9 @@ class PromptSetVersion(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["prompt_set", "number"], name="version_number_unique_in_set")]
+        # State and digest without the row: on SQLite they are stored after the snapshot, so reading them from the
+        # table walks every snapshot's overflow pages (rollback targets read them for every version of a set).
+        indexes = [models.Index(fields=["prompt_set", "state", "digest"], name="version_state_digest")]
         ordering = ["-number"]
 
     # A guard, not business logic: a saved version's content is never written again.

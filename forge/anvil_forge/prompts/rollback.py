@@ -89,11 +89,15 @@ def rollback_targets(
 
 def rollback_target_ids(*, prompt_set: PromptSet, environment: Environment) -> list[int]:
     """The ids of :func:`rollback_targets`, from one narrow read of the releases (a page may list 1,000)."""
-    rows = (
-        Release.objects.filter(environment=environment, prompt_set=prompt_set)
-        .order_by("-id")
-        .values_list("version_id", "version__state", "version__digest")
-    )
+    released = Release.objects.filter(environment=environment, prompt_set=prompt_set).order_by("-id")
+    # State and digest from their index (see PromptSetVersion.Meta), joined here.
+    versions = {
+        pk: (state, digest)
+        for pk, state, digest in PromptSetVersion.objects.filter(prompt_set=prompt_set)
+        .order_by()
+        .values_list("id", "state", "digest")
+    }
+    rows = [(pk, *versions[pk]) for pk in released.values_list("version_id", flat=True) if pk in versions]
     ids: list[int] = []
     seen: set[int] = set()
     current_digest = None
