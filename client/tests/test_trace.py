@@ -95,3 +95,19 @@ def test_the_client_never_imports_opentelemetry_itself() -> None:
     code = "import anvil_client, sys; anvil_client.Client(sync=False); print('opentelemetry' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_guarded_render_names_the_previous_version_it_served(client: anvil_client.Client) -> None:
+    needs_plan = make_bundle(
+        "core", 4,
+        [{"id": "welcome.message", "template": "Hi {{ name }} on {{ plan }}",
+          "parameters": [{"name": "name", "type": "string", "required": True},
+                         {"name": "plan", "type": "string", "required": True}]}],
+    )
+    with client._lock:
+        client._apply(load_bundle(needs_plan), "forge", write=False)
+    with trace.get_tracer("host").start_as_current_span("llm-call"):
+        assert client.prompt("welcome.message", name="Ada") == "Hello Ada (v3)"
+    [span] = EXPORTER.get_finished_spans()
+    assert span.attributes["anvil.prompt.version"] == 3
+    assert anvil_client.last_prompt() == expected()
