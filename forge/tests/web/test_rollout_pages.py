@@ -103,3 +103,14 @@ def test_another_organisation_cannot_see_the_rollout(setup, other_team):
     rollout = Rollout.objects.get()
     response = _browser(other_team.owner).get(reverse("web:rollout", args=[*_args(project, prompt_set), rollout.pk]))
     assert response.status_code == 404
+
+
+def test_the_release_page_links_the_rollouts_that_started_from_it(setup):
+    team, project, prompt_set, v2 = setup
+    browser = _browser(team.editor)
+    start = reverse("web:rollout_start", args=[*_args(project, prompt_set), v2.number, "production"])
+    browser.post(start, {"stages": "10:60"})
+    rollout = Rollout.objects.get()
+    page = browser.get(reverse("web:release", args=[*_args(project, prompt_set), rollout.previous_release_id]))
+    assert page.status_code == 200
+    assert reverse("web:rollout", args=[*_args(project, prompt_set), rollout.pk]).encode() in page.content

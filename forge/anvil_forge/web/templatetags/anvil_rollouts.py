@@ -38,3 +38,10 @@ def publish_rollout(context: Any) -> dict[str, Any]:
 @register.inclusion_tag("web/partials/set_rollouts.html", takes_context=True)
 def set_rollouts(context: Any) -> dict[str, Any]:
     return {**_place(context), "rows": rollouts.rollouts_of(prompt_set=context["prompt_set"], limit=10)}
+
+
+@register.inclusion_tag("web/partials/set_rollouts.html", takes_context=True)
+def release_rollouts(context: Any, release: Any) -> dict[str, Any]:
+    """The rollouts that started from ``release`` (a canary of a newer version), for its page."""
+    rows = [r for r in rollouts.rollouts_of(prompt_set=context["prompt_set"]) if r.previous_release_id == release.pk]
+    return {**_place(context), "rows": rows}
