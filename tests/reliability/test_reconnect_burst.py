@@ -17,6 +17,7 @@ from collections import Counter
 import pytest
 
 import anvil_client
+from anvil_client._client import _SyncLink
 from anvil_client._sync import SyncThread
 from tests.reliability.conftest import V2_GREETING, make_token, publish
 
@@ -29,7 +30,7 @@ def schedule(*, attempts: int, outcome: tuple[float, float | None], **config: fl
     waits: list[list[float]] = []
     for _ in range(CROWD):
         client = anvil_client.Client(forge_url="http://127.0.0.1:1", token="anvil_live_" + "s" * 43, **config)
-        sync = SyncThread(client)
+        sync = SyncThread(_SyncLink(client), client.config)
         mine: list[float] = []
         tries = iter(range(attempts))
 
