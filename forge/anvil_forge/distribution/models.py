@@ -186,4 +186,9 @@ class ScheduledRelease(models.Model):
         return f"{self.version} to {self.environment.slug} at {self.at:%Y-%m-%d %H:%M:%S} UTC"
 
 
-from anvil_forge.distribution.rollout_models import Rollout, RolloutSignal, RolloutState  # noqa: E402,F401  (registers)
+from anvil_forge.distribution.rollout_models import (  # noqa: E402,F401  (registers the models)
+    Rollout,
+    RolloutSettings,
+    RolloutSignal,
+    RolloutState,
+)

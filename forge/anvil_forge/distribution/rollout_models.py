@@ -104,3 +104,19 @@ class RolloutSignal(models.Model):
 
     def __str__(self) -> str:
         return f"signals of {self.instance_id} in stage {self.stage + 1} of rollout {self.rollout_id}"
+
+
+class RolloutSettings(models.Model):
+    """A project's defaults for new rollouts (each rollout records the values it started with)."""
+
+    project = models.OneToOneField("prompts.Project", on_delete=models.CASCADE, related_name="rollout_settings")
+    stages = models.CharField(max_length=200)  # "5:600,25:600,100"
+    threshold = models.FloatField()
+    min_renders = models.PositiveIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        app_label = "distribution"
+
+    def __str__(self) -> str:
+        return f"rollout settings of {self.project}"

@@ -45,7 +45,13 @@ from anvil_forge.accounts.permissions import Actor, Capability, SystemActor, req
 from anvil_forge.audit.services import audit_record
 from anvil_forge.core.exceptions import ApplicationError, Conflict, NotFound
 from anvil_forge.distribution.models import InstanceMode, LiveProcess, Release
-from anvil_forge.distribution.rollout_models import ACTIVE_STATES, Rollout, RolloutSignal, RolloutState
+from anvil_forge.distribution.rollout_models import (
+    ACTIVE_STATES,
+    Rollout,
+    RolloutSettings,
+    RolloutSignal,
+    RolloutState,
+)
 from anvil_forge.prompts.models import Environment, PromptSetVersion, VersionState
 
 logger = logging.getLogger(__name__)
@@ -213,13 +219,13 @@ def rollout_start(
     require(actor, project.organisation, Capability.PUBLISH, what=f"version {version}")
     if environment.project_id != project.pk:
         raise NotFound(f"{project} has no environment {environment.slug}.")
-    parsed = parse_stages(DEFAULT_STAGES if stages is None else stages)
-    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    defaults = project_defaults(project=project)
+    parsed = parse_stages(defaults["stages"] if stages is None else stages)
+    threshold = float(defaults["threshold"]) if threshold is None else float(threshold)
     if not 0 <= threshold <= 100 or not math.isfinite(threshold):
         raise ApplicationError("The threshold is 0 to 100 percentage points.")
-    min_renders = DEFAULT_MIN_RENDERS if min_renders is None else int(min_renders)
-    if not 1 <= min_renders <= 10_000_000:
-        raise ApplicationError("The minimum number of renders is 1 to 10,000,000.")
+    min_renders = int(defaults["min_renders"]) if min_renders is None else int(min_renders)
+    _check_min_renders(min_renders)
     now = now or timezone.now()
     with transaction.atomic():
         environment = (
@@ -289,6 +295,54 @@ def rollout_start(
         )
         _changed(environment.pk)
     return rollout
+
+
+def _check_min_renders(min_renders: int) -> None:
+    if not 1 <= min_renders <= 10_000_000:
+        raise ApplicationError("The minimum number of renders is 1 to 10,000,000.", {"field": "min_renders"})
+
+
+def _stages_text(stages: list[dict[str, int | float]]) -> str:
+    return ",".join(f"{stage['percent']:g}:{stage['bake_seconds']}" for stage in stages)
+
+
+def project_defaults(*, project: Any) -> dict[str, Any]:
+    """A project's defaults for new rollouts: ``stages`` (text), ``threshold``, ``min_renders`` (and ``own``:
+    whether the project set them, else the FORGE's)."""
+    saved = RolloutSettings.objects.filter(project=project).first()
+    if saved is None:
+        return {
+            "stages": _stages_text(list(DEFAULT_STAGES)),
+            "threshold": DEFAULT_THRESHOLD,
+            "min_renders": DEFAULT_MIN_RENDERS,
+            "own": False,
+        }
+    return {"stages": saved.stages, "threshold": saved.threshold, "min_renders": saved.min_renders, "own": True}
+
+
+def rollout_settings_update(
+    *, actor: Actor, project: Any, stages: Any, threshold: float, min_renders: int
+) -> RolloutSettings:
+    """Set a project's defaults for new rollouts (owners and admins: the project's settings)."""
+    require(actor, project.organisation, Capability.MANAGE_PROJECT, what=f"project {project}")
+    text = _stages_text(parse_stages(stages))
+    threshold = float(threshold)
+    if not 0 <= threshold <= 100 or not math.isfinite(threshold):
+        raise ApplicationError("The threshold is 0 to 100 percentage points.", {"field": "threshold"})
+    _check_min_renders(int(min_renders))
+    with transaction.atomic():
+        saved, _ = RolloutSettings.objects.update_or_create(
+            project=project, defaults={"stages": text, "threshold": threshold, "min_renders": int(min_renders)}
+        )
+        audit_record(
+            actor=actor,
+            action="project.rollout_settings",
+            obj=project,
+            organisation=project.organisation,
+            project=project,
+            data={"stages": text, "threshold": threshold, "min_renders": int(min_renders)},
+        )
+    return saved
 
 
 def _locked(rollout: Rollout) -> Rollout:

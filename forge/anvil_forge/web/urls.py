@@ -85,6 +85,7 @@ urlpatterns = [
     path(SET + "versions/<int:number>/publish/<slug:environment>/", versions.version_publish, name="publish"),
     path(SET + "versions/<int:number>/schedule/<slug:environment>/", scheduling.schedule_create, name="schedule"),
     path(SET + "scheduled/<int:scheduled_id>/cancel/", scheduling.schedule_cancel, name="scheduled_cancel"),
+    path("o/<slug:org>/p/<slug:project>/settings/rollouts/", rollouts.rollout_settings, name="rollout_settings"),
     path(SET + "versions/<int:number>/rollout/<slug:environment>/", rollouts.rollout_start, name="rollout_start"),
     path(SET + "rollouts/<int:rollout_id>/", rollouts.rollout_detail, name="rollout"),
     path(SET + "rollouts/<int:rollout_id>/body/", rollouts.rollout_body, name="rollout_body"),

@@ -109,6 +109,8 @@ ROUTES = [
     Route("web:rollout_start", SET + "versions/2/rollout/production/", POST_ONLY, PUBLISH, {"stages": "10:60"},
           redirect_refusal=True),
     Route("web:rollout", SET + "rollouts/{rollout_id}/", VIEW, ids=True),
+    Route("web:rollout_settings", "/o/{org}/p/{project}/settings/rollouts/", POST_ONLY, PROJECTS,
+          {"stages": "10:60,100", "threshold": "3", "min_renders": "20"}, redirect_refusal=True),
     Route("web:rollout_body", SET + "rollouts/{rollout_id}/body/", VIEW, ids=True),
     Route("web:rollout_action", SET + "rollouts/{rollout_id}/pause/", POST_ONLY, PUBLISH, {"reason": "matrix"},
           ids=True, redirect_refusal=True),

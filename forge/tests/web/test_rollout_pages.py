@@ -114,3 +114,25 @@ def test_the_release_page_links_the_rollouts_that_started_from_it(setup):
     page = browser.get(reverse("web:release", args=[*_args(project, prompt_set), rollout.previous_release_id]))
     assert page.status_code == 200
     assert reverse("web:rollout", args=[*_args(project, prompt_set), rollout.pk]).encode() in page.content
+
+
+def test_an_admin_sets_the_projects_rollout_defaults_and_new_rollouts_take_them(setup):
+    team, project, prompt_set, v2 = setup
+    admin = _browser(team.admin)
+    settings_page = admin.get(reverse("web:project_settings", args=[project.organisation.slug, project.slug]))
+    assert b"Save rollout defaults" in settings_page.content and b"5:600,25:600,100" in settings_page.content
+    url = reverse("web:rollout_settings", args=[project.organisation.slug, project.slug])
+    assert admin.post(url, {"stages": "20:30,60:30", "threshold": "1.5", "min_renders": "200"}).status_code == 302
+    assert AuditEvent.objects.filter(action="project.rollout_settings").count() == 1
+    editor = _browser(team.editor)
+    publish = editor.get(reverse("web:publish", args=[*_args(project, prompt_set), v2.number, "production"]))
+    assert b'value="20:30,60:30,100:0"' in publish.content
+    start = reverse("web:rollout_start", args=[*_args(project, prompt_set), v2.number, "production"])
+    editor.post(start, {})  # the form left empty: the project's defaults
+    rollout = Rollout.objects.get()
+    assert [s["percent"] for s in rollout.stages] == [20, 60, 100]
+    assert rollout.threshold == 1.5 and rollout.min_renders == 200
+    # An editor may not change them; garbage is a message, not a 500.
+    assert editor.post(url, {"stages": "5", "threshold": "1", "min_renders": "1"}).status_code == 302
+    assert admin.post(url, {"stages": "x", "threshold": "nan", "min_renders": "-1"}).status_code == 302
+    assert AuditEvent.objects.filter(action="project.rollout_settings").count() == 1

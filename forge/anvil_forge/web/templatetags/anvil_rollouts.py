@@ -26,7 +26,7 @@ def _place(context: Any) -> dict[str, Any]:
 def publish_rollout(context: Any) -> dict[str, Any]:
     offer = None
     if "publish" in context.get("caps", frozenset()):
-        offer = {"threshold": rollouts.DEFAULT_THRESHOLD, "min_renders": rollouts.DEFAULT_MIN_RENDERS}
+        offer = rollouts.project_defaults(project=context["project"])
     return {
         **_place(context),
         "version": context["version"],
@@ -45,3 +45,9 @@ def release_rollouts(context: Any, release: Any) -> dict[str, Any]:
     """The rollouts that started from ``release`` (a canary of a newer version), for its page."""
     rows = [r for r in rollouts.rollouts_of(prompt_set=context["prompt_set"]) if r.previous_release_id == release.pk]
     return {**_place(context), "rows": rows}
+
+
+@register.inclusion_tag("web/partials/rollout_settings.html", takes_context=True)
+def rollout_settings(context: Any) -> dict[str, Any]:
+    """The project's rollout defaults, editable by those who manage the project (its settings page)."""
+    return {**_place(context), "defaults": rollouts.project_defaults(project=context["project"])}

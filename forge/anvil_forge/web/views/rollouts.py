@@ -96,3 +96,25 @@ def rollout_action(
     else:
         messages.success(request, f"Rollout {rollout.pk}: {action} done; it is {rollout.state}.")
     return redirect("web:rollout", org, project, prompt_set, rollout_id)
+
+
+@login_required
+@require_POST
+def rollout_settings(request: HttpRequest, org: str, project: str) -> HttpResponse:
+    """The project's defaults for new rollouts (its settings page)."""
+    place = place_get(request, org, project)
+    try:
+        rollouts.rollout_settings_update(
+            actor=request.user,
+            project=place.project,
+            stages=request.POST.get("stages", ""),
+            threshold=_number(request.POST.get("threshold"), "threshold", float) or 0.0,
+            min_renders=int(_number(request.POST.get("min_renders"), "min_renders", int) or 0),
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Saved the rollout defaults.")
+    if "manage_project" in place.caps:
+        return redirect("web:project_settings", org, project)
+    return redirect("web:project", org, project)
