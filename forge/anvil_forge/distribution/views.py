@@ -73,7 +73,13 @@ def releases(request: HttpRequest) -> HttpResponse:
     # Under uvicorn the ASGI route of live_api.py answers first, from its caches; this view builds the same
     # answer from the database (the Django test client, and any server without that route).
     token: AccessToken = request.access_token  # type: ignore[attr-defined]
-    return HttpResponse(answers.releases_body(token), content_type="application/json")
+    body = answers.releases_body(token)
+    instance = (request.headers.get("X-Anvil-Instance") or "")[:64]
+    if instance:  # canary rollouts answer their chosen instances with the canary's entry
+        from anvil_forge.distribution.rollouts import overlay_sync, releases_for_instance
+
+        body = releases_for_instance(body, overlay_sync(token.environment_id), instance)
+    return HttpResponse(body, content_type="application/json")
 
 
 @live_api("GET", "HEAD")

@@ -294,3 +294,15 @@ def test_check_in_signals_feed_the_evaluator_and_a_failing_canary_halts(fleet, v
     rollout.refresh_from_db()
     assert rollout.state == RolloutState.HALTED
     assert "100.0%" in rollout.reason and rollout.evaluation["canary"]["errors"] == 12
+
+
+def test_the_django_releases_view_answers_a_chosen_instance_with_the_canary_too(fleet, version2):
+    rollout = _start(fleet, version2)
+    rollouts.overlay_cache.forget()
+    chosen = fleet.client().get("/api/v1/live/releases", HTTP_X_ANVIL_INSTANCE=rollout.chosen[0])
+    other_id = next(i for i in INSTANCES if i not in rollout.chosen)
+    other = fleet.client().get("/api/v1/live/releases", HTTP_X_ANVIL_INSTANCE=other_id)
+    old = fleet.client().get("/api/v1/live/releases")
+    assert json.loads(chosen.content)["releases"][0]["version"] == version2.number
+    assert json.loads(other.content)["releases"][0]["version"] == 1
+    assert json.loads(old.content)["releases"][0]["version"] == 1
