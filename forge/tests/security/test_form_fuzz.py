@@ -33,6 +33,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpResponse
 from django.test import Client
@@ -41,6 +42,7 @@ from django.urls.converters import IntConverter, UUIDConverter
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from anvil_forge.distribution.tokens import failure_limiter
 from forge.tests.security.crawl import Target, crawl
 from forge.tests.security.world import World
 
@@ -256,10 +258,16 @@ def _signed_out(client: Client, cookies: SimpleCookie) -> bool:
 
 @pytest.fixture
 def quiet_peers(settings):
-    """The world's peer is on a closed loopback port: fail at once, and never connect beyond loopback."""
+    """The world's peer is on a closed loopback port: fail at once, and never connect beyond loopback.
+
+    The fuzz fails many tokens and sign-ins from one address: the token failure limiter and the sign-in
+    throttle (in the cache) are emptied afterwards, so the tests after it are not answered 429."""
     settings.ANVIL_PEER_TIMEOUT_SECONDS = 0.5
     settings.ANVIL_PEER_ALLOWED_HOSTS = ["127.0.0.1"]
     settings.ANVIL_PEER_PRIVATE_NETWORKS = ["127.0.0.1/32"]
+    yield
+    failure_limiter.reset()
+    cache.clear()
 
 
 def _crawl_as_owner(world: World) -> list[Target]:
