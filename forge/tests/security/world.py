@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils import timezone
+
 from anvil_forge.accounts import services as account_services
 from anvil_forge.accounts.models import Membership
 from anvil_forge.distribution import services as distribution_services
@@ -63,6 +65,15 @@ def build_world() -> World:
     rollout = rollout_start(  # of core v2 in production (issue 16): its page and actions
         actor=team.editor, version=core.versions.get(number=2), environment=factories.environment(project)
     )
+    import datetime
+
+    from anvil_forge.distribution.scheduling import release_schedule
+
+    soon = timezone.now() + datetime.timedelta(days=1)
+    scheduled = release_schedule(  # of core v2 in staging (issue 16): its cancel action
+        actor=team.editor, version=core.versions.get(number=2),
+        environment=project.environments.get(slug="staging"), at=soon,
+    )
     core.refresh_from_db()
     values = {
         "org": team.organisation.slug,
@@ -70,6 +81,8 @@ def build_world() -> World:
         "token_id": token.pk,
         "release_id": release.pk,
         "rollout_id": rollout.pk,
+        "scheduled_id": scheduled.pk,
+        "future_at": (soon + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
         "reference_id": reference.pk,
         "set_id": core.pk,
         "core_revision": core.revision,
