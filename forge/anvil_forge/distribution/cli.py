@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from anvil_forge.core.exceptions import ApplicationError
@@ -62,6 +61,7 @@ def _create(args: argparse.Namespace) -> int:
 
     from anvil_forge.accounts.permissions import SystemActor
     from anvil_forge.distribution.services import token_create
+    from anvil_forge.distribution.tokens import MAX_EXPIRY_DAYS, expiry_after
     from anvil_forge.prompts.models import Environment
 
     project = _project(args.project)
@@ -71,9 +71,12 @@ def _create(args: argparse.Namespace) -> int:
         raise ApplicationError(f"{project} has no environment {args.environment!r} (it has: {names}).")
     expires_at = None
     if args.expires_in_days is not None:
-        if args.expires_in_days < 1:
-            raise ApplicationError("--expires-in-days must be 1 or more.")
-        expires_at = timezone.now() + timedelta(days=args.expires_in_days)
+        try:
+            expires_at = expiry_after(args.expires_in_days, now=timezone.now())
+        except ValueError:
+            raise ApplicationError(
+                f"--expires-in-days must be a whole number of days from 1 to {MAX_EXPIRY_DAYS}."
+            ) from None
     token, raw = token_create(
         actor=SystemActor("anvil-forge token create"),
         project=project,

@@ -30,6 +30,15 @@ def test_create_with_expiry_sets_it(where, capsys):
     assert token.kind == "peer" and token.environment.slug == "staging" and token.expires_at is not None
 
 
+@pytest.mark.parametrize("days", ["0", "99999999"])
+def test_create_with_an_expiry_out_of_range_is_one_clear_line_and_makes_nothing(where, capsys, days):
+    code = main(["token", "create", where, "--environment", "staging", "--kind", "live", "--name", "b",
+                 f"--expires-in-days={days}"])
+    assert code == 1
+    assert "--expires-in-days must be a whole number of days from 1 to 3650" in capsys.readouterr().err
+    assert not AccessToken.objects.exists()
+
+
 def test_list_shows_prefixes_and_status_never_the_token(where, capsys):
     main(["token", "create", where, "--environment", "production", "--kind", "live", "--name", "web"])
     raw = capsys.readouterr().out.splitlines()[0]
