@@ -30,9 +30,10 @@ EVENTS: dict[str, EventKind] = {
         EventKind("release.acknowledge", "Acknowledged by an instance", "acknowledged"),
         EventKind("token.create", "Token created", "created the token"),
         EventKind("token.revoke", "Token revoked", "revoked the token"),
-        # Rollouts (distribution): their audit actions go here when they exist, e.g.
-        # EventKind("rollout.halt", "Rollout halted", "halted the rollout of"),
-        # EventKind("rollout.promote", "Rollout promoted", "promoted the rollout of"),
+        EventKind("rollout.start", "Rollout started", "started the rollout"),
+        EventKind("rollout.promote", "Rollout promoted", "promoted the rollout"),
+        EventKind("rollout.halt", "Rollout halted", "halted the rollout"),
+        EventKind("rollout.complete", "Rollout completed", "completed the rollout"),
     )
 }
 

@@ -186,3 +186,15 @@ def test_a_claimed_delivery_is_not_claimed_again_while_it_is_being_sent(team, pr
     _publish(prompt_set, team)
     assert len(services.deliveries_claim()) == 1
     assert services.deliveries_claim() == []
+
+
+@pytest.mark.parametrize("action", ["rollout.start", "rollout.promote", "rollout.halt", "rollout.complete"])
+def test_rollout_events_are_offered_and_queued(team, project, action):
+    from anvil_forge.audit.services import audit_record
+
+    services.webhook_create(
+        actor=team.owner, organisation=team.organisation, name="w", url="https://hooks.example.com/a", events=[action]
+    )
+    with transaction.atomic():
+        audit_record(actor=None, action=action, obj=project, organisation=team.organisation, project=project)
+    assert list(Delivery.objects.values_list("action", flat=True)) == [action]
