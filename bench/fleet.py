@@ -139,8 +139,8 @@ def checkin_flood(
     with running_forge(postgres_url=postgres_url, env={"ANVIL_LOG_LEVEL": "WARNING"}) as forge:
         token = create_token(forge)
         pid = forge.process.pid
-        # Warm up (code paths, the token, the writer) before the baseline.
-        asyncio.run(flood(forge.port, token, rate=50, seconds=1, instances=50))
+        # A first round registers the instances and warms every path (threads, connections) before the baseline.
+        asyncio.run(flood(forge.port, token, rate=rate, seconds=instances / rate, instances=instances))
         time.sleep(1)
         fd_before, rss_before = open_files(pid), rss_mb(pid)
         result = asyncio.run(flood(forge.port, token, rate=rate, seconds=seconds, instances=instances))
@@ -293,11 +293,24 @@ def shutdown(*, streams: int = 2000) -> dict[str, Any]:
 
 
 def main() -> None:
+    from bench.api import DEFAULT_PG, postgres_available
+
     raise_fd_limit(20_000)
-    figures: dict[str, Any] = {"checkin_flood": {}}
-    figures["checkin_flood"]["sqlite"] = checkin_flood(postgres_url=None, rate=200, seconds=15)
-    log(json.dumps(figures))
-    write_result("fleet", figures)
+    pg = os.environ.get("ANVIL_BENCH_DATABASE_URL", DEFAULT_PG)
+    floods: dict[str, Any] = {}
+    # 200 instances checking in once a second each, after a first round that registers them.
+    floods["sqlite"] = checkin_flood(postgres_url=None, rate=200, seconds=20, instances=200)
+    log(f"checkin_flood sqlite: {floods['sqlite']}")
+    if postgres_available(pg):
+        floods["postgresql"] = checkin_flood(postgres_url=pg, rate=1000, seconds=15, instances=1000)
+        log(f"checkin_flood postgresql: {floods['postgresql']}")
+    else:
+        floods["postgresql"] = {"skipped": f"PostgreSQL did not answer at {pg}"}
+    churn_figures = stream_churn(connections=3000, rounds=6)
+    log(f"stream_churn: {churn_figures}")
+    shutdown_figures = shutdown(streams=2000)
+    log(f"shutdown: {shutdown_figures}")
+    write_result("fleet", {"checkin_flood": floods, "stream_churn": churn_figures, "shutdown": shutdown_figures})
 
 
 if __name__ == "__main__":
