@@ -105,8 +105,10 @@ class PooledWrapperMixin:
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         self._pool_generation = pool.generation
+        # The key of the database as it is now: a connection goes back under the key it was opened with.
+        self._opened_key = key = self._pool_key()
         if pool.size:
-            connection = pool.take(self._pool_key())
+            connection = pool.take(key)
             if connection is not None:
                 return connection
         pool.opened += 1
@@ -124,4 +126,4 @@ class PooledWrapperMixin:
         ):
             super()._close()  # type: ignore[misc]
             return
-        pool.give(self._pool_key(), connection, self._pool_reusable)
+        pool.give(getattr(self, "_opened_key", None) or self._pool_key(), connection, self._pool_reusable)

@@ -69,9 +69,13 @@ _thread_epoch = threading.local()
 
 
 def _db_call(fn: Callable[..., T], *args: Any) -> T:
-    if getattr(_thread_epoch, "value", 0) != _db_epoch:
+    # SQLite: the file's identity is checked on every call too, so a move noticed by nobody yet (the change
+    # check runs every 20 ms) is never read through a connection to the old file.
+    identity = _file_identity(str(db.connection.settings_dict["NAME"])) if db.connection.vendor == "sqlite" else None
+    if getattr(_thread_epoch, "value", 0) != _db_epoch or getattr(_thread_epoch, "identity", identity) != identity:
         db.connection.close()
         _thread_epoch.value = _db_epoch
+    _thread_epoch.identity = identity
     try:
         return fn(*args)
     except db.Error:  # DatabaseError, and InterfaceError for a connection that is already gone
