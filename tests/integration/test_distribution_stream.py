@@ -258,7 +258,7 @@ def test_streams_end_at_their_maximum_age_with_a_retry_hint(make_forge):
     opened = time.monotonic()
     stream.next(kind="release")
     ended = stream.wait_closed(timeout=5)
-    assert 0.8 < ended - opened < 3
+    assert 0.6 < ended - opened < 3  # each stream closes at its own moment in the last 30 % of the age (9fc2a45)
     assert len(stream.retries) == 2, "a retry hint at the start and one before closing"
 
 
