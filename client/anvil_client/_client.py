@@ -127,8 +127,13 @@ class Client:
         """
         try:
             entry = self._prompts[prompt_id]
-        except KeyError:
-            return self._prompt_slow(prompt_id, variables, fallback, kwargs)
+        except KeyError:  # not started in this process (a fork, a uWSGI master) or an unknown id
+            try:
+                entry = self._lookup(prompt_id)
+            except AnvilError as exc:
+                if fallback is None:
+                    raise
+                return self._fallback(prompt_id, exc, fallback)
         if kwargs:
             variables = {**variables, **kwargs} if variables else kwargs
         elif variables is None:
@@ -200,33 +205,6 @@ class Client:
             self._warned.add(key)
             logger.warning("anvil: prompt %r failed (%s); the fallback text was used", prompt_id, exc)
         return fallback
-
-    def _prompt_slow(
-        self, prompt_id: str, variables: Mapping[str, Any] | None, fallback: str | None, kwargs: dict[str, Any]
-    ) -> str:
-        try:
-            if self._started_pid != os.getpid():
-                self.start()
-            entry = self._lookup(prompt_id)
-        except AnvilError as exc:
-            if fallback is None:
-                raise
-            return self._fallback(prompt_id, exc, fallback)
-        if kwargs:
-            variables = {**variables, **kwargs} if variables else kwargs
-        elif variables is None:
-            variables = _EMPTY_VARIABLES
-        self._usage_add((prompt_id, *variables))
-        next(entry.hits)
-        if last() is not entry:  # a context variable set costs ~70 ns; reading it, a third of that
-            remember(entry)
-        traced = self._traced
-        if traced is not None and traced[0]().get(traced[1]) is not None:  # a span is current
-            annotate(entry)
-        try:
-            return entry.render(variables)  # type: ignore[no-any-return]
-        except AnvilError as exc:
-            return self._failed(entry, variables, exc, fallback)
 
     def _lookup(self, prompt_id: str) -> Any:
         entry = self._prompts.get(prompt_id)
