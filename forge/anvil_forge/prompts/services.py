@@ -408,19 +408,26 @@ def prompt_update(
     parameters: list[dict[str, Any]] = _UNCHANGED,
     metadata: dict[str, Any] = _UNCHANGED,
     tests: list[dict[str, Any]] = _UNCHANGED,
+    reopen_locked: bool = False,
 ) -> Prompt:
     """Save changes to a prompt that the actor made starting from ``base_revision``.
 
     When someone else saved the prompt since (its revision moved on), nothing is written and
     :class:`Conflict` says who changed it and when, so the editor can keep their text and merge.
-    Fields left out stay as they are.
+    Fields left out stay as they are. With ``reopen_locked`` a save that changes a prompt of a LOCKED set
+    first reopens the set (audited as ``prompt_set.reopen``, as the explicit reopen is), in the same
+    transaction; a save that changes nothing leaves the set LOCKED.
     """
     prompt_set = prompt.prompt_set
     project = prompt_set.project
     require(actor, project.organisation, Capability.EDIT, what=f"prompt {prompt.key}")
     with transaction.atomic():
         prompt_set = _lock_set(prompt_set)
-        _require_editable(prompt_set)
+        reopen = reopen_locked and prompt_set.status == SetStatus.LOCKED and prompt_set.archived_at is None
+        if reopen:
+            require(actor, project.organisation, Capability.REOPEN, what=f"prompt set {prompt_set}")
+        else:
+            _require_editable(prompt_set)
         current = _lock_prompt(prompt)
         _require_revision(current, base_revision)
         new = {
@@ -438,6 +445,8 @@ def prompt_update(
         changed = sorted(k for k, v in new.items() if getattr(current, k) != v)
         if not changed:
             return current
+        if reopen:
+            _reopen(prompt_set, actor)
         for key, value in new.items():
             setattr(current, key, value)
         current.revision += 1
@@ -697,17 +706,23 @@ def prompt_set_reopen(*, actor: Actor, prompt_set: PromptSet) -> PromptSet:
         prompt_set = _lock_set(prompt_set)
         if prompt_set.status != SetStatus.LOCKED:
             raise Conflict(f"{prompt_set.slug} is {_status_words(prompt_set)}; only a LOCKED set can be reopened.")
-        prompt_set.status = SetStatus.LIVE
-        _touch_set(prompt_set, actor, fields=["status"])
-        audit_record(
-            actor=actor,
-            action="prompt_set.reopen",
-            obj=prompt_set,
-            organisation=project.organisation,
-            project=project,
-            data={"set": prompt_set.slug},
-        )
+        _reopen(prompt_set, actor)
     return prompt_set
+
+
+def _reopen(prompt_set: PromptSet, actor: Actor) -> None:
+    """LOCKED -> LIVE and its audit event (inside the caller's transaction, the set's row locked)."""
+    project = prompt_set.project
+    prompt_set.status = SetStatus.LIVE
+    _touch_set(prompt_set, actor, fields=["status"])
+    audit_record(
+        actor=actor,
+        action="prompt_set.reopen",
+        obj=prompt_set,
+        organisation=project.organisation,
+        project=project,
+        data={"set": prompt_set.slug},
+    )
 
 
 # Publishing ------------------------------------------------------------------------------------------------

@@ -104,12 +104,20 @@ def _given(samples: dict[str, str], names: list[str]) -> dict[str, str]:
 def _editor(
     request: HttpRequest, place: Place, prompt: Prompt, state: dict[str, Any], *, status: int = 200, **extra: Any
 ) -> HttpResponse:
-    editable = "edit" in place.caps and place.prompt_set.status == SetStatus.LIVE
+    prompt_set = place.prompt_set
+    editable = "edit" in place.caps and (
+        prompt_set.status == SetStatus.LIVE
+        or (prompt_set.status == SetStatus.LOCKED and "reopen" in place.caps and prompt_set.archived_at is None)
+    )
+    latest = selectors.versions_for(actor=request.user, prompt_set=prompt_set).first()
     context = {
         **place.context(),
         "prompt": prompt,
         "state": state,
         "editable": editable,
+        # Editing a LOCKED set starts a new draft in place: the first save reopens it.
+        "reopens": editable and prompt_set.status == SetStatus.LOCKED,
+        "latest": latest,
         "types": PARAMETER_TYPES,
         "new_key": prompt.key,
         "unsaved": request.method == "POST" and request.resolver_match.url_name == "prompt",
@@ -150,6 +158,7 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
             parameters=parameters,
             metadata=metadata,
             tests=tests,
+            reopen_locked=True,
         )
     except Conflict as exc:
         current = Prompt.objects.filter(pk=prompt.pk).first()
