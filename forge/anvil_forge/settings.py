@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "anvil_forge.health",
     "anvil_forge.peering",
     "anvil_forge.webhooks",
+    "anvil_forge.notifications",
     "anvil_forge.web",
 ]
 
@@ -123,6 +124,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "anvil_forge.web.context_processors.navigation",
+                "anvil_forge.notifications.context_processors.attention",
             ],
         },
     },

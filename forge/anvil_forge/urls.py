@@ -9,5 +9,6 @@ urlpatterns = [
     path("api/v1/manage/", include("anvil_forge.api.urls")),
     path("forges/", include("anvil_forge.peering.urls")),
     path("", include("anvil_forge.webhooks.urls")),
+    path("", include("anvil_forge.notifications.urls")),
     path("", include("anvil_forge.web.urls")),
 ]

@@ -127,6 +127,7 @@ ROUTES = [
     Route("web:prompt_rename", PROMPT + "rename/", POST_ONLY, EDIT,
           {"new_key": "matrix.renamed", "base_revision": "{prompt_revision}"}),
     Route("web:prompt_delete", PROMPT + "delete/", ANY, EDIT, {"base_revision": "{prompt_revision}"}),
+    Route("web:prompt_submit", PROMPT + "submit/", POST_ONLY, SUBMIT, {"base_revision": "{core_revision}"}),
     Route("webhooks:webhook_list", "/o/{org}/webhooks/", WEBHOOKS, WEBHOOKS,
           {"name": "matrix-hook", "url": "https://hooks.example.com/m", "events": "token.create"}),
     Route("webhooks:webhook_detail", HOOK, WEBHOOKS, WEBHOOKS,
@@ -161,6 +162,9 @@ UNSCOPED = {
     "web:password_reset", "web:password_reset_confirm",
     # one's own API keys: forge/tests/web/test_account_api_keys.py
     "web:api_key_create", "web:api_key_revoke",
+    # one's own notifications (only the recipient's, from organisations they are a member of):
+    # forge/tests/notifications/test_notifications.py
+    "notifications:list", "notifications:read",
 }
 TOKEN_APIS = {
     "distribution:live-releases", "distribution:live-bundle", "distribution:live-checkin", "peer_api:projects",

@@ -8,15 +8,23 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from anvil_forge.accounts.backends import login_is_limited
+from anvil_forge.notifications.selectors import landing_path
 from anvil_forge.web.access import organisation_get
 from anvil_forge.web.context_processors import SESSION_ORGANISATION, memberships_of
 
 
 class SignInView(LoginView):
-    """Django's sign-in, saying so when sign-ins are paused after repeated failures (accounts.backends)."""
+    """Django's sign-in, saying so when sign-ins are paused after repeated failures (accounts.backends).
+
+    Without an explicit ``?next=`` it lands where the user last worked (the set or project they last opened),
+    else on their only project, else on the projects list.
+    """
 
     template_name = "web/login.html"
     redirect_authenticated_user = True
+
+    def get_success_url(self) -> str:
+        return self.get_redirect_url() or landing_path(user=self.request.user) or super().get_success_url()
 
     def form_invalid(self, form):  # type: ignore[no-untyped-def]
         limited = login_is_limited(self.request, form.data.get("username"))

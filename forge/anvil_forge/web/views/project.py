@@ -12,13 +12,16 @@ from django.views.decorators.http import require_POST
 
 from anvil_forge.core.exceptions import ApplicationError
 from anvil_forge.distribution.selectors import distribution_state
+from anvil_forge.notifications.services import last_visit_record
 from anvil_forge.prompts import selectors, services
 from anvil_forge.web.access import Place, place_get
 
 
 @login_required
 def project_detail(request: HttpRequest, org: str, project: str) -> HttpResponse:
-    return _project_page(request, place_get(request, org, project))
+    place = place_get(request, org, project)
+    last_visit_record(user=request.user, project=place.project)  # where signing in lands next time
+    return _project_page(request, place)
 
 
 @login_required

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from anvil_forge.audit.selectors import audit_events_for
 from anvil_forge.core.exceptions import ApplicationError
+from anvil_forge.notifications.services import last_visit_record
 from anvil_forge.prompts import selectors, services
 from anvil_forge.prompts.models import SetStatus, VersionState
 from anvil_forge.prompts.samples import failing_samples
@@ -54,7 +55,10 @@ def _set_page(request: HttpRequest, place: Place, *, status: int = 200, **extra:
 
 @login_required
 def set_detail(request: HttpRequest, org: str, project: str, prompt_set: str) -> HttpResponse:
-    return _set_page(request, place_get(request, org, project, prompt_set))
+    place = place_get(request, org, project, prompt_set)
+    if not request.headers.get("HX-Request"):
+        last_visit_record(user=request.user, project=place.project, prompt_set=place.prompt_set)
+    return _set_page(request, place)
 
 
 @login_required
