@@ -1,6 +1,7 @@
 """Webhooks and /metrics against real FORGE processes: a loopback receiver gets signed deliveries, retried after it
-fails twice; two processes on one PostgreSQL database never send one delivery twice; /metrics parses with the
-Prometheus client's own parser."""
+fails twice; two processes on one PostgreSQL database never send one delivery twice; `release.acknowledged` arrives
+once when two real LIVE client processes have applied a release (also with each on its own FORGE process on
+PostgreSQL); /metrics parses with the Prometheus client's own parser."""
 
 from __future__ import annotations
 
@@ -147,3 +148,64 @@ def test_two_forge_processes_on_postgresql_never_send_one_delivery_twice(make_fo
     sent = [sum(v for (n, labels), v in values.items() if n == "anvil_webhook_deliveries_total")
             for values in senders.values()]
     assert sum(sent) == 40
+
+
+CLIENT = """
+import sys, time, anvil_client
+client = anvil_client.Client(forge_url=sys.argv[1], token=sys.argv[2], cache_dir=sys.argv[3], instance_name=sys.argv[4],
+                             checkin_interval=0.5, heartbeat_interval=1, backoff_initial=0.1, backoff_max=0.5)
+seen = None
+while True:
+    version = client.status()["versions"].get("core")
+    if version != seen:
+        print("core", version, flush=True)
+        seen = version
+    time.sleep(0.05)
+"""
+
+
+def _two_clients_apply_a_release(forges, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    token = make_token(forges[0])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANVIL_", "DJANGO_"))}
+    clients = [
+        subprocess.Popen([sys.executable, "-c", CLIENT, forge.url, token, str(tmp_path / name), name],
+                         stdout=subprocess.PIPE, text=True, env=env)
+        for forge, name in zip(forges, ("web-1", "web-2"), strict=True)
+    ]
+    try:
+        with Receiver() as receiver:
+            secret = add_webhook(forges[0], receiver.url, ["release.acknowledged"])
+            for client in clients:
+                assert client.stdout.readline().split()[:2] == ["core", "1"]
+            time.sleep(1.5)  # both have checked in (every 0.5 s) before the publish
+            publish(forges[-1], 2)
+            for client in clients:
+                assert client.stdout.readline().split()[:2] == ["core", "2"]
+            wait_for(lambda: len(receiver.received) >= 1)
+            time.sleep(1.5)  # more check-ins of the same version: nothing more comes
+    finally:
+        for client in clients:
+            client.terminate()
+            client.wait(10)
+    [got] = receiver.received
+    assert verify(secret, got.body, got.headers["anvil-signature"])
+    body = json.loads(got.body)
+    assert body["event"] == "release.acknowledged" and body["actor"] == "Anvil"
+    assert body["data"]["version"] == 2 and body["data"]["instances"] == 2
+    assert body["data"]["environment"] == "production"
+
+
+def test_every_instance_acknowledged_reaches_the_receiver_once_after_two_live_clients_apply_it(make_forge, tmp_path):
+    _two_clients_apply_a_release([make_forge(env=FAST)] * 2, tmp_path)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(postgres_url() is None, reason="needs PostgreSQL: two FORGE processes on one database")
+def test_every_instance_acknowledged_is_sent_once_with_two_forge_processes_on_postgresql(make_forge, tmp_path):
+    """Each client checks in to its own FORGE process; both record acknowledgements, one event is sent."""
+    first = make_forge(env=FAST)
+    _two_clients_apply_a_release([first, make_forge(env=FAST, database_url=first.database_url)], tmp_path)

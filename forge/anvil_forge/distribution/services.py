@@ -398,6 +398,10 @@ def _record_acknowledgements(*, instance: LiveInstance, token: AccessToken, slug
     }
     if not current:
         return
+    # Whether every instance now runs them (``release.acknowledged``) is judged after the commit, off this thread.
+    from anvil_forge.webhooks.acknowledged import check_after_commit
+
+    check_after_commit([release.pk for release in current.values()])
     live = list(LiveProcess.objects.live(now=now).filter(instance=instance))
     for slug, release in sorted(current.items()):
         number = release.version.number

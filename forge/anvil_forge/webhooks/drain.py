@@ -1,4 +1,5 @@
-"""The drainer: one daemon thread per FORGE process (``anvil.webhooks``) that sends the queued deliveries.
+"""The drainer: one daemon thread per FORGE process (``anvil.webhooks``) that sends the queued deliveries (and
+first checks the releases whose acknowledgements were just recorded: ``webhooks.acknowledged``).
 
 It wakes after each commit that queued something in this process (``wake``) and otherwise every
 ``ANVIL_WEBHOOK_POLL_SECONDS`` (deliveries queued by another process, retries that came due). Several
@@ -49,12 +50,14 @@ def stop(timeout: float = 5.0) -> None:
 
 
 def _run() -> None:
+    from anvil_forge.webhooks.acknowledged import check_pending
     from anvil_forge.webhooks.services import deliveries_send_due
 
     while not _stop.is_set():
         _wakeup.clear()
         try:
             close_old_connections()
+            check_pending()  # releases every instance may now run (``release.acknowledged``): queues deliveries
             deliveries_send_due()
         except Exception:  # a lost database, a bug: logged, and tried again at the next wake-up
             logger.exception("webhooks: sending the queued deliveries failed")

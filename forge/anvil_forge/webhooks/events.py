@@ -28,6 +28,7 @@ EVENTS: dict[str, EventKind] = {
         EventKind("release.publish", "Published", "published"),
         EventKind("version.rollback", "Rolled back", "rolled back"),
         EventKind("release.acknowledge", "Acknowledged by an instance", "acknowledged"),
+        EventKind("release.acknowledged", "Acknowledged by every instance", "saw every instance apply"),
         EventKind("token.create", "Token created", "created the token"),
         EventKind("token.revoke", "Token revoked", "revoked the token"),
         EventKind("rollout.start", "Rollout started", "started the rollout"),

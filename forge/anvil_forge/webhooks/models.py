@@ -67,3 +67,14 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} → {self.webhook}"
+
+
+class ReleaseAcknowledged(models.Model):
+    """The mark that ``release.acknowledged`` was recorded for a release (``webhooks.acknowledged``): its
+    uniqueness is what makes the event fire once, whichever FORGE process recorded the last acknowledgement."""
+
+    release = models.OneToOneField("distribution.Release", on_delete=models.CASCADE, related_name="+")
+    acknowledged_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"release {self.release_id} acknowledged"

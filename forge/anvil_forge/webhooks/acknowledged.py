@@ -1,0 +1,138 @@
+"""``release.acknowledged``: every instance that was running when a release was published runs it now.
+
+The check-in writer records the acknowledgements of single instances (``release.acknowledge``, in
+``distribution.services``); after its batch commits it hands the ids of the releases concerned to
+:func:`check_after_commit` (a set add and a wake-up, nothing more), and the webhooks drainer thread
+(``webhooks.drain``) runs :func:`release_check` for each of them, coalesced: a flood of acknowledgements of one
+release after a publish costs one check per wake-up, never a query in the writer.
+
+A release is *acknowledged* when, of the environment's instances first seen before it was published, those that
+follow its set and are still live have each applied it (acknowledged it, or all their live processes run it),
+and at least one has. An instance that went offline since does not hold it up; one that refuses it (FROZEN, or
+pinned) does not either, and is counted in ``data.refusing`` (such an instance will not take the release until
+its host changes its mind). A release superseded before that moment never gets the event.
+
+Exactly once, even with several FORGE processes on one database: the event is recorded in the transaction that
+inserts the release's :class:`ReleaseAcknowledged` row, which is unique per release; the process that loses the
+race gets an ``IntegrityError`` and records nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from anvil_forge.audit.models import AuditEvent
+from anvil_forge.audit.services import audit_record
+
+logger = logging.getLogger("anvil_forge.webhooks")
+
+ACTION = "release.acknowledged"
+
+_lock = threading.Lock()
+_pending: set[int] = set()
+_done: set[int] = set()  # releases known to be acknowledged already (this process): no query for them again
+
+
+def check_after_commit(release_ids: list[int]) -> None:
+    """Ask for :func:`release_check` of ``release_ids`` once the current transaction commits (in the background)."""
+    ids = [pk for pk in release_ids if pk not in _done]
+    if ids:
+        transaction.on_commit(lambda: note(ids))
+
+
+def note(release_ids: list[int]) -> None:
+    """Queue ``release_ids`` for the drainer thread and wake it."""
+    from anvil_forge.webhooks import drain
+
+    with _lock:
+        _pending.update(release_ids)
+    drain.wake()
+
+
+def check_pending() -> int:
+    """Check every queued release (the drainer's call); how many became acknowledged."""
+    with _lock:
+        ids = sorted(_pending)
+        _pending.clear()
+    fired = 0
+    for release_id in ids:
+        try:
+            fired += release_check(release_id) is not None
+        except Exception:  # logged; the next acknowledgement of the release asks again
+            logger.exception("webhooks: checking whether release %s is acknowledged failed", release_id)
+    return fired
+
+
+def release_check(release_id: int, *, now: datetime | None = None) -> AuditEvent | None:
+    """Record ``release.acknowledged`` for the release if every instance it waits for has applied it now (see
+    the module's description); the audit event, or ``None`` (not yet, not current, or recorded before)."""
+    from anvil_forge.distribution.models import LiveInstance, Release
+    from anvil_forge.distribution.selectors import acknowledgement_ids, current_release_ids, set_standings
+    from anvil_forge.webhooks.models import ReleaseAcknowledged
+
+    if release_id in _done:
+        return None
+    if ReleaseAcknowledged.objects.filter(release_id=release_id).exists():
+        _done.add(release_id)
+        return None
+    now = now or timezone.now()
+    release = (
+        Release.objects.select_related("environment", "prompt_set__project__organisation", "version")
+        .filter(pk=release_id)
+        .first()
+    )
+    if release is None or release.pk not in set(current_release_ids(environment_id=release.environment_id)):
+        return None
+    slug, number = release.prompt_set.slug, release.version.number
+    instances = LiveInstance.objects.filter(
+        environment_id=release.environment_id, first_seen_at__lte=release.published_at
+    )
+    standings = set_standings(instances, slug=slug, numbers={release.environment_id: number}, now=now)
+    if not standings:
+        return None
+    acks = acknowledgement_ids(release=release)
+    instance_ids = dict(instances.filter(pk__in=list(standings)).values_list("pk", "instance_id"))
+    counts = {"applied": 0, "refusing": 0, "offline": 0}
+    for pk, standing in standings.items():
+        if instance_ids.get(pk) in acks or standing.standing == "running":
+            counts["applied"] += 1
+        elif standing.standing == "offline":
+            counts["offline"] += 1
+        elif standing.standing in ("pinned", "frozen"):
+            counts["refusing"] += 1
+        else:
+            return None  # one still behind: not yet
+    if not counts["applied"]:
+        return None
+    project = release.prompt_set.project
+    try:
+        with transaction.atomic():
+            ReleaseAcknowledged.objects.create(release=release, acknowledged_at=now)
+            event = audit_record(
+                actor=None,
+                actor_label="Anvil",
+                action=ACTION,
+                obj=release,
+                organisation=project.organisation,
+                project=project,
+                data={
+                    "set": slug,
+                    "version": number,
+                    "environment": release.environment.slug,
+                    "published_at": release.published_at.isoformat().replace("+00:00", "Z"),
+                    "seconds_since_publish": round((now - release.published_at).total_seconds(), 3),
+                    "instances": counts["applied"],
+                    "refusing": counts["refusing"],
+                    "offline": counts["offline"],
+                },
+            )
+    except IntegrityError:  # another process recorded it first
+        _done.add(release_id)
+        return None
+    _done.add(release_id)
+    return event
