@@ -523,14 +523,17 @@ def prompt_delete(*, actor: Actor, prompt: Prompt, base_revision: int | None = N
 # Review workflow -------------------------------------------------------------------------------------------
 
 
-def prompt_set_submit(*, actor: Actor, prompt_set: PromptSet, base_revision: int | None = None) -> PromptSetVersion:
+def prompt_set_submit(
+    *, actor: Actor, prompt_set: PromptSet, base_revision: int | None = None, note: str = ""
+) -> PromptSetVersion:
     """Submit a LIVE set for review: make the next numbered, immutable version and move the set to REVIEW.
 
     ``base_revision`` (the set revision the actor was looking at) refuses a submit of content the actor
-    has not seen.
+    has not seen. ``note`` (optional, for the reviewer) is kept in the submit's audit event.
     """
     project = prompt_set.project
     require(actor, project.organisation, Capability.SUBMIT, what=f"prompt set {prompt_set}")
+    note = _comment(note, required=False)
     with transaction.atomic():
         prompt_set = _lock_set(prompt_set)
         if prompt_set.status != SetStatus.LIVE:
@@ -595,6 +598,7 @@ def prompt_set_submit(*, actor: Actor, prompt_set: PromptSet, base_revision: int
                 "prompts": len(prompts),
                 **({"provenance": version.provenance} if version.provenance else {}),
                 **({"tests": _tests_summary(snapshot["test_results"])} if tests else {}),
+                **({"note": note} if note else {}),
             },
         )
     return version

@@ -97,4 +97,5 @@ urlpatterns = [
     path(PROMPT + "preview/", editor.prompt_preview_fragment, name="prompt_preview"),
     path(PROMPT + "rename/", editor.prompt_rename, name="prompt_rename"),
     path(PROMPT + "delete/", editor.prompt_delete, name="prompt_delete"),
+    path(PROMPT + "submit/", editor.prompt_submit, name="prompt_submit"),
 ]

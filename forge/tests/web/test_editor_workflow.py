@@ -134,3 +134,60 @@ def test_a_reviewer_sees_a_locked_set_read_only(as_user, team, urls, prompt_set)
     factories.make_approved_version(prompt_set, author=team.editor, reviewer=team.reviewer)
     body = as_user(team.reviewer).get(urls["prompt"]).content.decode()
     assert "may read this prompt but not change it" in body and 'name="save"' not in body
+
+
+# Submit from the editor --------------------------------------------------------------------------------------
+
+
+def test_after_a_save_the_message_says_what_comes_next_and_the_editor_offers_submit(as_user, team, urls, prompt_set):
+    factories.make_approved_version(prompt_set, author=team.editor, reviewer=team.reviewer)
+    client = as_user(team.editor)
+    assert 'id="submit-form"' not in client.get(urls["prompt"]).content.decode()  # nothing saved since version 1
+    prompt = _welcome(prompt_set)
+    data = {"save": "1", "base_revision": prompt.revision, "template": "Hey {{ name }}", **PARAMS}
+    body = client.post(urls["prompt"], data, follow=True).content.decode()
+    assert "Saved welcome.message." in body and "Submit the set for review when you are done." in body
+    assert 'id="submit-form"' in body and "saved changes since version 1" in body
+    assert f'action="{urls["prompt"]}submit/"' in body
+
+
+def test_a_set_saved_back_to_its_last_version_offers_no_submit(as_user, team, urls, prompt_set):
+    factories.make_approved_version(prompt_set, author=team.editor, reviewer=team.reviewer)
+    prompt = _welcome(prompt_set)
+    original = prompt.template
+    saved = services.prompt_update(
+        actor=team.editor, prompt=prompt, base_revision=prompt.revision, template="Hey {{ name }}", reopen_locked=True
+    )
+    client = as_user(team.editor)
+    assert 'id="submit-form"' in client.get(urls["prompt"]).content.decode()
+    services.prompt_update(actor=team.editor, prompt=saved, base_revision=saved.revision, template=original)
+    assert 'id="submit-form"' not in client.get(urls["prompt"]).content.decode()
+
+
+def test_a_new_set_offers_submit_and_a_role_without_submit_sees_no_form(as_user, team, urls):
+    assert 'id="submit-form"' in as_user(team.editor).get(urls["prompt"]).content.decode()
+    assert 'id="submit-form"' not in as_user(team.reviewer).get(urls["prompt"]).content.decode()
+
+
+def test_submit_from_the_editor_makes_a_version_with_the_note_and_lands_on_it(as_user, team, urls, prompt_set):
+    prompt_set.refresh_from_db()
+    client = as_user(team.editor)
+    response = client.post(urls["prompt"] + "submit/", {"base_revision": prompt_set.revision, "note": "New tone"})
+    assert response.status_code == 302 and response["Location"] == urls["versions"] + "1/"
+    assert PromptSet.objects.get(pk=prompt_set.pk).status == SetStatus.REVIEW
+    event = AuditEvent.objects.get(action="prompt_set.submit")
+    assert event.data["note"] == "New tone" and event.data["version"] == 1
+    body = client.get(response["Location"]).content.decode()
+    assert f"Submitted {prompt_set.slug} for review as version 1." in body
+
+
+def test_submit_of_a_set_changed_since_the_page_was_opened_is_refused_on_the_editor(as_user, team, urls, prompt_set):
+    prompt_set.refresh_from_db()
+    opened = prompt_set.revision
+    prompt = _welcome(prompt_set)
+    services.prompt_update(actor=team.admin, prompt=prompt, base_revision=prompt.revision, template="Yo {{ name }}")
+    response = as_user(team.editor).post(urls["prompt"] + "submit/", {"base_revision": opened, "note": "kept"})
+    assert response.status_code == 409
+    body = response.content.decode()
+    assert "Not submitted." in body and 'value="kept"' in body
+    assert PromptSet.objects.get(pk=prompt_set.pk).status == SetStatus.LIVE

@@ -15,11 +15,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from anvil_client.bundle import PARAMETER_TYPES
+from anvil_client.bundle import PARAMETER_TYPES, content_digest, normalise_prompt
 from anvil_forge.core.exceptions import ApplicationError, Conflict
 from anvil_forge.prompts import selectors, services
 from anvil_forge.prompts.analysis import prompt_analysis, prompt_preview
-from anvil_forge.prompts.models import Prompt, SetStatus
+from anvil_forge.prompts.models import Prompt, PromptSet, PromptSetVersion, SetStatus
 from anvil_forge.web import test_cases
 from anvil_forge.web.access import Place, place_get
 from anvil_forge.web.forms import (
@@ -109,7 +109,7 @@ def _editor(
         prompt_set.status == SetStatus.LIVE
         or (prompt_set.status == SetStatus.LOCKED and "reopen" in place.caps and prompt_set.archived_at is None)
     )
-    latest = selectors.versions_for(actor=request.user, prompt_set=prompt_set).first()
+    latest = selectors.version_summaries_for(actor=request.user, prompt_set=prompt_set).first()
     context = {
         **place.context(),
         "prompt": prompt,
@@ -118,6 +118,9 @@ def _editor(
         # Editing a LOCKED set starts a new draft in place: the first save reopens it.
         "reopens": editable and prompt_set.status == SetStatus.LOCKED,
         "latest": latest,
+        # "Submit for review" once the set has saved changes since its last version.
+        "can_submit": "submit" in place.caps and prompt_set.status == SetStatus.LIVE
+        and prompt_set.archived_at is None and _unsubmitted(prompt_set, latest),
         "types": PARAMETER_TYPES,
         "new_key": prompt.key,
         "unsaved": request.method == "POST" and request.resolver_match.url_name == "prompt",
@@ -148,6 +151,7 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
         base_revision = revision_field(request.POST, required=True)
     except ApplicationError as exc:
         return _editor(request, place, prompt, state, status=400, save_error=exc.message)
+    reopened = place.prompt_set.status == SetStatus.LOCKED
     try:
         services.prompt_update(
             actor=request.user,
@@ -176,8 +180,56 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
             save_error=exc.message,
             error_line=exc.extra.get("line"),
         )
-    messages.success(request, f"Saved {prompt.key}.{_cases_summary(prompt, state)}")
+    messages.success(request, f"Saved {prompt.key}.{_cases_summary(prompt, state)} {_next_step(place, reopened)}")
     return redirect("web:prompt", org, project, prompt_set, prompt.key)
+
+
+def _next_step(place: Place, reopened: bool) -> str:
+    """What the engineer does after a save: more edits, then the review."""
+    again = "The set is LIVE again (a new draft). " if reopened else ""
+    if "submit" in place.caps:
+        return f"{again}Submit the set for review when you are done."
+    return f"{again}When you are done, ask someone who may submit the set to send it for review."
+
+
+def _unsubmitted(prompt_set: PromptSet, latest: PromptSetVersion | None) -> bool:
+    """Whether the set's saved prompts differ from its last version (or it has none yet and has prompts)."""
+    rows = prompt_set.prompts.values_list("key", "template", "description", "parameters", "metadata")
+    prompts = sorted(
+        (
+            normalise_prompt({"id": k, "template": t, "description": d, "parameters": p, "metadata": m})
+            for k, t, d, p, m in rows
+        ),
+        key=lambda p: p["id"],
+    )
+    if latest is None:
+        return bool(prompts)
+    return content_digest(prompts) != latest.digest
+
+
+@login_required
+@require_POST
+def prompt_submit(request: HttpRequest, org: str, project: str, prompt_set: str, key: str) -> HttpResponse:
+    """Submit the prompt's set for review from the editor, with an optional note for the reviewer."""
+    place = place_get(request, org, project, prompt_set)
+    prompt = selectors.prompt_get(actor=request.user, prompt_set=place.prompt_set, key=key)
+    note = request.POST.get("note", "")
+    try:
+        version = services.prompt_set_submit(
+            actor=request.user,
+            prompt_set=place.prompt_set,
+            base_revision=revision_field(request.POST, required=True),
+            note=note,
+        )
+    except ApplicationError as exc:
+        return _editor(
+            request, place, prompt, _state_from_prompt(prompt), status=exc.status_code, submit_error=exc.message,
+            note=note,
+        )
+    results = version.snapshot.get("test_results")
+    tested = f" Test cases: {results['passed']} pass, {results['failed']} fail." if results else ""
+    messages.success(request, f"Submitted {place.prompt_set.slug} for review as version {version.number}.{tested}")
+    return redirect("web:version", org, project, prompt_set, version.number)
 
 
 def _cases(prompt: Prompt, state: dict[str, Any]) -> dict[str, Any]:
