@@ -34,6 +34,7 @@ from anvil_forge.core.exceptions import ApplicationError, Conflict, NotFound, Pe
 from anvil_forge.core.validation import validate_name, validate_slug
 from anvil_forge.distribution import events
 from anvil_forge.distribution.models import Release
+from anvil_forge.notifications.services import notify_reviewed, notify_submitted
 from anvil_forge.prompts.analysis import (
     MAX_PROMPTS_PER_SET,
     prompt_analysis,
@@ -529,7 +530,8 @@ def prompt_set_submit(
     """Submit a LIVE set for review: make the next numbered, immutable version and move the set to REVIEW.
 
     ``base_revision`` (the set revision the actor was looking at) refuses a submit of content the actor
-    has not seen. ``note`` (optional, for the reviewer) is kept in the submit's audit event.
+    has not seen. ``note`` (optional, for the reviewer) is kept in the submit's audit event and with the
+    version (``snapshot["note"]``, outside the digest) for the review inbox and page; the reviewers are notified.
     """
     project = prompt_set.project
     require(actor, project.organisation, Capability.SUBMIT, what=f"prompt set {prompt_set}")
@@ -565,6 +567,8 @@ def prompt_set_submit(
         # run once here and recorded with the version for its reviewer.
         tests = snapshot_tests(prompt_set.prompts.order_by("key").values_list("key", "tests"))
         snapshot: dict[str, Any] = {"prompts": prompts}
+        if note:
+            snapshot["note"] = note
         if tests:
             snapshot["tests"] = tests
             snapshot["test_results"] = results_for(prompts, tests)
@@ -601,6 +605,7 @@ def prompt_set_submit(
                 **({"note": note} if note else {}),
             },
         )
+        notify_submitted(actor=actor, version=version, note=note)
     return version
 
 
@@ -671,6 +676,7 @@ def version_approve(
                 project=project,
                 data={"set": prompt_set.slug, "version": version.number, "failing": failing, "comment": comment},
             )
+        notify_reviewed(actor=actor, version=version)
     return version
 
 
@@ -699,6 +705,7 @@ def version_request_changes(*, actor: Actor, version: PromptSetVersion, comment:
             project=project,
             data={"set": prompt_set.slug, "version": version.number, "comment": comment},
         )
+        notify_reviewed(actor=actor, version=version)
     return version
 
 
