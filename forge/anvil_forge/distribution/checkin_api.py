@@ -161,14 +161,13 @@ class LiveCheckin:
             )
             return
         from anvil_forge.distribution.rollouts import overlay as rollout_overlay
-        from anvil_forge.distribution.rollouts import record_rollout_signals, rollout_checkin_interval
+        from anvil_forge.distribution.rollouts import rollout_checkin_interval
         from anvil_forge.distribution.selectors import CHECKIN_INTERVAL_SECONDS
 
-        # Shorter while a canary rollout runs in the environment, so its evaluator hears the signals sooner.
+        # Shorter while a canary rollout runs in the environment, so its evaluator hears the signals sooner. The
+        # signals themselves (canary versions too) are recorded by the writer, as the Django view records them.
         canaries = await rollout_overlay(token.environment_id)
         interval = rollout_checkin_interval(canaries, CHECKIN_INTERVAL_SECONDS)
-        if canaries:
-            record_rollout_signals(canaries, parsed)
         await _answer(
             send,
             200,

@@ -189,6 +189,5 @@ class ScheduledRelease(models.Model):
 from anvil_forge.distribution.rollout_models import (  # noqa: E402,F401  (registers the models)
     Rollout,
     RolloutSettings,
-    RolloutSignal,
     RolloutState,
 )

@@ -81,31 +81,6 @@ class Rollout(models.Model):
         return float(self.stages[self.stage]["percent"])
 
 
-class RolloutSignal(models.Model):
-    """What one instance reported during one stage of a rollout: the canary version's renders and render errors
-    on a chosen instance (``canary``), or the previous version's on another one. Summed from the check-ins'
-    ``signals`` while the rollout is active; the evaluator compares the two sides of the current stage."""
-
-    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="signals")
-    stage = models.PositiveSmallIntegerField()
-    instance_id = models.CharField(max_length=64)
-    canary = models.BooleanField()
-    renders = models.BigIntegerField(default=0)
-    errors = models.BigIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        app_label = "distribution"
-        constraints = [
-            models.UniqueConstraint(
-                fields=["rollout", "stage", "instance_id", "canary"], name="rollout_signal_unique_per_stage"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"signals of {self.instance_id} in stage {self.stage + 1} of rollout {self.rollout_id}"
-
-
 class RolloutSettings(models.Model):
     """A project's defaults for new rollouts (each rollout records the values it started with)."""
 

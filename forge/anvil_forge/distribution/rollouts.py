@@ -37,8 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from anvil_forge.accounts.permissions import Actor, Capability, SystemActor, require
@@ -49,7 +48,6 @@ from anvil_forge.distribution.rollout_models import (
     ACTIVE_STATES,
     Rollout,
     RolloutSettings,
-    RolloutSignal,
     RolloutState,
 )
 from anvil_forge.prompts.models import Environment, PromptSetVersion, VersionState
@@ -529,56 +527,22 @@ def judge(*, canary: Side, baseline: Side, threshold: float, min_renders: int, b
 
 
 def _default_health(rollout: Rollout, now: datetime) -> tuple[Side, Side]:
-    """(canary, baseline) of the current stage: the canary version's renders and errors on the chosen instances,
-    the previous version's on the others, as :func:`rollout_signals_record` summed them from the check-ins."""
-    canary = baseline = Side()
-    rows = RolloutSignal.objects.filter(rollout_id=rollout.pk, stage=rollout.stage).values_list(
-        "instance_id", "canary", "renders", "errors"
+    """(canary, baseline) of the current stage, from the health app's counters (what the check-ins reported, per
+    version, instance and minute; the one record of the signals): the canary version's renders and render errors
+    on the chosen instances, the previous version's on the others, from the minute the stage started in.
+
+    Render errors include the renders the client's render guard answered with the previous text (a guarded
+    render is counted as an error of its kind), so a canary the guard hides still fails."""
+    from anvil_forge.health.selectors import version_health
+
+    health = version_health(
+        environment_id=rollout.environment_id,
+        version_id=rollout.version_id,
+        canary=rollout.chosen,
+        rest_version_id=rollout.previous_release.version_id,
+        since=rollout.stage_started_at,
     )
-    chosen = set(rollout.chosen)
-    for instance_id, is_canary, renders, errors in rows:
-        if is_canary and instance_id in chosen:
-            canary = Side(canary.renders + renders, canary.errors + errors)
-        elif not is_canary and instance_id not in chosen:
-            baseline = Side(baseline.renders + renders, baseline.errors + errors)
-    return canary, baseline
-
-
-SignalItem = tuple[int, int, bool, int, int]  # (rollout id, stage, canary?, renders, errors)
-
-
-def signal_items(canaries: tuple[Canary, ...], instance_id: str, signals: Any) -> list[SignalItem]:
-    """What of a check-in's ``signals`` the active rollouts count: the canary version on a chosen instance, the
-    previous version on any other."""
-    items: list[SignalItem] = []
-    if not signals or not instance_id:
-        return items
-    for canary in canaries:
-        versions = signals.get(canary.set_slug) or {}
-        chosen = instance_id in canary.chosen
-        reported = versions.get(canary.version if chosen else canary.previous)
-        if reported is None:
-            continue
-        renders = int(getattr(reported, "renders", 0) or 0)
-        errors = int(getattr(reported, "error_count", 0) or 0)
-        if renders or errors:
-            items.append((canary.rollout_id, canary.stage, chosen, renders, errors))
-    return items
-
-
-def rollout_signals_record(*, instance_id: str, items: list[SignalItem]) -> None:
-    """Add a check-in's counts (from :func:`signal_items`) to the rollouts' signal rows (one upsert each)."""
-    for rollout_id, stage, is_canary, renders, errors in items:
-        key = {"rollout_id": rollout_id, "stage": stage, "instance_id": instance_id, "canary": is_canary}
-        change = {"renders": F("renders") + renders, "errors": F("errors") + errors, "updated_at": timezone.now()}
-        with transaction.atomic():
-            if RolloutSignal.objects.filter(**key).update(**change):
-                continue
-            try:
-                with transaction.atomic():
-                    RolloutSignal.objects.create(**key, renders=renders, errors=errors)
-            except IntegrityError:  # another check-in of the instance made it meanwhile
-                RolloutSignal.objects.filter(**key).update(**change)
+    return Side(health.canary.renders, health.canary.errors), Side(health.rest.renders, health.rest.errors)
 
 
 # Tests and the bench may replace this: (rollout, now) -> (canary, baseline).
@@ -957,30 +921,6 @@ __all__ = [
     "rollouts_evaluate",
     "target_count",
 ]
-
-
-_recording: set[asyncio.Task[Any]] = set()
-
-
-def record_rollout_signals(canaries: tuple[Canary, ...], checkin: Any) -> None:
-    """On the loop: count a check-in's ``signals`` for the environment's active rollouts, in a database thread,
-    without making the check-in's answer wait."""
-    items = signal_items(canaries, checkin.instance_id, getattr(checkin, "signals", None))
-    if not items:
-        return
-
-    task = asyncio.get_running_loop().create_task(_record(checkin.instance_id, items))
-    _recording.add(task)
-    task.add_done_callback(_recording.discard)
-
-
-async def _record(instance_id: str, items: list[SignalItem]) -> None:
-    from anvil_forge.distribution.broadcast import run_in_db_thread
-
-    try:
-        await run_in_db_thread(lambda: rollout_signals_record(instance_id=instance_id, items=items))
-    except Exception:
-        logger.exception("could not record rollout signals of %s", instance_id)
 
 
 # -- reads for the pages --------------------------------------------------------------------------------------------

@@ -111,12 +111,15 @@ def checkin(request: HttpRequest) -> HttpResponse:
         parsed = parse_checkin(body)
     except CheckInError as exc:
         return error(str(exc), 400)
-    services.instance_checkin(token=token, checkin=parsed)
+    services.instance_checkin(token=token, checkin=parsed)  # records the signals, as the ASGI route's writer does
+    from anvil_forge.distribution.rollouts import overlay_sync, rollout_checkin_interval
+
+    canaries = overlay_sync(token.environment_id)
     return JsonResponse(
         {
             "ok": True,
             "server_time": timezone.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "checkin_interval": selectors.CHECKIN_INTERVAL_SECONDS,
+            "checkin_interval": rollout_checkin_interval(canaries, selectors.CHECKIN_INTERVAL_SECONDS),
         }
     )
 

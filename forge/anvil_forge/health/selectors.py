@@ -66,6 +66,27 @@ def _figures(rows: Any) -> Figures:
     return Figures(**{key: int(value or 0) for key, value in totals.items()}, instances=instances)
 
 
+def version_health(
+    *,
+    environment_id: int,
+    version_id: int,
+    canary: Collection[str] | None = None,
+    rest_version_id: int | None = None,
+    since: datetime | None = None,
+) -> ReleaseHealth:
+    """:func:`release_health` for a version in an environment, released or not (a rollout's canary version)."""
+    window = _since(since)
+    mine = ReleaseSignal.objects.filter(window, environment_id=environment_id, version_id=version_id)
+    if canary is None:
+        return ReleaseHealth(canary=_figures(mine), rest=Figures())
+    ids = sorted(canary)
+    canary_rows = mine.filter(instance__instance_id__in=ids)
+    rest_rows = ReleaseSignal.objects.filter(
+        window, environment_id=environment_id, version_id=rest_version_id or version_id
+    ).exclude(instance__instance_id__in=ids)
+    return ReleaseHealth(canary=_figures(canary_rows), rest=_figures(rest_rows))
+
+
 def release_health(
     release: Release,
     *,
@@ -78,8 +99,8 @@ def release_health(
     ``release_health(release, *, canary=None, rest_release=None, since=None) -> ReleaseHealth``:
 
     * ``canary``: the instance ids (``instance_id`` of the check-ins, the ``X-Anvil-Instance`` header) of the
-      canary. ``ReleaseHealth.canary`` sums what those instances reported of ``release``; ``None``: every
-      instance that reported ``release`` (and ``rest`` is then empty).
+      canary. ``ReleaseHealth.canary`` sums what those instances reported of ``release``'s version in its
+      environment; ``None``: every instance that reported it (and ``rest`` is then empty).
     * ``rest_release``: the release whose counts the other instances give (``ReleaseHealth.rest``): for a
       rollout, the release live before (the previous version). Default: ``release`` itself.
     * ``since``: only counts recorded from the minute that contains ``since`` (e.g. when a stage started).
@@ -87,18 +108,16 @@ def release_health(
     Each side is a :class:`Figures`: ``renders``, ``errors`` (render errors of every kind), ``guarded``,
     ``fallbacks``, ``outcomes_ok``, ``outcomes_failed``, ``instances``, ``rate`` (errors per render, 0.0-1.0,
     ``None`` without renders) and ``failure_rate`` (failed outcomes per reported outcome). Counts arrive with
-    the check-ins: at most one check-in interval (plus a second) behind the instances.
+    the check-ins: at most one check-in interval (plus a second) behind the instances. The counts are kept per
+    version and environment: a version released twice there shows the counts of both releases.
     """
-    window = _since(since)
-    mine = ReleaseSignal.objects.filter(window, release=release)
-    if canary is None:
-        return ReleaseHealth(canary=_figures(mine), rest=Figures())
-    ids = sorted(canary)
-    canary_rows = mine.filter(instance__instance_id__in=ids)
-    rest_rows = ReleaseSignal.objects.filter(window, release=rest_release or release).exclude(
-        instance__instance_id__in=ids
+    return version_health(
+        environment_id=release.environment_id,
+        version_id=release.version_id,
+        canary=canary,
+        rest_version_id=rest_release.version_id if rest_release is not None else None,
+        since=since,
     )
-    return ReleaseHealth(canary=_figures(canary_rows), rest=_figures(rest_rows))
 
 
 def release_health_rows(
@@ -111,14 +130,14 @@ def release_health_rows(
 ) -> list[dict[str, Any]]:
     """Per instance and version of a set in an environment: ``{"instance_id", "version", "renders", "errors",
     "guarded", "fallbacks", "outcomes_ok", "outcomes_failed"}`` (``per_instance=False``: per version only, no
-    ``instance_id``), summed over the releases of those versions, from the minute that contains ``since``."""
-    keys = ["release__version__number", "instance__instance_id"] if per_instance else ["release__version__number"]
+    ``instance_id``), summed, from the minute that contains ``since`` (canary versions included)."""
+    keys = ["version__number", "instance__instance_id"] if per_instance else ["version__number"]
     rows = (
         ReleaseSignal.objects.filter(
             _since(since),
-            release__environment=environment,
-            release__prompt_set=prompt_set,
-            release__version__number__in=list(versions),
+            environment=environment,
+            version__prompt_set=prompt_set,
+            version__number__in=list(versions),
         )
         .values(*keys)
         .annotate(**_SUMS)
@@ -126,7 +145,7 @@ def release_health_rows(
     )
     result = []
     for row in rows:
-        item: dict[str, Any] = {"version": row["release__version__number"]}
+        item: dict[str, Any] = {"version": row["version__number"]}
         if per_instance:
             item["instance_id"] = row["instance__instance_id"]
         item.update({key: int(row[key] or 0) for key in _SUMS})
@@ -152,12 +171,19 @@ def release_warnings(release: Release) -> list[str]:
     """What the release page warns of: per prompt and problem, how many instances served the previous text
     (render guard) or failed to render it, e.g. "3 instances served the previous text for welcome.message:
     missing variable plan"; and how many reported failed outcomes."""
+    return version_warnings(environment_id=release.environment_id, version_id=release.version_id)
+
+
+def version_warnings(*, environment_id: int, version_id: int, instances: Collection[str] | None = None) -> list[str]:
+    """:func:`release_warnings` for a version in an environment, released or not (a canary); ``instances``: only
+    what those instance ids reported (the canary instances of a rollout)."""
     guarded: dict[tuple[str, str, str], set[int]] = {}
     failed: dict[tuple[str, str, str], set[int]] = {}
     outcomes: dict[str, set[int]] = {}
-    rows = ReleaseProblem.objects.filter(release=release).values_list(
-        "prompt", "kind", "detail", "count", "guarded", "instance_id"
-    )
+    problems = ReleaseProblem.objects.filter(environment_id=environment_id, version_id=version_id)
+    if instances is not None:
+        problems = problems.filter(instance__instance_id__in=sorted(instances))
+    rows = problems.values_list("prompt", "kind", "detail", "count", "guarded", "instance_id")
     for prompt, kind, detail, count, kept, instance in rows:
         if kind == "outcome":
             outcomes.setdefault(detail, set()).add(instance)

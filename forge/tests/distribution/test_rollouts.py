@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
@@ -271,29 +270,67 @@ def test_new_instances_join_the_canary_up_to_the_share(fleet, version2):
     assert grown[:5] == rollout.chosen and len(grown) == 10
 
 
+def _signals_checkin(live, instance_id: str, number: int, *, renders: int, errors: int = 0):
+    slug = live.prompt_set.slug
+    item: dict = {"renders": renders}
+    if errors:
+        item["errors"] = {"missing_variables": errors}
+        item["problems"] = [
+            {"prompt": "welcome.message", "kind": "missing_variables", "detail": "plan", "count": errors}
+        ]
+    body = {
+        "instance_id": instance_id,
+        "process_id": 1,
+        "versions": {slug: number},
+        "signals": {slug: {str(number): item}},
+    }
+    return parse_checkin(json.dumps(body).encode())
+
+
 def test_check_in_signals_feed_the_evaluator_and_a_failing_canary_halts(fleet, version2):
-    # What the check-in parser gives per set and version (``CheckIn.signals``): renders and error_count.
-    def VersionSignals(renders=0, errors=None):
-        return SimpleNamespace(renders=renders, error_count=sum((errors or {}).values()))
+    from anvil_forge.distribution.services import instance_checkins_record
+    from anvil_forge.health.models import ReleaseSignal
 
     rollout = _start(fleet, version2, min_renders=10)
-    canaries = rollouts.load_overlay(fleet.token.environment_id)
     canary_id = rollout.chosen[0]
     other_id = next(i for i in INSTANCES if i not in rollout.chosen)
-    failing = {fleet.prompt_set.slug: {version2.number: VersionSignals(renders=12, errors={"missing_variables": 12})}}
-    fine = {fleet.prompt_set.slug: {1: VersionSignals(renders=100)}}
-    items = rollouts.signal_items(canaries, canary_id, failing)
-    assert items == [(rollout.pk, 0, True, 12, 12)]
-    assert rollouts.signal_items(canaries, other_id, failing) == []  # not its version: not counted
-    rollouts.rollout_signals_record(instance_id=canary_id, items=items)
-    rollouts.rollout_signals_record(instance_id=other_id, items=rollouts.signal_items(canaries, other_id, fine))
-    rollouts.rollout_signals_record(instance_id=other_id, items=rollouts.signal_items(canaries, other_id, fine))
+    now = timezone.now()
+    instance_checkins_record(
+        checkins=[
+            (fleet.token, _signals_checkin(fleet, canary_id, version2.number, renders=12, errors=12), now),
+            (fleet.token, _signals_checkin(fleet, other_id, 1, renders=100), now),
+            # Not counted: the previous version on a canary instance, the canary version on another one.
+            (fleet.token, _signals_checkin(fleet, rollout.chosen[1], 1, renders=50, errors=50), now),
+            (fleet.token, _signals_checkin(fleet, INSTANCES[-1] if INSTANCES[-1] != other_id else INSTANCES[-2],
+                                           version2.number, renders=0), now),
+        ]
+    )
+    instance_checkins_record(checkins=[(fleet.token, _signals_checkin(fleet, other_id, 1, renders=100), now)])
+    # The one record: the health app's counters, which hold the canary version although it is no release.
+    assert ReleaseSignal.objects.filter(version=version2, instance__instance_id=canary_id).get().errors == 12
     canary, baseline = rollouts._default_health(Rollout.objects.get(pk=rollout.pk), timezone.now())
     assert (canary.renders, canary.errors, baseline.renders, baseline.errors) == (12, 12, 200, 0)
     rollouts.rollouts_evaluate()
     rollout.refresh_from_db()
     assert rollout.state == RolloutState.HALTED
     assert "100.0%" in rollout.reason and rollout.evaluation["canary"]["errors"] == 12
+
+
+def test_a_canary_within_the_threshold_is_not_halted_by_the_shared_counters(fleet, version2):
+    from anvil_forge.distribution.services import instance_checkins_record
+
+    rollout = _start(fleet, version2, min_renders=10, stages="25:600,100")
+    now = timezone.now()
+    others = [i for i in INSTANCES if i not in rollout.chosen]
+    instance_checkins_record(
+        checkins=[(fleet.token, _signals_checkin(fleet, i, version2.number, renders=100, errors=1), now)
+                  for i in rollout.chosen]
+        + [(fleet.token, _signals_checkin(fleet, i, 1, renders=100, errors=1), now) for i in others]
+    )
+    verdict = rollouts.rollout_evaluate(Rollout.objects.get(pk=rollout.pk))
+    assert verdict.outcome == "wait" and verdict.message.startswith("baking")
+    assert (verdict.canary.renders, verdict.canary.errors) == (100 * len(rollout.chosen), len(rollout.chosen))
+    assert Rollout.objects.get(pk=rollout.pk).state == RolloutState.RUNNING
 
 
 def test_the_django_releases_view_answers_a_chosen_instance_with_the_canary_too(fleet, version2):

@@ -210,6 +210,8 @@ def test_minute_rows_older_than_the_retention_are_pruned(live):
     checkin = parse(versions={slug: 1}, signals={slug: {"1": {"renders": 2}}})
     instance_checkins_record(checkins=[(live.token, checkin, now)])
     row = ReleaseSignal.objects.get()
-    ReleaseSignal.objects.create(release=row.release, instance=row.instance, bucket=old, renders=5)
+    ReleaseSignal.objects.create(
+        environment=row.environment, version=row.version, instance=row.instance, bucket=old, renders=5
+    )
     assert release_signals_prune(now=now, force=True) == 1
     assert ReleaseSignal.objects.get().renders == 2
