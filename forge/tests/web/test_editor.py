@@ -89,8 +89,8 @@ def test_stale_save_names_who_changed_it_and_keeps_both_texts(as_user, team, url
     assert "Admin&#x27;s {{ name }}" in body  # and theirs is shown
     prompt.refresh_from_db()
     assert prompt.template == "Admin's {{ name }}"
-    # Saving again (knowingly, from the page's new revision) replaces their version.
-    data["base_revision"] = prompt.revision
+    # Replacing theirs is an explicit choice naming the revision it replaces (test_editor_conflict.py).
+    data["replace"] = prompt.revision
     assert as_user(team.editor).post(urls["prompt"], data).status_code == 302
     prompt.refresh_from_db()
     assert prompt.template == "Editor's {{ name }}"

@@ -6,6 +6,7 @@ the request, never from the database, unless the save succeeded.
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
@@ -30,6 +31,8 @@ from anvil_forge.web.forms import (
     sample_values,
 )
 
+_JUST_SAVED = "anvil_editor_saved"
+
 
 def _state_from_prompt(prompt: Prompt) -> dict[str, Any]:
     cases = test_cases.rows_from_tests(prompt.tests, prompt.parameters)
@@ -41,6 +44,16 @@ def _state_from_prompt(prompt: Prompt) -> dict[str, Any]:
         "base_revision": prompt.revision,
         "samples": test_cases.first_sample_values(cases),  # the preview starts from the first test case
         "cases": cases,
+        **_base_fields(prompt),
+    }
+
+
+def _base_fields(prompt: Prompt) -> dict[str, str]:
+    """The text the engineer started from, carried in the form to show beside theirs and yours on a conflict."""
+    return {
+        "base_template": prompt.template,
+        "base_description": prompt.description,
+        "base_metadata": json.dumps(prompt.metadata, indent=2, ensure_ascii=False) if prompt.metadata else "",
     }
 
 
@@ -54,6 +67,9 @@ def _state_from_request(request: HttpRequest) -> dict[str, Any]:
         "base_revision": data.get("base_revision", ""),
         "samples": sample_values(data),
         "cases": test_cases.case_rows(data),
+        "base_template": data.get("base_template", ""),
+        "base_description": data.get("base_description", ""),
+        "base_metadata": data.get("base_metadata", ""),
     }
 
 
@@ -124,6 +140,8 @@ def _editor(
         "types": PARAMETER_TYPES,
         "new_key": prompt.key,
         "unsaved": request.method == "POST" and request.resolver_match.url_name == "prompt",
+        # The page after a successful save: the browser drops its kept draft.
+        "just_saved": request.method == "GET" and request.session.pop(_JUST_SAVED, None) == prompt.pk,
         **_live(state),
         **_cases(prompt, state),
         **extra,
@@ -149,6 +167,9 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
         metadata = _metadata(state["metadata"])
         tests = test_cases.tests_from_rows(state["cases"], parameters)
         base_revision = revision_field(request.POST, required=True)
+        # "Replace <user>'s change with mine": the explicit choice after a conflict, naming the revision replaced.
+        if request.POST.get("replace"):
+            base_revision = revision_field({"base_revision": request.POST["replace"]}, required=True)  # type: ignore[arg-type]
     except ApplicationError as exc:
         return _editor(request, place, prompt, state, status=400, save_error=exc.message)
     reopened = place.prompt_set.status == SetStatus.LOCKED
@@ -165,11 +186,12 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
             reopen_locked=True,
         )
     except Conflict as exc:
-        current = Prompt.objects.filter(pk=prompt.pk).first()
-        if current is not None and "revision" in exc.extra:
-            # Keep the engineer's text; the next save knowingly replaces the other change.
-            state["base_revision"] = current.revision
-        return _editor(request, place, prompt, state, status=409, save_error=exc.message, theirs=current)
+        current = Prompt.objects.select_related("updated_by").filter(pk=prompt.pk).first()
+        if current is None or "revision" not in exc.extra:
+            return _editor(request, place, prompt, state, status=409, save_error=exc.message)
+        # Keep the engineer's text and base revision: a plain Save conflicts again; only the explicit
+        # "Replace <user>'s change with mine" (naming the revision it replaces) overwrites theirs.
+        return _editor(request, place, prompt, state, status=409, conflict=_conflict(state, current))
     except ApplicationError as exc:
         return _editor(
             request,
@@ -181,7 +203,49 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
             error_line=exc.extra.get("line"),
         )
     messages.success(request, f"Saved {prompt.key}.{_cases_summary(prompt, state)} {_next_step(place, reopened)}")
+    request.session[_JUST_SAVED] = prompt.pk
     return redirect("web:prompt", org, project, prompt_set, prompt.key)
+
+
+def _conflict(state: dict[str, Any], theirs: Prompt) -> dict[str, Any]:
+    """Base (what the engineer started from), theirs (saved since, by whom and when) and yours, side by side."""
+    theirs_metadata = json.dumps(theirs.metadata, indent=2, ensure_ascii=False) if theirs.metadata else ""
+    columns = [
+        ("base", f"Revision {state['base_revision']}: where you started", state["base_template"]),
+        ("theirs", f"Revision {theirs.revision}: saved by {_name(theirs)}", theirs.template),
+        ("yours", "Yours: not saved yet", state["template"]),
+    ]
+    others = []
+    for field, label in (("description", "description"), ("metadata", "metadata")):
+        theirs_value = theirs_metadata if field == "metadata" else theirs.description
+        if theirs_value != state[f"base_{field}"]:
+            others.append(label)
+    return {
+        "who": _name(theirs),
+        "when": theirs.updated_at,
+        "revision": theirs.revision,
+        "columns": [
+            {"kind": kind, "title": title, "lines": _marked_lines(state["base_template"], text, mark=kind != "base")}
+            for kind, title, text in columns
+        ],
+        "other_fields": others,
+    }
+
+
+def _name(prompt: Prompt) -> str:
+    return prompt.updated_by.get_username() if prompt.updated_by else "someone"
+
+
+def _marked_lines(base: str, text: str, *, mark: bool) -> list[dict[str, Any]]:
+    """The lines of ``text``, each marked ``changed`` when it is not in ``base`` (for the conflict view)."""
+    lines = text.splitlines() or [""]
+    changed = [False] * len(lines)
+    if mark:
+        matcher = difflib.SequenceMatcher(a=base.splitlines(), b=lines, autojunk=False)
+        for op, _a1, _a2, b1, b2 in matcher.get_opcodes():
+            if op != "equal":
+                changed[b1:b2] = [True] * (b2 - b1)
+    return [{"text": line, "changed": flag} for line, flag in zip(lines, changed, strict=True)]
 
 
 def _next_step(place: Place, reopened: bool) -> str:

@@ -66,7 +66,21 @@
     box.hidden = false;
   };
   document.addEventListener("htmx:responseError", function (event) {
-    var status = event.detail.xhr ? event.detail.xhr.status : "";
+    var xhr = event.detail.xhr;
+    var status = xhr ? xhr.status : "";
+    // Signed out (401) or signed in again elsewhere (403 csrf): the FORGE says so; nothing was swapped, focus stays.
+    var problem = xhr ? xhr.getResponseHeader("X-Anvil-Problem") : null;
+    if (problem === "signed-out" || problem === "csrf") {
+      showProblem(xhr.responseText);
+      var link = document.createElement("a");
+      link.href = "/login/?next=" + encodeURIComponent(window.location.pathname);
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.textContent = "Sign in again in a new tab";
+      var box = document.getElementById("htmx-problem");
+      if (box && problem === "signed-out") { box.appendChild(document.createTextNode(" ")); box.appendChild(link); }
+      return;
+    }
     showProblem("The FORGE answered with an error (" + status + "). Your text is still here; reload the page if it persists.");
   });
   document.addEventListener("htmx:sendError", function () {
