@@ -85,7 +85,8 @@ def sign_in(page: Page, forge, username: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+    # Signing in lands where the user last worked, else on their only project (issue 14): any signed-in page.
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
 def sign_out(page: Page) -> None:

@@ -94,7 +94,7 @@ ROUTES = [
     Route("web:set_archive", SET + "archive/", POST_ONLY, PROJECTS, {"archived": "1"}),
     Route("web:prompt_add", SET + "add/", POST_ONLY, EDIT, {"key": "matrix.added", "template": "x"}),
     Route("web:set_submit", SET + "submit/", POST_ONLY, SUBMIT, {"base_revision": "{core_revision}"}),
-    Route("web:set_review", "/o/{org}/p/{project}/s/review/review/", POST_ONLY, REVIEW,
+    Route("web:set_review", "/o/{org}/p/{project}/s/review/review/", VIEW, REVIEW,
           {"version": "1", "decision": "approve", "comment": "ok"}),
     Route("web:set_reopen", "/o/{org}/p/{project}/s/locked/reopen/", POST_ONLY, REOPEN, {}),
     Route("web:set_import", SET + "import/", EDIT, EDIT, {"stage": "apply"}),

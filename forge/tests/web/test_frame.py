@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from anvil_forge.accounts.models import Membership
+from forge.tests import factories
 from forge.tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -30,6 +31,8 @@ def test_wrong_password_is_refused_and_keeps_the_username(client, team):
 
 
 def test_signing_in_lands_on_the_projects_of_the_organisation(client, team, project):
+    # With one project and no history sign-in lands on that project (forge/tests/notifications/test_landing.py).
+    factories.make_project(team.organisation, actor=team.owner)
     response = client.post("/login/", {"username": team.editor.get_username(), "password": PASSWORD}, follow=True)
     assert response.redirect_chain[-1][0] == f"/o/{team.organisation.slug}/"
     body = response.content.decode()

@@ -15,6 +15,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from anvil_forge.audit.selectors import audit_events_for
 from anvil_forge.distribution.selectors import instance_marks, instance_states, instances_for
+from anvil_forge.notifications.selectors import reviews_waiting_for
 from anvil_forge.prompts import selectors
 from anvil_forge.prompts.models import Environment
 from anvil_forge.web.access import place_get
@@ -23,6 +24,7 @@ AUDIT_PAGE_SIZE = 50
 INSTANCE_PAGE_SIZE = 50
 INSTANCE_STATES = {"live": "live", "offline": "offline", "frozen": "FROZEN", "pinned": "pinned"}
 ACTOR_SUGGESTIONS = 100
+REVIEW_INBOX_SIZE = 50
 
 
 @login_required
@@ -31,7 +33,14 @@ def projects(request: HttpRequest, org: str) -> HttpResponse:
     project_list = selectors.projects_for(actor=request.user, organisation=place.organisation).prefetch_related(
         "prompt_sets", "environments"
     )
-    return render(request, "web/projects.html", {**place.context(), "projects": project_list})
+    # The reviews waiting for this user (none unless their role may approve): the landing page's inbox.
+    reviews = reviews_waiting_for(user=request.user, organisation=place.organisation)
+    return render(
+        request,
+        "web/projects.html",
+        {**place.context(), "projects": project_list, "reviews": list(reviews[:REVIEW_INBOX_SIZE]),
+         "reviews_count": reviews.count()},
+    )
 
 
 @login_required

@@ -1,4 +1,4 @@
-"""The prompt set page: prompts with search, adding prompts, and the review workflow."""
+"""The prompt set page (prompts with search, adding prompts) and the review workflow with its review page."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from anvil_forge.audit.selectors import audit_events_for
 from anvil_forge.core.exceptions import ApplicationError
 from anvil_forge.notifications.services import last_visit_record
 from anvil_forge.prompts import selectors, services
-from anvil_forge.prompts.models import SetStatus, VersionState
+from anvil_forge.prompts.models import PRODUCTION, Environment, SetStatus, VersionState
 from anvil_forge.prompts.samples import failing_samples
 from anvil_forge.web.access import Place, place_get
+from anvil_forge.web.diffing import snapshot_diff
 
 HISTORY_LENGTH = 25
 PROMPT_PAGE_SIZE = 100
@@ -98,10 +99,13 @@ def set_submit(request: HttpRequest, org: str, project: str, prompt_set: str) ->
 
 
 @login_required
-@require_POST
 def set_review(request: HttpRequest, org: str, project: str, prompt_set: str) -> HttpResponse:
-    """Approve or request changes on the version in review (``decision`` = approve | changes)."""
+    """GET: the review page of the version in review (the diff against production by default, or against the
+    previous version with ``?against=previous``; the prompts that changed; the test results; approve or request
+    changes beside it). POST: approve or request changes (``decision`` = approve | changes)."""
     place = place_get(request, org, project, prompt_set)
+    if request.method != "POST":
+        return _review_page(request, place)
     comment = request.POST.get("comment", "")
     decision = request.POST.get("decision")
     try:
@@ -115,13 +119,64 @@ def set_review(request: HttpRequest, org: str, project: str, prompt_set: str) ->
             messages.success(request, f"Approved version {version.number}: it is ready to publish.")
         elif decision == "changes":
             services.version_request_changes(actor=request.user, version=version, comment=comment)
-            messages.success(request, f"Requested changes on version {version.number}; the set is LIVE again.")
+            messages.success(
+                request, f"Requested changes on version {version.number}; the set is back to LIVE · editing."
+            )
         else:
             raise ApplicationError("Choose approve or request changes.")
     except ApplicationError as exc:
-        return _set_page(request, place, status=exc.status_code, review_error=exc.message, comment=comment,
-                         override=bool(request.POST.get("override")))
+        return _review_page(request, place, status=exc.status_code, review_error=exc.message, comment=comment,
+                            override=bool(request.POST.get("override")))
     return redirect("web:set", org, project, prompt_set)
+
+
+def _review_page(request: HttpRequest, place: Place, *, status: int = 200, **extra: Any) -> HttpResponse:
+    prompt_set = place.prompt_set
+    versions = list(selectors.versions_for(actor=request.user, prompt_set=prompt_set)[:1])
+    latest = versions[0] if versions else None
+    in_review = latest if latest and latest.state == VersionState.IN_REVIEW else None
+    against = "previous" if request.GET.get("against") == "previous" else "production"
+    environment = _production_of(list(selectors.environments_for(actor=request.user, project=place.project)))
+    release = (
+        selectors.current_release(environment=environment, prompt_set=prompt_set) if environment is not None else None
+    )
+    base = None
+    if in_review is not None:
+        if against == "previous":
+            base = next(iter(selectors.versions_for(actor=request.user, prompt_set=prompt_set).filter(
+                number__lt=in_review.number)[:1]), None)
+        else:
+            base = release.version if release is not None else None
+    diff = snapshot_diff(base.snapshot if base else None, in_review.snapshot) if in_review else None
+    context = {
+        **place.context(),
+        "in_review": in_review,
+        "latest": latest,
+        "against": against,
+        "environment": environment,
+        "live_release": release,
+        "base": base,
+        "diff": diff,
+        "old_label": f"v{base.number}" if base else "nothing",
+        "new_label": f"v{in_review.number}" if in_review else "",
+        "test_results": in_review.snapshot.get("test_results") if in_review else None,
+        "tests_failing": failing_samples(in_review.snapshot.get("test_results")) if in_review else [],
+        "override": False,
+        "comment": "",
+        "crumb": "Review",
+        **extra,
+    }
+    return render(request, "web/review.html", context, status=status)
+
+
+def _production_of(environments: list[Environment]) -> Environment | None:
+    """The environment a review compares with: the one named production; else the first that takes only approved
+    versions (the most protected); else the first."""
+    return (
+        next((e for e in environments if e.slug == PRODUCTION), None)
+        or next((e for e in environments if not e.accepts_review_versions), None)
+        or (environments[0] if environments else None)
+    )
 
 
 @login_required
@@ -132,7 +187,9 @@ def set_reopen(request: HttpRequest, org: str, project: str, prompt_set: str) ->
         services.prompt_set_reopen(actor=request.user, prompt_set=place.prompt_set)
     except ApplicationError as exc:
         return _set_page(request, place, status=exc.status_code, workflow_error=exc.message)
-    messages.success(request, "Reopened: the set is LIVE and can be edited again.")
+    messages.success(
+        request, "Reopened: the set is LIVE · editing again (production changes only when a new version is published)."
+    )
     return redirect("web:set", org, project, prompt_set)
 
 
