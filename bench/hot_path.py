@@ -17,6 +17,14 @@ Two ~400-character templates with 3 variables, as production prompts look, and o
   a list of three dicts printing ``loop.index`` and three fields; the same raw Jinja2 baseline. This is
   where the limits' per-output, per-filter and per-iteration metering shows.
 
+The README writes ``anvil_client.prompt(...)``, the module-level function on the default client: both call forms
+are timed through it too (``anvil_module_*``). With ``opentelemetry-sdk`` installed, a tracer provider is set
+(after the clients above started, so they keep measuring the client without it) and a second client started
+under it is timed (``*_otel_*``) with no span current (``idle``), with a span a sampler left unrecorded current
+(``sampled_out``: the span the SDK makes under a ratio or parent-based sampler) and with a recording span
+current (``recording``: the attributes are set on it on every call); ``ratio_otel_*`` divide by the same call
+of the client without a provider (issue 17: within 1.1 when no span is recording).
+
 Every case is measured in this one process, interleaved round by round (so machine load hits all alike),
 as ns per call over ``LOOPS`` calls, ``REPEATS`` times; figures are medians (and p99) of those samples. The
 clock is the measuring thread's CPU time (``time.thread_time_ns``): on a shared, loaded machine the time
@@ -30,6 +38,7 @@ Usage: ``python -m bench.hot_path [--quick]``.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -151,8 +160,58 @@ def _client(cache_dir: Path) -> Any:
     return client
 
 
-def cases(client: Any) -> dict[str, tuple[Callable[[], str], str]]:
-    """name -> (call, expected text). Add a baseline here to have it measured in the same rounds."""
+Case = tuple[Callable[[], str], str, Callable[[], Any] | None]  # (call, expected text, context around a sample)
+
+
+def _module_client(cache_dir: Path) -> Callable[..., str]:
+    """``anvil_client.prompt``, the README's function, on a default client reading ``cache_dir`` (started)."""
+    import anvil_client
+
+    anvil_client.configure(cache_dir=cache_dir, sync=False).start()
+    return anvil_client.prompt
+
+
+def _otel(cache_dir: Path) -> tuple[Any, dict[str, Callable[[], Any]]] | None:
+    """A tracer provider set for the process and a client started under it, with the contexts to time it in
+    (``None`` without ``opentelemetry-sdk``: never a dependency of the client)."""
+    try:
+        from opentelemetry import context, trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+    except ImportError:
+        return None
+
+    provider = TracerProvider()  # no span processor: what is timed is the client's part, not an exporter's
+    trace.set_tracer_provider(provider)
+    if trace.get_tracer_provider() is not provider:
+        return None  # the process had one already: the clients above would not be measured without it
+    client = _client(cache_dir)
+    if client._traced is None:
+        raise RuntimeError("the client started under a tracer provider does not trace")
+    sampled_out = TracerProvider(sampler=ALWAYS_OFF).get_tracer("bench").start_span("request")
+    recording = provider.get_tracer("bench").start_span("request")
+    if sampled_out.is_recording() or not recording.is_recording():
+        raise RuntimeError("the sampler did not make the spans expected")
+
+    @contextlib.contextmanager
+    def current(span: Any) -> Any:
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            yield
+        finally:
+            context.detach(token)
+
+    return client, {
+        "idle": contextlib.nullcontext,
+        "sampled_out": lambda: current(sampled_out),
+        "recording": lambda: current(recording),
+    }
+
+
+def cases(client: Any, module_prompt: Callable[..., str] | None = None,
+          otel: tuple[Any, dict[str, Callable[[], Any]]] | None = None) -> dict[str, Case]:
+    """name -> (call, expected text, context around each sample or None). Add a baseline here to have it measured
+    in the same rounds."""
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -175,7 +234,7 @@ def cases(client: Any) -> dict[str, tuple[Callable[[], str], str]]:
     variables = VARIABLES
     large_variables = LARGE_VARIABLES
     name, plan, ticket = VARIABLES["name"], VARIABLES["plan"], VARIABLES["ticket"]
-    return {
+    plain: dict[str, tuple[Callable[[], str], str]] = {
         "dict_format_map": (lambda: table[SUBSTITUTION_ID].format_map(variables), substitution_text),
         "anvil_substitution": (lambda: prompt(SUBSTITUTION_ID, variables), substitution_text),
         # The README's form: keyword arguments written out in the call.
@@ -191,31 +250,65 @@ def cases(client: Any) -> dict[str, tuple[Callable[[], str], str]]:
         "jinja2_dict_globals": (lambda: jinja_dict_globals.render(variables), logic_text),
         "jinja2_dict_globals_large": (lambda: jinja_large_dict_globals.render(large_variables), large_text),
     }
+    if module_prompt is not None:
+        plain["anvil_module_keywords"] = (
+            lambda: module_prompt(SUBSTITUTION_ID, name=name, plan=plan, ticket=ticket), substitution_text
+        )
+        plain["anvil_module_dict"] = (lambda: module_prompt(SUBSTITUTION_ID, variables), substitution_text)
+    made: dict[str, Case] = {key: (call, text, None) for key, (call, text) in plain.items()}
+    if otel is not None:
+        traced = otel[0].prompt
+        for state, around in otel[1].items():
+            made[f"anvil_substitution_otel_{state}"] = (
+                lambda: traced(SUBSTITUTION_ID, variables), substitution_text, around
+            )
+            made[f"anvil_substitution_keywords_otel_{state}"] = (
+                lambda: traced(SUBSTITUTION_ID, name=name, plan=plan, ticket=ticket), substitution_text, around
+            )
+            made[f"anvil_logic_otel_{state}"] = (lambda: traced(LOGIC_ID, variables), logic_text, around)
+    return made
+
+
+def _sample(case: Case, loops: int) -> float:
+    call, _, around = case
+    if around is None:
+        return time_per_call_ns(call, loops=loops)
+    with around():
+        return time_per_call_ns(call, loops=loops)
 
 
 def measure(loops: int = LOOPS, repeats: int = REPEATS) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="anvil-bench-hot-") as tmp:
-        client = _client(Path(tmp))
+        client = _client(Path(tmp) / "plain")
+        module_prompt = _module_client(Path(tmp) / "plain")
+        otel = _otel(Path(tmp) / "otel")
         try:
-            table = cases(client)
-            for name, (call, expected) in table.items():
-                if call() != expected:
-                    raise RuntimeError(f"{name} rendered a different text:\n{call()!r}\n!=\n{expected!r}")
+            table = cases(client, module_prompt, otel)
+            for name, (call, expected, around) in table.items():
+                with (around or contextlib.nullcontext)():
+                    text = call()
+                if text != expected:
+                    raise RuntimeError(f"{name} rendered a different text:\n{text!r}\n!=\n{expected!r}")
             samples: dict[str, list[float]] = {name: [] for name in table}
             # The large template costs ~30x a small one: fewer calls per sample, in the same rounds.
             calls = {name: max(loops // 30, 10) if "_large" in name else loops for name in table}
-            for name, (call, _) in table.items():  # warm up
-                time_per_call_ns(call, loops=calls[name])
+            for name, case in table.items():  # warm up
+                _sample(case, calls[name])
             started = time.monotonic()
             for done in range(repeats):
                 # Under ``python -m bench``'s wall-clock limit: stop adding rounds (at least 10) when the next
                 # one might not fit (a loaded machine stretches the wall time, not the CPU time measured).
                 if done >= 10 and seconds_left() < 10 + 2 * (time.monotonic() - started) / done:
                     break
-                for name, (call, _) in table.items():
-                    samples[name].append(time_per_call_ns(call, loops=calls[name]))
+                for name, case in table.items():
+                    samples[name].append(_sample(case, calls[name]))
         finally:
             client.close()
+            if otel is not None:
+                otel[0].close()
+            import anvil_client
+
+            anvil_client.default_client().close()
     summaries = {name: summarize(values, 1) for name, values in samples.items()}
     figures: dict[str, Any] = {}
     for name, summary in summaries.items():
@@ -242,7 +335,30 @@ def measure(loops: int = LOOPS, repeats: int = REPEATS) -> dict[str, Any]:
     figures["ratio_kwargs_unpacked_vs_dict"] = round(
         summaries["anvil_substitution_kwargs"]["median"] / summaries["dict_format_map"]["median"], 3
     )
+    optional_pairs = {
+        # The README's function, anvil_client.prompt (the default client), in both call forms.
+        "ratio_module_kwargs_vs_dict": ("anvil_module_keywords", "dict_format_map"),
+        "ratio_module_dict_vs_dict": ("anvil_module_dict", "dict_format_map"),
+        # A tracer provider set (issue 17): the same call by a client started under it / without it.
+        "ratio_otel_idle_vs_plain": ("anvil_substitution_otel_idle", "anvil_substitution"),
+        "ratio_otel_sampled_out_vs_plain": ("anvil_substitution_otel_sampled_out", "anvil_substitution"),
+        "ratio_otel_recording_vs_plain": ("anvil_substitution_otel_recording", "anvil_substitution"),
+        "ratio_otel_keywords_idle_vs_plain": ("anvil_substitution_keywords_otel_idle", "anvil_substitution_keywords"),
+        "ratio_otel_keywords_sampled_out_vs_plain": (
+            "anvil_substitution_keywords_otel_sampled_out", "anvil_substitution_keywords"
+        ),
+        "ratio_otel_keywords_recording_vs_plain": (
+            "anvil_substitution_keywords_otel_recording", "anvil_substitution_keywords"
+        ),
+        "ratio_otel_logic_idle_vs_plain": ("anvil_logic_otel_idle", "anvil_logic"),
+        "ratio_otel_logic_sampled_out_vs_plain": ("anvil_logic_otel_sampled_out", "anvil_logic"),
+        "ratio_otel_logic_recording_vs_plain": ("anvil_logic_otel_recording", "anvil_logic"),
+    }
+    optional_pairs = {key: pair for key, pair in optional_pairs.items() if pair[0] in summaries}
+    for key, (case, base) in optional_pairs.items():
+        figures[key] = round(summaries[case]["median"] / summaries[base]["median"], 3)
     pairs = {
+        **optional_pairs,
         "ratio_substitution_vs_dict": ("anvil_substitution", "dict_format_map"),
         "ratio_kwargs_vs_dict": ("anvil_substitution_keywords", "dict_format_map"),
         "ratio_kwargs_unpacked_vs_dict": ("anvil_substitution_kwargs", "dict_format_map"),
@@ -260,6 +376,13 @@ def measure(loops: int = LOOPS, repeats: int = REPEATS) -> dict[str, Any]:
         "ratio_logic_vs_jinja2": 1.15,
         "ratio_logic_large_vs_jinja2": 1.2,
         "ratio_kwargs_vs_dict": 0.7,
+        "ratio_module_kwargs_vs_dict": 0.7,
+        "ratio_otel_idle_vs_plain": 1.1,
+        "ratio_otel_sampled_out_vs_plain": 1.1,
+        "ratio_otel_keywords_idle_vs_plain": 1.1,
+        "ratio_otel_keywords_sampled_out_vs_plain": 1.1,
+        "ratio_otel_logic_idle_vs_plain": 1.1,
+        "ratio_otel_logic_sampled_out_vs_plain": 1.1,
     }
     figures["hot_path"] = {
         "method": "one process; cases interleaved round by round; ns per call = one sample of LOOPS calls "
@@ -290,6 +413,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{figures['anvil_substitution_kwargs_ns']} ns (x{figures['ratio_kwargs_unpacked_vs_dict']}); 10 KB: jinja2 "
         f"{figures['jinja2_raw_large_ns']} ns, anvil {figures['anvil_logic_large_ns']} ns "
         f"(x{figures['ratio_logic_large_vs_jinja2']})"
+    )
+    log(
+        f"hot_path: anvil_client.prompt keywords x{figures.get('ratio_module_kwargs_vs_dict')} dict, mapping "
+        f"x{figures.get('ratio_module_dict_vs_dict')}; tracer provider set (x the same call without): no span "
+        f"x{figures.get('ratio_otel_idle_vs_plain')}, sampled out x{figures.get('ratio_otel_sampled_out_vs_plain')}, "
+        f"recording x{figures.get('ratio_otel_recording_vs_plain')}; logic: no span "
+        f"x{figures.get('ratio_otel_logic_idle_vs_plain')}, sampled out "
+        f"x{figures.get('ratio_otel_logic_sampled_out_vs_plain')}"
     )
     log(f"wrote {path}")
     return 0

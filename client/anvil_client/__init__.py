@@ -102,7 +102,14 @@ def prompt(
     prompt_id: str, variables: Mapping[str, Any] | None = None, /, *, fallback: str | None = None, **kwargs: Any
 ) -> str:
     """Render a prompt with the default client (see :meth:`Client.prompt`)."""
-    return (_default or _make_default()).prompt(prompt_id, variables, fallback=fallback, **kwargs)
+    client = _default or _make_default()
+    # The keywords are passed on as the mapping (what Client.prompt makes of them): a plain call, where
+    # ``**kwargs`` would copy them into a new dict for the call and once more for the callee's ``**kwargs``.
+    if kwargs:
+        variables = {**variables, **kwargs} if variables else kwargs
+    if fallback is None:
+        return client.prompt(prompt_id, variables)
+    return client.prompt(prompt_id, variables, fallback=fallback)
 
 
 def report(prompt_id: str, ok: bool, kind: str = "") -> None:

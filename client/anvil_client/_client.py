@@ -38,12 +38,13 @@ from anvil_client._state import (
     validate_pin,
     write_host_state,
 )
-from anvil_client._trace import Probe, annotate, last, remember, tracing
+from anvil_client._trace import Probe, annotate, annotate_current, last, remember, tracing
 
 logger = logging.getLogger("anvil_client")
 
 _EMPTY_VARIABLES: Mapping[str, Any] = {}
-_MAX_USAGE_ENTRIES = 10_000
+_MAX_USAGE_IDS_KEPT = 10_000  # ids as called (known ids only: an unknown one fails before it is recorded)
+_MAX_USAGE_NAMES_KEPT = 1_000  # per id (a caller may pass any mapping keys)
 _MAX_USAGE_IDS = 1_000
 _MAX_VARIABLES_PER_ID = 50
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -79,12 +80,16 @@ class Client:
             max_chars=config.render_max_chars,
             max_seconds=config.render_max_seconds,
         ))
-        self._usage: set[tuple[str, ...]] = set()
-        self._usage_add = self._usage.add
+        # Prompt id (as called) -> the variable names passed with it (all calls together). The hot path reads
+        # it without a lock and adds (under ``_usage_lock``) only when a call passes a name not yet in it.
+        self._usage: dict[str, frozenset[Any]] = {}
+        self._usage_get = self._usage.get
+        self._usage_lock = threading.Lock()
         self._callbacks: list[UpdateCallback] = []
         self._warned: set[tuple[str, type]] = set()
         self._signals = Signals()
         self._traced: Probe | None = None  # set when an OpenTelemetry tracer provider is (see _trace)
+        self._quiet: Any = None  # the OpenTelemetry context last found without a recording span (see _span)
         # Set -> (the version that replaced the one served before, that one's compiled prompts): the render
         # guard's previous text, kept for the version right before only.
         self._previous: dict[str, tuple[int, Mapping[str, Any]]] = {}
@@ -138,17 +143,44 @@ class Client:
             variables = {**variables, **kwargs} if variables else kwargs
         elif variables is None:
             variables = _EMPTY_VARIABLES
-        self._usage_add((prompt_id, *variables))
+        seen = self._usage_get(prompt_id)
+        if seen is None or not seen.issuperset(variables):  # a name new for this id: recorded off the fast path
+            self._used(prompt_id, variables)
         next(entry.hits)
         if last() is not entry:  # a context variable set costs ~70 ns; reading it, a third of that
             remember(entry)
         traced = self._traced
-        if traced is not None and traced[0]().get(traced[1]) is not None:  # a span is current
-            annotate(entry)
+        if traced is not None:  # an OpenTelemetry tracer provider is set (see _trace.Probe)
+            context = traced[0]()
+            # No context attached, or the one the last look found no recording span in (contexts never change):
+            # nothing to do. Else the span is looked at, once per context while none records.
+            if context is not traced[1] and context is not self._quiet:
+                self._span(entry, context, traced)
         try:
             return entry.render(variables)  # type: ignore[no-any-return]
         except AnvilError as exc:
             return self._failed(entry, variables, exc, fallback)
+
+    def _span(self, entry: Any, context: Mapping[Any, Any], traced: Probe) -> None:
+        """Set ``entry`` on the span current in ``context`` if it records, else remember ``context`` as quiet."""
+        try:
+            span = context.get(traced[2])
+            if span is not None and span.__class__ is not traced[3] and span.is_recording():
+                annotate(entry, span)
+            else:  # no span, or one that never records (a span that stopped recording never starts again)
+                self._quiet = context
+        except Exception:  # noqa: S110 - a span never breaks the host
+            pass
+
+    def _used(self, prompt_id: str, variables: Mapping[str, Any]) -> None:
+        """``prompt_id`` was called with a variable name not recorded for it yet (see ``_usage_report``)."""
+        with self._usage_lock:
+            seen = self._usage.get(prompt_id)
+            if seen is None:
+                if len(self._usage) < _MAX_USAGE_IDS_KEPT:
+                    self._usage[prompt_id] = frozenset(variables)
+            elif len(seen) < _MAX_USAGE_NAMES_KEPT:
+                self._usage[prompt_id] = seen.union(variables)
 
     def _failed(self, entry: Any, variables: Mapping[str, Any], exc: AnvilError, fallback: str | None) -> str:
         """A render of ``entry`` raised: the render guard's previous text, else the fallback, else raise."""
@@ -178,7 +210,7 @@ class Client:
             return None
         remember(previous)  # the text served is the previous version's
         if self._traced is not None:
-            annotate(previous)
+            annotate_current(previous)
         key = (entry.set, entry.id, entry.version)
         if key not in self._guard_warned:  # once per prompt and version
             self._guard_warned.add(key)
@@ -793,16 +825,12 @@ class Client:
 
     def _usage_report(self) -> dict[str, list[str]]:
         usage = self._usage.copy()  # one C call: safe while the hot path adds
-        if len(usage) > _MAX_USAGE_ENTRIES:
-            self._usage.clear()
-        report: dict[str, set[str]] = {}
-        for entry in usage:
-            names = report.setdefault(entry[0], set())
-            # Only names the FORGE accepts (a caller may pass any mapping keys), within its limits.
-            names.update(n for n in entry[1:] if isinstance(n, str) and len(n) <= 100 and _VARIABLE.match(n))
         return {
-            pid: sorted(names)[:_MAX_VARIABLES_PER_ID]
-            for pid, names in sorted(report.items())[:_MAX_USAGE_IDS]
+            # Only names the FORGE accepts (a caller may pass any mapping keys), within its limits.
+            pid: sorted(n for n in names if isinstance(n, str) and len(n) <= 100 and _VARIABLE.match(n))[
+                :_MAX_VARIABLES_PER_ID
+            ]
+            for pid, names in sorted(usage.items())[:_MAX_USAGE_IDS]
         }
 
 

@@ -246,6 +246,9 @@ class CompiledPrompt:
             "metadata": dict(self.metadata),
         }
 
+# Parameter types whose class test above admits only classes the f-string turns into an exact str itself.
+_OUTPUT_SAFE = frozenset({"string", "number", "boolean"})
+
 
 def _build_renderer(spec: Any, compiled: Any) -> Renderer:
     prompt_id: str = spec.id
@@ -265,6 +268,13 @@ def _build_renderer(spec: Any, compiled: Any) -> Renderer:
     }
     lines = ["def _render(c):"]
     local_of: dict[str, str] = {}
+    # Substitution only: a value that passed its parameter's class test (exact str, int or float, bool) needs no
+    # text conversion; one that took the checker (a str subclass, None...) may, so the checkers set ``slow``.
+    flagged: set[str] = set()
+    if compiled.pieces is not None and any(
+        declared[name].type in _OUTPUT_SAFE for name in names if name in declared
+    ):
+        lines.append("    slow = False")
     for index, name in enumerate(names):
         local = f"v{index}"
         local_of[name] = local
@@ -284,23 +294,30 @@ def _build_renderer(spec: Any, compiled: Any) -> Renderer:
         if test is not None:
             lines.append(f"    if {test.format(v=local)}:")
             lines.append(f"        {local} = k{index}({local})")
+            if compiled.pieces is not None and kind in _OUTPUT_SAFE:
+                lines.append("        slow = True")
+                flagged.add(name)
         elif kind is not None:  # a type without a class test: always checked
             lines.append(f"    {local} = k{index}({local})")
 
     if compiled.pieces is not None:
         parts = []
+        converted: set[str] = set()
         for index, (kind, piece) in enumerate(compiled.pieces):
             if kind == "text":
                 namespace[f"t{index}"] = piece
                 parts.append(f"{{t{index}}}")
             else:
                 local = local_of[piece]
-                # Exact str/int/float/bool/None: str() gives an exact str, the f-string's !s is str().
-                lines.append(
-                    f"    if {local}.__class__ is not str and {local}.__class__ is not int and "
-                    f"{local}.__class__ is not float and {local}.__class__ is not bool and {local} is not None:"
-                )
-                lines.append(f"        {local} = _text({local})")
+                if piece not in converted:  # (once per variable, in the order of first use, after every check)
+                    converted.add(piece)
+                    # Exact str/int/float/bool/None: str() gives an exact str, the f-string's !s is str().
+                    lines.append(
+                        f"    if {'slow and ' if piece in flagged else ''}{local}.__class__ is not str and "
+                        f"{local}.__class__ is not int and {local}.__class__ is not float and "
+                        f"{local}.__class__ is not bool and {local} is not None:"
+                    )
+                    lines.append(f"        {local} = _text({local})")
                 parts.append(f"{{{local}!s}}")
         body = "".join(parts)
         lines.append(f'    return f"{body}"' if parts else '    return ""')

@@ -413,3 +413,30 @@ def test_an_unexpected_failure_while_loading_never_raises_into_the_host(
     client = make_client()
     assert client.prompt("welcome.message", fallback="offline") == "offline"
     assert "disk on fire" in client.status()["last_error"]
+
+
+def test_the_variable_names_passed_are_recorded_per_id_as_called(tmp_path: Path, make_client: MakeClient) -> None:
+    client = make_client(cache_dir=cache_with(tmp_path, make_bundle("core", 4, PROMPTS)))
+    client.prompt("welcome.message", name="Ada")
+    client.prompt("welcome.message", {"name": "Ada"}, plan="Pro")
+    client.prompt("welcome.message", {"plan": "Pro", "name": "Ada"})  # nothing new: the hot path adds nothing
+    client.prompt("core:welcome.message", {"name": "Ada", "extra": 1, "not-a-name": 2, 3: 4})
+    client.prompt("orders.summary", items=[])
+    with pytest.raises(anvil_client.AnvilError):
+        client.prompt("no.such.prompt", name="Ada")
+    assert client._usage_report() == {
+        "core:welcome.message": ["extra", "name"],
+        "orders.summary": ["items"],
+        "welcome.message": ["name", "plan"],
+    }
+    threads = [
+        threading.Thread(target=lambda n=n: [client.prompt("welcome.message", name="A", **{f"v{n}_{i}": i})
+                                             for i in range(50)])
+        for n in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(client._usage_report()["welcome.message"]) == 50  # at most 50 names reported per id
+    assert len(client._usage["welcome.message"]) == 2 + 4 * 50  # none lost to a race

@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 EXPORTER = InMemorySpanExporter()
 
@@ -111,3 +112,30 @@ def test_a_guarded_render_names_the_previous_version_it_served(client: anvil_cli
     [span] = EXPORTER.get_finished_spans()
     assert span.attributes["anvil.prompt.version"] == 3
     assert anvil_client.last_prompt() == expected()
+
+
+def test_a_context_found_quiet_is_not_looked_at_again_and_a_recording_span_still_gets_the_prompt(
+    client: anvil_client.Client,
+) -> None:
+    sampled_out = TracerProvider(sampler=ALWAYS_OFF).get_tracer("host").start_span("request")
+    assert not sampled_out.is_recording()
+    with trace.use_span(sampled_out):
+        assert client.prompt("welcome.message", name="Ada") == "Hello Ada (v3)"
+        quiet = client._quiet
+        assert quiet is not None and trace.get_current_span(quiet) is sampled_out
+        assert client.prompt("welcome.message", name="Bob") == "Hello Bob (v3)"
+    with trace.get_tracer("host").start_as_current_span("llm-call"):
+        assert client.prompt("welcome.message", name="Ada") == "Hello Ada (v3)"
+    with trace.use_span(sampled_out):  # the same span in a new context: looked at, still quiet
+        assert client.prompt("welcome.message", name="Ada") == "Hello Ada (v3)"
+    [span] = EXPORTER.get_finished_spans()
+    assert {k: v for k, v in span.attributes.items() if k.startswith("anvil.")} == expected()
+
+
+def test_a_span_that_ended_is_not_annotated(client: anvil_client.Client) -> None:
+    span = trace.get_tracer("host").start_span("done")
+    span.end()
+    EXPORTER.clear()
+    with trace.use_span(span):
+        assert client.prompt("welcome.message", name="Ada") == "Hello Ada (v3)"
+    assert not span.attributes or not any(k.startswith("anvil.") for k in span.attributes)
