@@ -112,3 +112,23 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"API key {self.prefix}… ({self.name})"
+
+
+class ApiKeyRead(models.Model):
+    """What an API key read: one row per key, resource (the management API path read, after
+    ``/api/v1/manage/``) and hour, counting the reads. Written by ``anvil_forge.api.keys.api_key_read_record``
+    (the first read of a resource in an hour also writes one ``api_key.read`` audit event); shown per key on
+    ``/account/``."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="reads")
+    resource = models.CharField(max_length=300)
+    hour = models.DateTimeField()  # the hour the reads fell in (its start)
+    count = models.PositiveIntegerField(default=1)
+    last_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "resource", "hour"], name="api_key_read_unique_hour")]
+        indexes = [models.Index(fields=["key", "-hour"])]
+
+    def __str__(self) -> str:
+        return f"{self.key.prefix} read {self.resource} {self.count} times"

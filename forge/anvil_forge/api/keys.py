@@ -4,6 +4,11 @@ A key acts as its user, with the user's role in each organisation (``accounts.pe
 web pages), optionally limited to one organisation (``organisation``) and to reading (``read_only``). It may
 expire; it can be revoked. Its use is recorded as ``last_used_at`` (at most once a minute, so reads stay cheap);
 what it changes is audited by the services as its user. Making and revoking a key are audited too.
+
+What it reads is recorded per key (:func:`api_key_read_record`): a counter per key, resource and hour
+(:class:`~anvil_forge.accounts.models.ApiKeyRead`, listed on ``/account/`` under the key), and one
+``api_key.read`` audit event, as the key's user, for the first read of each resource by each key in each hour, so
+an organisation's audit log says who read what with which key without one entry per request.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.db.models import QuerySet
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max, QuerySet, Sum
 from django.utils import timezone
 
-from anvil_forge.accounts.models import ApiKey, Membership, Organisation
+from anvil_forge.accounts.models import ApiKey, ApiKeyRead, Membership, Organisation
 from anvil_forge.accounts.permissions import Actor, SystemActor
 from anvil_forge.audit.services import audit_record
 from anvil_forge.core.exceptions import ApplicationError, NotFound, PermissionDenied
@@ -31,6 +36,8 @@ __all__ = [
     "NewApiKey",
     "api_key_authenticate",
     "api_key_create",
+    "api_key_read_record",
+    "api_key_reads",
     "api_key_revoke",
     "api_keys_for",
     "key_well_formed",
@@ -166,3 +173,60 @@ def user_named(username: str) -> Any:
     if user is None:
         raise NotFound(f"No active user named {username}.")
     return user
+
+
+def api_key_read_record(
+    *, key: ApiKey, resource: str, organisation: str | None = None, project: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Count one read of ``resource`` (a management API path) with ``key``; ``True`` when it was the key's first
+    read of it this hour, which is also audited (``api_key.read``, as the key's user, in ``organisation`` and
+    ``project`` when the path names them). Two queries at most; one (an UPDATE) for every later read."""
+    now = now or timezone.now()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    resource = resource[:300]
+    same = ApiKeyRead.objects.filter(key=key, resource=resource, hour=hour)
+    if same.update(count=F("count") + 1, last_at=now):
+        return False
+    from anvil_forge.prompts.models import Project
+
+    try:
+        with transaction.atomic():
+            ApiKeyRead.objects.create(key=key, resource=resource, hour=hour, last_at=now)
+            # Only an organisation the key's user belongs to (a read answered 404 elsewhere is never counted, but
+            # an event must never land in another organisation's log whatever the caller passes).
+            org = (
+                Organisation.objects.filter(slug=organisation, memberships__user=key.user).first()
+                if organisation else None
+            )
+            place = Project.objects.filter(organisation=org, slug=project).first() if org and project else None
+            audit_record(
+                actor=key.user,
+                action="api_key.read",
+                obj=key,
+                organisation=org,
+                project=place,
+                data={"prefix": key.prefix, "name": key.name, "resource": resource},
+            )
+    except IntegrityError:  # a read at the same moment made the row: count this one there
+        same.update(count=F("count") + 1, last_at=now)
+        return False
+    return True
+
+
+def api_key_reads(*, keys: list[ApiKey], days: int = 7, now: datetime | None = None) -> dict[int, list[dict[str, Any]]]:
+    """Key id -> what it read in the last ``days`` days: ``{"resource", "count", "last_at"}``, the most recent
+    first. Only for ``keys`` (the caller's own, from :func:`api_keys_for`)."""
+    now = now or timezone.now()
+    rows = (
+        ApiKeyRead.objects.filter(key__in=[key.pk for key in keys], hour__gte=now - timedelta(days=days))
+        .values("key_id", "resource")
+        .annotate(total=Sum("count"), last=Max("last_at"))
+        .order_by("key_id", "-last")
+    )
+    reads: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        reads.setdefault(row["key_id"], []).append(
+            {"resource": row["resource"], "count": row["total"], "last_at": row["last"]}
+        )
+    return reads

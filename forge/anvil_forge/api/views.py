@@ -8,7 +8,9 @@ key cannot approve its own user's submission). On top of that, once for all endp
   and failed attempts count towards the per-address limit (429) shared with the token APIs;
 * a read-only key is refused (403) on every endpoint that writes;
 * a key limited to one organisation finds no other (404, as for what does not exist);
-* errors are ``{"error": message}`` (with ``"details"`` when there are any) and the service's status.
+* errors are ``{"error": message}`` (with ``"details"`` when there are any) and the service's status;
+* a successful read is recorded for its key (``keys.api_key_read_record``: a counter per key, path and hour, and
+  one ``api_key.read`` audit event per key, path and hour).
 
 Lists are paginated: ``?page=N&per_page=M`` (1 to 100, default 50) answer ``{"items", "page", "per_page",
 "total", "next_page"}``. The paths and bodies are documented in ``/api/v1/openapi.json``.
@@ -32,7 +34,7 @@ from anvil_client.bundle import content_digest, normalise_prompt
 from anvil_forge.accounts.models import ApiKey
 from anvil_forge.accounts.permissions import role_of
 from anvil_forge.api import selectors as api_selectors
-from anvil_forge.api.keys import api_key_authenticate
+from anvil_forge.api.keys import api_key_authenticate, api_key_read_record
 from anvil_forge.audit.selectors import audit_events_for
 from anvil_forge.core.exceptions import ApplicationError, Conflict, NotFound
 from anvil_forge.distribution import selectors as distribution_selectors
@@ -47,6 +49,7 @@ DEFAULT_PER_PAGE = 50
 MAX_BODY_BYTES = 1024 * 1024
 MAX_FILES_BODY_BYTES = 2 * fileformat.MAX_UPLOAD_BYTES  # prompt files as JSON strings: escaping may double them
 READ, WRITE = "read", "write"
+MANAGE_PREFIX = "/api/v1/manage/"
 
 Handler = Callable[..., Any]
 
@@ -114,6 +117,11 @@ def _dispatch(request: HttpRequest, methods: Mapping[str, tuple[Handler, str]], 
         result = handler(Call(request=request, key=key, body=body), **kwargs)
     except ApplicationError as exc:
         return _error(exc.message, exc.status_code, exc.extra)
+    if kind == READ and (not isinstance(result, HttpResponse) or result.status_code < 300):
+        api_key_read_record(
+            key=key, resource=request.path.split(MANAGE_PREFIX, 1)[-1],
+            organisation=organisation, project=kwargs.get("project"),
+        )
     if isinstance(result, HttpResponse):
         return result
     return JsonResponse(result, status=201 if method == "POST" and kind == WRITE and _created(handler) else 200)

@@ -181,4 +181,7 @@ def test_a_key_of_one_organisation_sees_nothing_of_another(team, other_team, pro
         stranger.post(f"organisations/{org}/projects/{v}/sets", {"slug": "mine"}),
     ]
     assert [w.status_code for w in writes] == [404, 404, 404]
-    assert AuditEvent.objects.count() == before
+    # Nothing changed; the stranger's reads are recorded (api_key.read), never in the other organisation's log.
+    assert AuditEvent.objects.exclude(action="api_key.read").count() == before
+    assert not AuditEvent.objects.filter(organisation=other_team.organisation, created_at__gte=release.published_at,
+                                         action="api_key.read").exists()

@@ -47,10 +47,12 @@ def _account_page(
 ) -> HttpResponse:
     now = timezone.now()
     api_keys = list(keys.api_keys_for(actor=request.user))
+    reads = keys.api_key_reads(keys=api_keys, now=now)  # the user's own keys only
     for key in api_keys:
         key.state = (  # type: ignore[attr-defined]
             "revoked" if key.revoked_at else "expired" if key.expires_at and key.expires_at <= now else "active"
         )
+        key.recent_reads = reads.get(key.pk, [])  # type: ignore[attr-defined]
     context = {
         "error": error,
         "key_error": key_error,
