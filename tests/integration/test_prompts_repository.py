@@ -1,13 +1,17 @@
 """Prompts kept in a repository, for real, as a CI job runs it: `anvil prompts pull`, an edit, `diff`, `push
---submit` with an editor's API key against a running FORGE; another user (the reviewer, with their own key)
-approves through the management API, and the editor's key publishes it; `pull --environment production` then
-gives the edited files back. The editor's key can approve nothing, and a template that does not render fails
-`check` and `push`, changing nothing."""
+--submit` with an editor's API key against a running FORGE; a reviewer approves it as reviewers do, signed in to the
+FORGE's web pages (the review page's form, with its CSRF token, over HTTP), and the editor's key publishes it through
+the management API; a LIVE client running in its own process serves the edited prompt moments later, and `pull
+--environment production` gives the edited files back. The editor's key can approve nothing (approving through the
+API is covered by forge/tests/api/test_manage_api.py), and a template that does not render fails `check` and `push`,
+changing nothing."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -15,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -43,45 +48,102 @@ def api(forge: Any, key: str, method: str, path: str, body: Any = None) -> tuple
         return exc.code, json.loads(exc.read())
 
 
-def test_pull_edit_push_submit_approve_by_another_user_publish_and_pull_again(forge, tmp_path):
+LIVE_CLIENT = """
+import sys, time, anvil_client
+client = anvil_client.Client(forge_url=sys.argv[1], token=sys.argv[2], cache_dir=sys.argv[3], instance_name="web-1",
+                             checkin_interval=1, heartbeat_interval=1, backoff_initial=0.1, backoff_max=0.5)
+seen = None
+while True:
+    version = client.status()["versions"].get("core")
+    if version != seen:
+        seen = version
+        print(version, client.prompt("greeting.welcome", customer_name="Ada"), flush=True)
+    time.sleep(0.05)
+"""
+
+
+def signed_in(forge: Any, username: str) -> httpx.Client:
+    """A browser-like session: the login form's CSRF cookie and field, then the session cookie."""
+    web = httpx.Client(base_url=forge.url, follow_redirects=False, timeout=30)
+    login = web.get("/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+    answer = web.post("/login/", data={"username": username, "password": "anvil-demo", "csrfmiddlewaretoken": token})
+    assert answer.status_code == 302, answer.text[:2000]
+    return web
+
+
+def review_form(page: str) -> tuple[str, dict[str, str]]:
+    """The review page's decision form: its action and hidden fields (the CSRF token, the version in review)."""
+    form = re.search(r'<form method="post" action="([^"]+)" class="review-form">(.*?)</form>', page, re.S)
+    assert form, "the review page has no decision form"
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.group(2)))
+    return html.unescape(form.group(1)), {name: html.unescape(value) for name, value in hidden.items()}
+
+
+def test_pull_edit_push_submit_approve_in_the_web_publish_and_a_live_client_serves_it(forge, tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "anvil.toml").write_text(f'[anvil]\nforge_url = "{forge.url}"\n')  # the FORGE comes from anvil.toml
     editor = forge.cli("apikey", "create", "editor", "--name", "ci", "--org", "acme").strip()
-    reviewer = forge.cli("apikey", "create", "reviewer", "--name", "review bot").strip()
     assert editor.startswith("anvil_key_") and "\n" not in editor
+    live_token = forge.cli("token", "create", "acme/support-bot", "--environment", "production", "--kind", "live",
+                           "--name", "web").splitlines()[0].strip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANVIL_", "DJANGO_"))}
+    client = subprocess.Popen([sys.executable, "-c", LIVE_CLIENT, forge.url, live_token, str(tmp_path / "cache")],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        first = client.stdout.readline()
+        assert first.startswith("1 Hi Ada!"), first  # the demo's production version
 
-    pulled = anvil(repo, editor, "pull", SET, "--dir", "prompts")
-    assert pulled.returncode == 0, pulled.stderr
-    files = sorted(p.name for p in (repo / "prompts").iterdir())
-    assert "set.yaml" in files and "greeting.welcome.j2" in files
-    assert anvil(repo, editor, "diff", SET, "--dir", "prompts").returncode == 0  # nothing to change
+        pulled = anvil(repo, editor, "pull", SET, "--dir", "prompts")
+        assert pulled.returncode == 0, pulled.stderr
+        files = sorted(p.name for p in (repo / "prompts").iterdir())
+        assert "set.yaml" in files and "greeting.welcome.j2" in files
+        assert anvil(repo, editor, "diff", SET, "--dir", "prompts").returncode == 0  # nothing to change
 
-    welcome = repo / "prompts" / "greeting.welcome.j2"
-    welcome.write_text(welcome.read_text().rstrip("\n") + " We are glad you are here.\n")
-    diff = anvil(repo, editor, "diff", SET, "--dir", "prompts")
-    assert diff.returncode == 2 and "+" in diff.stdout and "We are glad you are here." in diff.stdout
-    dry = anvil(repo, editor, "push", SET, "--dir", "prompts", "--dry-run")
-    assert dry.returncode == 0 and "~ greeting.welcome" in dry.stdout
-    assert anvil(repo, editor, "diff", SET, "--dir", "prompts").returncode == 2  # the dry run changed nothing
+        welcome = repo / "prompts" / "greeting.welcome.j2"
+        welcome.write_text(welcome.read_text().rstrip("\n") + " We are glad you are here.\n")
+        diff = anvil(repo, editor, "diff", SET, "--dir", "prompts")
+        assert diff.returncode == 2 and "+" in diff.stdout and "We are glad you are here." in diff.stdout
+        dry = anvil(repo, editor, "push", SET, "--dir", "prompts", "--dry-run")
+        assert dry.returncode == 0 and "~ greeting.welcome" in dry.stdout
+        assert anvil(repo, editor, "diff", SET, "--dir", "prompts").returncode == 2  # the dry run changed nothing
 
-    pushed = anvil(repo, editor, "push", SET, "--dir", "prompts", "--submit")
-    assert pushed.returncode == 0, pushed.stderr
-    assert "Submitted for review as version 3" in pushed.stdout
-    again = anvil(repo, editor, "push", SET, "--dir", "prompts", "--submit")
-    assert again.returncode == 0 and "nothing changed" in again.stdout and "Submitted" not in again.stdout
+        pushed = anvil(repo, editor, "push", SET, "--dir", "prompts", "--submit")
+        assert pushed.returncode == 0, pushed.stderr
+        assert "Submitted for review as version 3" in pushed.stdout
+        again = anvil(repo, editor, "push", SET, "--dir", "prompts", "--submit")
+        assert again.returncode == 0 and "nothing changed" in again.stdout and "Submitted" not in again.stdout
 
-    status, refused = api(forge, editor, "POST", "versions/3/approve", {})
-    assert status == 403 and "editor" in refused["error"]  # push never approves; the editor's key cannot
-    status, approved = api(forge, reviewer, "POST", "versions/3/approve", {"comment": "from CI, fine"})
-    assert status == 200 and approved["state"] == "approved" and approved["created_by"] == "editor"
-    status, release = api(forge, editor, "POST", "versions/3/publish", {"environment": "production"})
-    assert status == 201 and release["version"] == 3 and release["published_by"] == "editor"
+        status, refused = api(forge, editor, "POST", "versions/3/approve", {})
+        assert status == 403 and "editor" in refused["error"]  # push never approves; the editor's key cannot
+
+        # The reviewer approves in the web, as a person does: the review page shows the change and the form.
+        reviewer = signed_in(forge, "reviewer")
+        page = reviewer.get("/o/acme/p/support-bot/s/core/review/")
+        assert page.status_code == 200 and "We are glad you are here." in page.text
+        action, hidden = review_form(page.text)
+        assert hidden["version"] == "3" and hidden["csrfmiddlewaretoken"]
+        forged = reviewer.post(action, data={**hidden, "csrfmiddlewaretoken": "x" * 64, "decision": "approve"})
+        assert forged.status_code == 403  # without the page's CSRF token the decision is refused
+        decided = reviewer.post(action, data={**hidden, "decision": "approve", "comment": "Warmer, fine."})
+        assert decided.status_code == 302 and decided.headers["location"] == "/o/acme/p/support-bot/s/core/"
+        status, version = api(forge, editor, "GET", "versions/3")
+        assert status == 200 and version["state"] == "approved" and version["created_by"] == "editor"
+        assert version["reviewed_by"] == "reviewer"
+
+        status, release = api(forge, editor, "POST", "versions/3/publish", {"environment": "production"})
+        assert status == 201 and release["version"] == 3 and release["published_by"] == "editor"
+        served = client.stdout.readline()  # the LIVE client: the next version it runs, and what it renders
+        assert served.startswith("3 ") and served.rstrip("\n").endswith("We are glad you are here."), served
+    finally:
+        client.terminate()
+        client.wait(10)
 
     live = anvil(repo, editor, "pull", SET, "--dir", "live", "--environment", "production")
     assert live.returncode == 0, live.stderr
     assert (repo / "live" / "greeting.welcome.j2").read_text() == welcome.read_text()
-    status, audit = api(forge, reviewer, "GET", "/api/v1/manage/organisations/acme/audit?action=version.approve")
+    status, audit = api(forge, editor, "GET", "/api/v1/manage/organisations/acme/audit?action=version.approve")
     assert status == 200 and audit["items"][0]["actor"] == "reviewer"
 
 
