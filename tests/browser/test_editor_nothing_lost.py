@@ -86,7 +86,7 @@ def test_save_after_the_session_ended_keeps_the_text_through_sign_in_and_saves_i
 
     expect(page).to_have_url(forge.url + EDITOR)
     expect(page.locator("#template")).to_have_value(typed)
-    expect(page.locator("#draft-offer")).to_contain_text("was not saved")
+    expect(page.locator("#draft-offer")).to_contain_text("did not reach the FORGE")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_text("Saved greeting.welcome.")).to_be_visible()
     page.reload()
@@ -171,3 +171,29 @@ def test_editor_keys_save_refresh_indent_and_leave(page: Page, forge):
     page.locator("#description").press("Control+s")
     expect(page.get_by_text("Saved greeting.welcome.")).to_be_visible()
     expect(page.locator("#template")).to_have_value("Hi {{ customer_name }}  ")
+
+
+def test_a_draft_restored_over_a_newer_revision_meets_the_conflict_view(page: Page, browser: Browser, forge):
+    sign_in(page, forge.url, "owner")
+    open_editor(page, forge.url)
+    page.locator("#template").fill("Draft {{ customer_name }} from an older revision")
+    page.wait_for_timeout(400)
+    theirs_context = browser.new_context()
+    try:
+        theirs = theirs_context.new_page()
+        sign_in(theirs, forge.url, "editor")
+        open_editor(theirs, forge.url)
+        theirs.locator("#template").fill("Theirs meanwhile {{ customer_name }}")
+        theirs.get_by_role("button", name="Save", exact=True).click()
+        expect(theirs.get_by_text("Saved greeting.welcome.")).to_be_visible()
+    finally:
+        theirs_context.close()
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.reload()
+    expect(page.locator("#draft-offer")).to_contain_text("the prompt is now at revision")
+    page.get_by_test_id("draft-restore").click()
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#save-error")).to_contain_text("Not saved: editor saved this prompt")
+    expect(page.get_by_test_id("conflict-theirs")).to_contain_text("Theirs meanwhile")
+    expect(page.locator("#template")).to_have_value("Draft {{ customer_name }} from an older revision")

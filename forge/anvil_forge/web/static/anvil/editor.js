@@ -11,6 +11,7 @@
   var form = document.getElementById("editor-form");
   if (!form) { return; }
   var FIELDS = ["template", "description", "metadata"];
+  var BASE_FIELDS = ["base_revision", "base_template", "base_description", "base_metadata"];
   var editable = form.hasAttribute("data-editable");
   var storageKey = "anvil:draft:" + form.getAttribute("data-draft-key");
   var revision = form.getAttribute("data-revision");
@@ -36,7 +37,10 @@
   };
   var writeDraft = function (extra) {
     if (!storage) { return; }
-    var draft = { fields: values(), base: form.elements.namedItem("base_revision").value, at: Date.now() };
+    // The revision (and text) the typing started from travel with it, so a restored draft saved over someone
+    // else's newer change meets the conflict view instead of replacing it.
+    var draft = { fields: values(), base: field("base_revision").value, at: Date.now(), started: {} };
+    BASE_FIELDS.forEach(function (name) { var el = field(name); if (el) { draft.started[name] = el.value; } });
     Object.keys(extra || {}).forEach(function (k) { draft[k] = extra[k]; });
     try { storage.setItem(storageKey, JSON.stringify(draft)); } catch (e) { /* full: nothing more to do */ }
   };
@@ -55,6 +59,10 @@
     FIELDS.forEach(function (name) {
       var el = field(name);
       if (el && typeof draft.fields[name] === "string") { el.value = draft.fields[name]; }
+    });
+    BASE_FIELDS.forEach(function (name) {
+      var el = field(name);
+      if (el && draft.started && typeof draft.started[name] === "string") { el.value = draft.started[name]; }
     });
     form.setAttribute("data-unsaved", "");
     // Tells anvil.js's leave guard and the live check that the text changed.
@@ -101,8 +109,8 @@
     if (!offer) { return; }
     offer.textContent = "";
     var p = document.createElement("p");
-    p.textContent = "Your text from " + clock(draft.at) + " was not saved (you were signed out). It is back in "
-      + "the editor: save it now.";
+    p.textContent = "Your text from " + clock(draft.at) + " did not reach the FORGE (the session had ended, or the "
+      + "FORGE was away). It is back in the editor: save it now.";
     offer.appendChild(p);
     offer.hidden = false;
   };
