@@ -1,10 +1,12 @@
 """A fleet of LIVE clients in one process, for the rollout tests and bench (run as a script).
 
-Runs ``--count`` :class:`anvil_client.Client` objects, each with its own cache directory (so its own instance id),
-renders ``greeting.welcome`` on each every ``--every`` seconds as a host would, and writes what each served to
-``--status`` (JSON, replaced atomically): ``{"instances": {instance id: {"text": ..., "error": ...,
-"first_error_at": epoch seconds or null}}, "at": epoch seconds}``. Ends when ``--status`` + ".stop" exists or after
-``--seconds``.
+The rollout tests run 20 of these processes with ``--count 1`` each (one real client process per instance); the
+bench runs one with ``--count 20``. Runs ``--count`` :class:`anvil_client.Client` objects, each with its own
+cache directory (so its own instance id), renders ``greeting.welcome`` on each every ``--every`` seconds as a
+host would, and writes what each served to ``--status`` (JSON, replaced atomically): ``{"instances": {instance
+id: {"text": ..., "error": ..., "first_error_at": epoch seconds or null}}, "at": epoch seconds}``, where
+``first_error_at`` is the first error after the instance's first text (not the start-up's "serving nothing
+yet" of a slow FORGE). Ends when ``--status`` + ".stop" exists or after ``--seconds``.
 """
 
 from __future__ import annotations
@@ -25,12 +27,19 @@ def main() -> int:
     parser.add_argument("--dir", required=True)
     parser.add_argument("--status", required=True)
     parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--first", type=int, default=0, help="the number of the first client (its instance name)")
     parser.add_argument("--every", type=float, default=0.05)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--checkin-interval", type=float, default=60.0)
     parser.add_argument("--no-guard", action="store_true", help="render errors reach the host (no render guard)")
     args = parser.parse_args()
 
+    if os.environ.get("ANVIL_FLEET_LOG"):  # what each client did, to debug a test: <status>.log
+        import logging
+
+        logging.basicConfig(
+            filename=args.status + ".log", level=logging.INFO, format="%(created).3f %(name)s %(message)s"
+        )
     import anvil_client
     from anvil_client._state import host_instance_id
 
@@ -43,7 +52,7 @@ def main() -> int:
             forge_url=args.forge,
             token=args.token,
             cache_dir=cache,
-            instance_name=f"fleet-{n:02d}",
+            instance_name=f"fleet-{args.first + n:02d}",
             heartbeat_interval=1,
             backoff_initial=0.1,
             backoff_max=0.5,
@@ -59,6 +68,7 @@ def main() -> int:
     stop_path = Path(args.status + ".stop")
     first_error: dict[str, float] = {}
     failing_since: dict[str, float] = {}
+    served: set[str] = set()  # the instances that served a text once: their errors count from then on
     deadline = time.monotonic() + args.seconds
     try:
         while time.monotonic() < deadline and not stop_path.exists():
@@ -67,10 +77,12 @@ def main() -> int:
                 try:
                     text, error = client.prompt("greeting.welcome", customer_name="Ada"), None
                     failing_since.pop(instance_id, None)
+                    served.add(instance_id)
                 except Exception as exc:  # what a host would see
                     text, error = None, f"{type(exc).__name__}: {exc}"
-                    first_error.setdefault(instance_id, time.time())
-                    failing_since.setdefault(instance_id, time.time())
+                    if instance_id in served:  # not the start-up's "serving nothing yet" (a slow FORGE)
+                        first_error.setdefault(instance_id, time.time())
+                        failing_since.setdefault(instance_id, time.time())
                 state[instance_id] = {
                     "text": text,
                     "error": error,

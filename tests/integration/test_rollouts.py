@@ -1,8 +1,9 @@
 """Canary rollouts against a real FORGE and 20 real LIVE clients (issue 16).
 
-The 20 :class:`anvil_client.Client` objects run in one other process (``rollout_fleet.py``: 20 processes are
-too heavy for the 2 shared cores), each with its own cache directory and so its own instance id, rendering
-``greeting.welcome`` as a host would. Rollouts are started and moved on with the ``anvil-forge manage shell``
+The 20 clients are 20 other processes (``rollout_fleet.py --count 1`` each: one :class:`anvil_client.Client`
+with its own cache directory and so its own instance id, rendering ``greeting.welcome`` as a host would, and
+writing what it served to its own status file). Each ends by itself after ``FLEET_SECONDS`` at the latest, and the
+fixture stops (then kills) every one of them. Rollouts are started and moved on with the ``anvil-forge manage shell``
 command (a third process), as an operator's page click would: the FORGE hears of them by itself.
 """
 
@@ -52,50 +53,75 @@ def eligible(forge: ForgeProcess) -> int:
     return int(out.strip().splitlines()[-1])
 
 
-class Fleet:
-    def __init__(self, forge: ForgeProcess, workdir: Path, count: int = 20, *extra: str) -> None:
-        self.status = workdir / "status.json"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(FLEET),
-                "--forge",
-                forge.url,
-                "--token",
-                live_token(forge, "fleet"),
-                "--dir",
-                str(workdir / "clients"),
-                "--status",
-                str(self.status),
-                "--count",
-                str(count),
-                "--seconds",
-                "150",
-                *extra,
-            ],
-            cwd=Path(__file__).parents[2],
-        )
+FLEET_SIZE = 20
+FLEET_SECONDS = 150  # each client process ends by itself after this, whatever happens to the test
 
-    def texts(self) -> dict[str, str | None]:
+
+class Fleet:
+    """``count`` LIVE client processes, one client each."""
+
+    def __init__(self, forge: ForgeProcess, workdir: Path, count: int = FLEET_SIZE, *extra: str) -> None:
+        token = live_token(forge, "fleet")
+        self.statuses = [workdir / f"status-{n:02d}.json" for n in range(count)]
+        self.processes: list[subprocess.Popen[bytes]] = []
         try:
-            data = json.loads(self.status.read_text())
-        except (OSError, ValueError):
-            return {}
-        return {instance_id: state["text"] for instance_id, state in data["instances"].items()}
+            for n, status in enumerate(self.statuses):
+                self.processes.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            str(FLEET),
+                            "--forge",
+                            forge.url,
+                            "--token",
+                            token,
+                            "--dir",
+                            str(workdir / f"process-{n:02d}"),
+                            "--status",
+                            str(status),
+                            "--count",
+                            "1",
+                            "--first",
+                            str(n),
+                            "--seconds",
+                            str(FLEET_SECONDS),
+                            "--every",
+                            "0.1",  # 20 processes x 10 renders (and status writes) a second
+                            *extra,
+                        ],
+                        cwd=Path(__file__).parents[2],
+                    )
+                )
+        except BaseException:
+            self.stop()
+            raise
 
     def state(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.status.read_text())
-        except (OSError, ValueError):
-            return {}
+        """The processes' status files merged: ``{"instances": {instance id: {...}}}`` (those written so far)."""
+        instances: dict[str, Any] = {}
+        for status in self.statuses:
+            try:
+                instances.update(json.loads(status.read_text())["instances"])
+            except (OSError, ValueError, KeyError):
+                continue
+        return {"instances": instances}
+
+    def texts(self) -> dict[str, str | None]:
+        return {instance_id: state["text"] for instance_id, state in self.state()["instances"].items()}
+
+    def pids(self) -> set[int]:
+        return {process.pid for process in self.processes if process.poll() is None}
 
     def stop(self) -> None:
-        Path(str(self.status) + ".stop").touch()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        for status in self.statuses:
+            Path(str(status) + ".stop").touch()
+        deadline = time.monotonic() + 20
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @pytest.fixture
@@ -109,10 +135,13 @@ def fleet(forge: ForgeProcess, tmp_path: Path) -> Iterator[Fleet]:
 
 
 def _fleet(forge: ForgeProcess, tmp_path: Path, *extra: str) -> Iterator[Fleet]:
-    running = Fleet(forge, tmp_path, 20, *extra)
+    running = Fleet(forge, tmp_path, FLEET_SIZE, *extra)
     try:
-        assert eventually(lambda: len(running.texts()) == 20 and set(running.texts().values()) == {V1}, timeout=30)
-        assert eventually(lambda: eligible(forge) == 20, timeout=30)
+        assert len(running.pids()) == FLEET_SIZE  # 20 client processes, none of them this one
+        assert eventually(
+            lambda: len(running.texts()) == FLEET_SIZE and set(running.texts().values()) == {V1}, timeout=40
+        ), running.texts()
+        assert eventually(lambda: eligible(forge) == FLEET_SIZE, timeout=30)
         yield running
     finally:
         running.stop()
