@@ -488,11 +488,22 @@ def rollout_abort(
 class Side:
     renders: int = 0
     errors: int = 0
+    outcomes_ok: int = 0  # outcomes the hosts reported with ``anvil_client.report(...)``
+    outcomes_failed: int = 0
 
     @property
     def rate(self) -> float:
         """Errors per 100 renders (0 without renders)."""
         return 100.0 * self.errors / self.renders if self.renders else 0.0
+
+    @property
+    def outcomes(self) -> int:
+        return self.outcomes_ok + self.outcomes_failed
+
+    @property
+    def failure_rate(self) -> float:
+        """Failed outcomes per 100 reported outcomes (0 without outcomes)."""
+        return 100.0 * self.outcomes_failed / self.outcomes if self.outcomes else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,6 +519,11 @@ def judge(*, canary: Side, baseline: Side, threshold: float, min_renders: int, b
 
     Fails as soon as the canary has ``min_renders`` renders and its error rate exceeds the baseline's by more
     than ``threshold`` points; passes when, besides, the bake time is over and it does not.
+
+    Outcomes the hosts report (``anvil_client.report(prompt_id, ok, kind=...)``) are judged the same way when
+    there are enough of them: once the canary has ``min_renders`` reported outcomes and the other instances at
+    least one, a failed-outcome rate more than ``threshold`` points above the others' fails the stage too. Hosts
+    that report no outcomes are judged on render errors alone.
     """
     if canary.renders < min_renders:
         return Verdict("wait", f"not enough traffic yet ({canary.renders} of {min_renders} renders)", canary, baseline)
@@ -521,15 +537,31 @@ def judge(*, canary: Side, baseline: Side, threshold: float, min_renders: int, b
             canary,
             baseline,
         )
+    judged_outcomes = canary.outcomes >= min_renders and baseline.outcomes > 0
+    if judged_outcomes:
+        worse_by = canary.failure_rate - baseline.failure_rate
+        if worse_by > threshold:
+            return Verdict(
+                "fail",
+                f"canary failed outcomes {canary.failure_rate:.1f}% ({canary.outcomes_failed} of {canary.outcomes} "
+                f"reported) is {worse_by:.1f} points above the previous version's {baseline.failure_rate:.1f}% on "
+                f"the other instances (threshold {threshold:g})",
+                canary,
+                baseline,
+            )
     if bake_left > 0:
         return Verdict("wait", f"baking: {math.ceil(bake_left)} s left", canary, baseline)
-    return Verdict("pass", f"canary error rate {canary.rate:.1f}% vs {baseline.rate:.1f}%", canary, baseline)
+    message = f"canary error rate {canary.rate:.1f}% vs {baseline.rate:.1f}%"
+    if judged_outcomes:
+        message += f", failed outcomes {canary.failure_rate:.1f}% vs {baseline.failure_rate:.1f}%"
+    return Verdict("pass", message, canary, baseline)
 
 
 def _default_health(rollout: Rollout, now: datetime) -> tuple[Side, Side]:
     """(canary, baseline) of the current stage, from the health app's counters (what the check-ins reported, per
     version, instance and minute; the one record of the signals): the canary version's renders and render errors
-    on the chosen instances, the previous version's on the others, from the minute the stage started in.
+    on the chosen instances, the previous version's on the others, from the minute the stage started in; and the
+    outcomes the hosts reported of each.
 
     Render errors include the renders the client's render guard answered with the previous text (a guarded
     render is counted as an error of its kind), so a canary the guard hides still fails."""
@@ -542,7 +574,11 @@ def _default_health(rollout: Rollout, now: datetime) -> tuple[Side, Side]:
         rest_version_id=rollout.previous_release.version_id,
         since=rollout.stage_started_at,
     )
-    return Side(health.canary.renders, health.canary.errors), Side(health.rest.renders, health.rest.errors)
+    canary, rest = health.canary, health.rest
+    return (
+        Side(canary.renders, canary.errors, canary.outcomes_ok, canary.outcomes_failed),
+        Side(rest.renders, rest.errors, rest.outcomes_ok, rest.outcomes_failed),
+    )
 
 
 # Tests and the bench may replace this: (rollout, now) -> (canary, baseline).
@@ -592,8 +628,8 @@ def rollout_evaluate(rollout: Rollout, *, now: datetime | None = None) -> Verdic
         "at": now.isoformat(),
         "outcome": verdict.outcome,
         "message": verdict.message,
-        "canary": {"renders": canary.renders, "errors": canary.errors, "rate": round(canary.rate, 3)},
-        "baseline": {"renders": baseline.renders, "errors": baseline.errors, "rate": round(baseline.rate, 3)},
+        "canary": _look(canary),
+        "baseline": _look(baseline),
         "eligible": len(eligible),
     }
     if verdict.outcome == "fail":
@@ -614,6 +650,17 @@ def rollout_evaluate(rollout: Rollout, *, now: datetime | None = None) -> Verdic
             _changed(locked.environment_id)
         locked.save(update_fields=fields)
     return verdict
+
+
+def _look(side: Side) -> dict[str, Any]:
+    return {
+        "renders": side.renders,
+        "errors": side.errors,
+        "rate": round(side.rate, 3),
+        "outcomes_ok": side.outcomes_ok,
+        "outcomes_failed": side.outcomes_failed,
+        "failure_rate": round(side.failure_rate, 3),
+    }
 
 
 def rollouts_evaluate(*, now: datetime | None = None) -> int:

@@ -316,6 +316,45 @@ def test_check_in_signals_feed_the_evaluator_and_a_failing_canary_halts(fleet, v
     assert "100.0%" in rollout.reason and rollout.evaluation["canary"]["errors"] == 12
 
 
+def test_judge_fails_a_canary_whose_reported_outcomes_fail_more_once_there_are_enough():
+    def judge(canary, baseline, bake_left=0):
+        return rollouts.judge(canary=canary, baseline=baseline, threshold=5, min_renders=20, bake_left=bake_left)
+
+    failing = judge(Side(100, 0, 10, 10), Side(1000, 0, 900, 100), bake_left=300)
+    assert failing.outcome == "fail" and failing.message.startswith("canary failed outcomes 50.0% (10 of 20 reported)")
+    assert "points above the previous version's 10.0%" in failing.message
+    # Too few outcomes on the canary, or none reported by the others: judged on render errors alone.
+    assert judge(Side(100, 0, 5, 10), Side(1000, 0, 900, 100)).outcome == "pass"
+    assert judge(Side(100, 0, 0, 20), Side(1000, 0)).outcome == "pass"
+    within = judge(Side(100, 0, 17, 3), Side(1000, 0, 900, 100))
+    assert within.outcome == "pass" and "failed outcomes 15.0% vs 10.0%" in within.message
+
+
+def test_failed_outcomes_reported_by_canary_hosts_halt_the_rollout(fleet, version2):
+    from anvil_forge.distribution.services import instance_checkins_record
+
+    rollout = _start(fleet, version2, min_renders=10)
+    slug = fleet.prompt_set.slug
+    now = timezone.now()
+
+    def reporting(instance_id, number, ok, failed):
+        outcomes = {"ok": ok, "failed": {"llm_error": failed}} if failed else {"ok": ok}
+        body = {"instance_id": instance_id, "process_id": 1, "versions": {slug: number},
+                "signals": {slug: {str(number): {"renders": 50, "outcomes": outcomes}}}}
+        return (fleet.token, parse_checkin(json.dumps(body).encode()), now)
+
+    others = [i for i in INSTANCES if i not in rollout.chosen]
+    instance_checkins_record(
+        checkins=[reporting(i, version2.number, 5, 5) for i in rollout.chosen]
+        + [reporting(i, 1, 49, 1) for i in others]
+    )
+    rollouts.rollouts_evaluate()
+    rollout.refresh_from_db()
+    assert rollout.state == RolloutState.HALTED and rollout.reason.startswith("canary failed outcomes 50.0%")
+    assert rollout.evaluation["canary"]["outcomes_failed"] == 5 * len(rollout.chosen)
+    assert rollout.evaluation["baseline"]["failure_rate"] == 2.0
+
+
 def test_a_canary_within_the_threshold_is_not_halted_by_the_shared_counters(fleet, version2):
     from anvil_forge.distribution.services import instance_checkins_record
 
