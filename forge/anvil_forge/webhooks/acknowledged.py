@@ -4,7 +4,9 @@ The check-in writer records the acknowledgements of single instances (``release.
 ``distribution.services``); after its batch commits it hands the ids of the releases concerned to
 :func:`check_after_commit` (a set add and a wake-up, nothing more), and the webhooks drainer thread
 (``webhooks.drain``) runs :func:`release_check` for each of them, coalesced: a flood of acknowledgements of one
-release after a publish costs one check per wake-up, never a query in the writer.
+release after a publish costs one check per wake-up, never a query in the writer. Every five minutes the thread
+also sweeps the day's releases not acknowledged yet, for the instance that was the last one behind and stopped
+without a goodbye: it ages out without an acknowledgement that would prompt a check.
 
 A release is *acknowledged* when, of the environment's instances first seen before it was published, those that
 follow its set and are still live have each applied it (acknowledged it, or all their live processes run it),
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -36,6 +39,10 @@ ACTION = "release.acknowledged"
 _lock = threading.Lock()
 _pending: set[int] = set()
 _done: set[int] = set()  # releases known to be acknowledged already (this process): no query for them again
+_last_sweep = 0.0  # time.monotonic() of the last sweep of the day's releases
+SWEEP_SECONDS = 300.0
+SWEEP_WINDOW = timedelta(days=1)
+SWEEP_RELEASES = 200
 
 
 def check_after_commit(release_ids: list[int]) -> None:
@@ -55,17 +62,40 @@ def note(release_ids: list[int]) -> None:
 
 
 def check_pending() -> int:
-    """Check every queued release (the drainer's call); how many became acknowledged."""
+    """Check every queued release (the drainer's call), and every :data:`SWEEP_SECONDS` the day's releases not
+    acknowledged yet (an instance that was the last one behind and stopped without a goodbye ages out with no
+    acknowledgement to prompt a check); how many became acknowledged."""
+    global _last_sweep
     with _lock:
-        ids = sorted(_pending)
+        ids = set(_pending)
         _pending.clear()
+    if time.monotonic() - _last_sweep >= SWEEP_SECONDS:
+        _last_sweep = time.monotonic()
+        ids.update(_unacknowledged_recent())
     fired = 0
-    for release_id in ids:
+    for release_id in sorted(ids):
         try:
             fired += release_check(release_id) is not None
         except Exception:  # logged; the next acknowledgement of the release asks again
             logger.exception("webhooks: checking whether release %s is acknowledged failed", release_id)
     return fired
+
+
+def _unacknowledged_recent(*, now: datetime | None = None) -> list[int]:
+    """The newest :data:`SWEEP_RELEASES` releases published in the last :data:`SWEEP_WINDOW` and not acknowledged by
+    every instance yet (read by primary key: releases only grow)."""
+    from anvil_forge.distribution.models import Release
+    from anvil_forge.webhooks.models import ReleaseAcknowledged
+
+    since = (now or timezone.now()) - SWEEP_WINDOW
+    recent = [
+        pk
+        for pk, published_at in Release.objects.order_by("-id").values_list("pk", "published_at")[:SWEEP_RELEASES]
+        if published_at >= since and pk not in _done
+    ]
+    done = set(ReleaseAcknowledged.objects.filter(release_id__in=recent).values_list("release_id", flat=True))
+    _done.update(done)
+    return [pk for pk in recent if pk not in done]
 
 
 def release_check(release_id: int, *, now: datetime | None = None) -> AuditEvent | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from django.utils import timezone
 from anvil_forge.audit.models import AuditEvent
 from anvil_forge.distribution import services as distribution
 from anvil_forge.distribution.checkin import CheckIn
-from anvil_forge.distribution.models import LiveInstance
+from anvil_forge.distribution.models import LiveInstance, LiveProcess
 from anvil_forge.webhooks import acknowledged, services
 from anvil_forge.webhooks.models import Delivery, ReleaseAcknowledged
 from forge.tests import factories
@@ -19,9 +20,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _forget():
+def _forget(monkeypatch):
     acknowledged._done.clear()
     acknowledged._pending.clear()
+    monkeypatch.setattr(acknowledged, "_last_sweep", time.monotonic())  # no sweep unless a test asks for one
     yield
     acknowledged._done.clear()
 
@@ -130,3 +132,22 @@ def test_a_webhook_that_wants_it_gets_a_delivery_with_a_chat_text(team, token, p
 
     body = payload_for(delivery.event, chat=True, delivery_id="x")
     assert "saw every instance apply" in body["text"] and body["data"]["instances"] == 1
+
+
+def test_the_last_instance_behind_ageing_out_without_a_goodbye_is_found_by_the_sweep(team, token, prompt_set):
+    slug = prompt_set.slug
+    publish(prompt_set, team, 1)
+    checkin(token, "done", versions={slug: 1})
+    checkin(token, "crashed", versions={slug: 1})
+    release = publish(prompt_set, team, 2)
+    checkin(token, "done", versions={slug: 2})
+    assert acknowledged.release_check(release.pk) is None  # "crashed" is behind
+    LiveProcess.objects.filter(instance__instance_id="crashed").update(expires_at=timezone.now())  # aged out
+
+    assert acknowledged.check_pending() == 0  # nothing prompts a check...
+    acknowledged._last_sweep = 0.0  # ...until the sweep (every SWEEP_SECONDS)
+    assert acknowledged.check_pending() == 1
+    [event] = events()
+    assert event.object_id == str(release.pk) and event.data["offline"] == 1 and event.data["instances"] == 1
+    acknowledged._last_sweep = 0.0
+    assert acknowledged.check_pending() == 0  # swept again: acknowledged already
