@@ -128,7 +128,8 @@ class Client:
         """Render prompt ``prompt_id`` with ``variables`` and/or keyword arguments.
 
         No lock, no I/O, no network: a dictionary read and a render. ``fallback`` is returned (and the
-        problem logged) instead of raising an :class:`AnvilError`.
+        problem logged) instead of raising an :class:`AnvilError`. ``anvil_client.prompt`` has the same body
+        (change both: ``tests/test_module.py`` compares them).
         """
         try:
             entry = self._prompts[prompt_id]

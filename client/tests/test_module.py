@@ -60,3 +60,32 @@ def test_configure_replaces_the_default_client_and_closes_the_old_one(
     assert anvil_client.default_client() is second is not first
     assert first._closed
     assert anvil_client.prompt("welcome.message", name="A") == "Hello A (v2)"
+
+
+def test_the_module_function_has_the_client_methods_hot_path_body() -> None:
+    """``anvil_client.prompt`` repeats ``Client.prompt``'s body on the default client (one frame less on the
+    README's form): the two must stay the same, statement for statement."""
+    import ast
+    import inspect
+    import textwrap
+
+    from anvil_client._client import Client
+
+    class Rename(ast.NodeTransformer):
+        names = {"client": "self", "_last": "last", "_remember": "remember"}
+
+        def visit_Name(self, node: ast.Name) -> ast.Name:
+            return ast.copy_location(ast.Name(id=self.names.get(node.id, node.id), ctx=node.ctx), node)
+
+    def body(function: object, skip: int) -> list[str]:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))  # type: ignore[arg-type]
+        statements = tree.body[0].body[1 + skip:]  # type: ignore[attr-defined]  # after the docstring
+        return [ast.dump(Rename().visit(statement)) for statement in statements]
+
+    module = body(anvil_client.prompt, skip=1)  # after ``client = _default or _make_default()``
+    assert len(module) >= 8
+    method = body(Client.prompt, skip=0)
+    assert module == method
+    assert inspect.signature(anvil_client.prompt).parameters.keys() == (
+        inspect.signature(Client.prompt).parameters.keys() - {"self"}
+    )
