@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from tests.browser.test_narrow_screens import MAIN_PAGES, PHONE, main_pages_forge  # noqa: F401 (a fixture)
 
@@ -99,3 +99,25 @@ def test_axe_finds_what_it_should(axe_page: Page, main_pages_forge):  # noqa: F8
     assert "#faint" in [node["target"] for node in found["color-contrast"]["nodes"]]
     assert found["image-alt"]["impact"] == "critical"
     assert found["button-name"]["impact"] == "critical"
+
+
+def _assert_no_serious(page: Page, name: str) -> None:
+    page.add_script_tag(path=str(AXE))
+    violations = page.evaluate(RUN_AXE)
+    serious = [violation for violation in violations if violation["impact"] in FAILING_IMPACTS]
+    assert not serious, _report(name, page.url, serious)
+
+
+def test_axe_on_pages_that_show_a_problem(axe_page: Page, main_pages_forge):  # noqa: F811
+    """The error states the main pages show: a refused sign-in, a template with a syntax error in the editor."""
+    main_pages_forge.open(axe_page, "", "/login/")
+    axe_page.get_by_label("Username").fill("editor")
+    axe_page.get_by_label("Password").fill("not the password")
+    axe_page.get_by_role("button", name="Sign in").click()
+    axe_page.wait_for_load_state("load")
+    _assert_no_serious(axe_page, "refused sign-in")
+
+    main_pages_forge.open(axe_page, "editor", "/o/acme/p/support-bot/s/core/prompts/greeting.welcome/")
+    axe_page.get_by_role("textbox", name="Template").fill("Welcome back, {{ customer_name }")
+    expect(axe_page.get_by_test_id("template-error")).to_contain_text("Line 1")
+    _assert_no_serious(axe_page, "editor with a syntax error")
