@@ -12,7 +12,7 @@ Environment:
     DEBUG             true/false (default false)
     ANVIL_PUBLIC_URL  the URL LIVE clients and peers use to reach this FORGE (goes into bundles)
     EMAIL_URL         smtp://user:pass@host:port, smtp+tls://..., smtp+ssl://..., console:// (default: no e-mail)
-    EMAIL_FROM        the sender of the FORGE's e-mail (invitations, password resets)
+    EMAIL_FROM        the sender of the FORGE's e-mail (invitations, password resets, review notifications)
 """
 
 from __future__ import annotations
