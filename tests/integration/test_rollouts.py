@@ -203,6 +203,15 @@ print(version.number)
 """
 
 
+ROLLOUT_PAGE = """
+from django.test import Client
+r = Rollout.objects.get()
+client = Client(HTTP_HOST="127.0.0.1")
+client.force_login(editor)
+print(client.get(f"/o/acme/p/support-bot/s/core/rollouts/{r.pk}/").content.decode())
+"""
+
+
 @pytest.fixture
 def unguarded_fleet(forge: ForgeProcess, tmp_path: Path) -> Iterator[Fleet]:
     yield from _fleet(forge, tmp_path, "--no-guard")
@@ -247,6 +256,10 @@ def test_a_canary_whose_template_fails_for_the_hosts_variables_halts_by_itself(
     assert back_at - first_failure < 5.0
     # The instances not chosen never saw the failing version.
     assert all(state["error"] is None for i, state in fleet.state()["instances"].items() if i not in chosen)
+    # The rollout page says what the canary instances reported (from the FORGE's one record of the signals).
+    page = shell(forge, ROLLOUT_PAGE)
+    assert f"Canary instances report problems with version {number}" in page
+    assert "failed to render greeting.welcome: missing variable order_id" in page
 
 
 def test_a_healthy_canary_is_promoted_through_its_stages_to_everyone_by_itself(forge: ForgeProcess, fleet: Fleet):
