@@ -32,6 +32,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--checkin-interval", type=float, default=60.0)
     parser.add_argument("--no-guard", action="store_true", help="render errors reach the host (no render guard)")
+    parser.add_argument(
+        "--outcomes-fail-on",
+        default=None,
+        help="report an outcome after each render (anvil_client.report): failed (parse_error) when the text "
+        "served is this one, else ok",
+    )
     args = parser.parse_args()
 
     if os.environ.get("ANVIL_FLEET_LOG"):  # what each client did, to debug a test: <status>.log
@@ -78,6 +84,9 @@ def main() -> int:
                     text, error = client.prompt("greeting.welcome", customer_name="Ada"), None
                     failing_since.pop(instance_id, None)
                     served.add(instance_id)
+                    if args.outcomes_fail_on is not None:  # what the host made of the model's answer
+                        failed = text == args.outcomes_fail_on
+                        client.report("greeting.welcome", not failed, kind="parse_error" if failed else "")
                 except Exception as exc:  # what a host would see
                     text, error = None, f"{type(exc).__name__}: {exc}"
                     if instance_id in served:  # not the start-up's "serving nothing yet" (a slow FORGE)

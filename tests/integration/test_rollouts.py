@@ -291,6 +291,38 @@ def test_a_healthy_canary_is_promoted_through_its_stages_to_everyone_by_itself(f
     assert actions == ["rollout.complete", "rollout.promote", "rollout.start"]
 
 
+@pytest.fixture
+def reporting_fleet(forge: ForgeProcess, tmp_path: Path) -> Iterator[Fleet]:
+    # Each host reports the outcome of every render: failed when it served version 2's text.
+    yield from _fleet(forge, tmp_path, "--outcomes-fail-on", V2)
+
+
+def test_a_canary_whose_outcomes_the_hosts_report_as_failed_halts_by_itself(
+    forge: ForgeProcess, reporting_fleet: Fleet
+):
+    fleet = reporting_fleet
+    out = shell(
+        forge,
+        "r = rollouts.rollout_start(actor=editor, version=core.versions.get(number=2), "
+        "environment=production, stages='25:3600,100', min_renders=5, threshold=5); print(json.dumps(r.chosen))",
+    )
+    chosen = set(json.loads(out.strip().splitlines()[-1]))
+    assert len(chosen) == 5
+    assert eventually(lambda: on(fleet, V2) & chosen, timeout=10)  # the canary renders fine...
+    assert eventually(lambda: not on(fleet, V2), timeout=15), on(fleet, V2)  # ...but its outcomes fail: back
+    assert on(fleet, V1) == set(fleet.texts())
+    out = shell(
+        forge,
+        "r = Rollout.objects.get(); print(json.dumps([r.state, r.reason, r.halt_release.version.number, "
+        "r.evaluation['canary'], r.evaluation['baseline']]))",
+    )
+    state, reason, rollback, canary, baseline = json.loads(out.strip().splitlines()[-1])
+    assert state == "halted" and reason.startswith("canary failed outcomes"), reason
+    assert rollback == 3
+    assert canary["errors"] == 0 and canary["outcomes_failed"] >= 5 and canary["failure_rate"] == 100.0
+    assert baseline["outcomes_ok"] > 0 and baseline["outcomes_failed"] == 0
+
+
 @pytest.mark.skipif(postgres_url() is None, reason="needs PostgreSQL: two FORGE processes share one database")
 def test_two_forge_processes_halt_a_failing_canary_once(
     make_forge: Callable[..., ForgeProcess], forge: ForgeProcess, unguarded_fleet: Fleet
