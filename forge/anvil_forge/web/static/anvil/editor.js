@@ -214,4 +214,38 @@
     });
     template.addEventListener("blur", function () { escaped = false; });
   }
+
+  // Jinja highlighting (Prism's django/jinja2 grammar, vendored): a highlighted copy of the text sits under
+  // the real textarea, whose own text is transparent. The textarea stays the field that is typed in, posted
+  // and read by assistive technology; without Prism it is a plain textarea.
+  var Prism = window.Prism;
+  if (template && Prism && Prism.languages && Prism.languages.django) {
+    var wrap = document.createElement("div");
+    wrap.className = "code-editor";
+    var pre = document.createElement("pre");
+    pre.className = "code-highlight";
+    pre.setAttribute("aria-hidden", "true");
+    var code = document.createElement("code");
+    pre.appendChild(code);
+    template.parentNode.insertBefore(wrap, template);
+    wrap.appendChild(pre);
+    wrap.appendChild(template);
+    var computed = window.getComputedStyle(template);
+    ["fontFamily", "fontSize", "fontWeight", "lineHeight", "letterSpacing", "wordSpacing", "tabSize",
+     "paddingTop", "paddingRight", "paddingBottom", "paddingLeft",
+     "borderTopWidth", "borderRightWidth", "borderBottomWidth", "borderLeftWidth", "borderRadius"]
+      .forEach(function (name) { pre.style[name] = computed[name]; });
+    pre.style.backgroundColor = computed.backgroundColor;
+    template.classList.add("code-input");
+    var minHeight = template.offsetHeight;
+    var render = function () {
+      code.innerHTML = Prism.highlight(template.value, Prism.languages.django, "django") + "\n";
+      template.style.height = "auto";
+      template.style.height = Math.max(minHeight, template.scrollHeight + 2) + "px";
+    };
+    template.addEventListener("input", render);
+    window.addEventListener("resize", render);
+    template.addEventListener("scroll", function () { pre.scrollTop = template.scrollTop; });
+    render();
+  }
 })();
