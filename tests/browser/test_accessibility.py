@@ -1,7 +1,8 @@
 """axe-core on every main page (issue 14, "Comfort"): no serious or critical violation, at desktop and phone width.
 
 The pages are those of test_narrow_screens.py (``MAIN_PAGES``: sign-in, projects, project, set, prompt editor,
-versions, a version, diff, release, publish, a rollout, instances, audit, tokens, members, account), each opened
+versions, a version, diff, release, publish, a rollout, instances, audit, tokens, members, account, notifications,
+forges, webhooks, project and set settings, import, new project), each opened
 as the demo user who would use it on a FORGE with the demo data, at 1360 px and at 390 px (where the CSS differs:
 tables that scroll inside themselves, for one). axe-core is vendored for the tests only
 (tests/browser/vendor/axe-core-<version>/, from npm) and injected with ``page.add_script_tag``: the FORGE never

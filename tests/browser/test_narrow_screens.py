@@ -42,6 +42,13 @@ MAIN_PAGES = [
     ("tokens", "owner", "/o/acme/tokens/"),
     ("members", "admin", "/o/acme/members/"),
     ("account", "editor", "/account/"),
+    ("notifications", "reviewer", "/notifications/"),
+    ("forges", "admin", "/forges/acme/"),
+    ("webhooks", "admin", "/o/acme/webhooks/"),
+    ("project-settings", "admin", "/o/acme/p/support-bot/settings/"),
+    ("set-settings", "admin", SET + "settings/"),
+    ("import", "editor", SET + "import/"),
+    ("new-project", "admin", "/o/acme/projects/new/"),
 ]
 
 
