@@ -36,6 +36,7 @@ from anvil_forge.accounts.permissions import role_of
 from anvil_forge.api import selectors as api_selectors
 from anvil_forge.api.keys import api_key_authenticate, api_key_read_record
 from anvil_forge.audit.selectors import audit_events_for
+from anvil_forge.audit.services import audit_api_key
 from anvil_forge.core.exceptions import ApplicationError, Conflict, NotFound
 from anvil_forge.distribution import selectors as distribution_selectors
 from anvil_forge.distribution.tokens import bearer_token, failure_limiter, loggable_prefix
@@ -114,7 +115,8 @@ def _dispatch(request: HttpRequest, methods: Mapping[str, tuple[Handler, str]], 
         return _error(f"No organisation {organisation} was found.", 404)
     try:
         body = _body(request, limit=MAX_FILES_BODY_BYTES if kwargs.pop("_files", False) else MAX_BODY_BYTES)
-        result = handler(Call(request=request, key=key, body=body), **kwargs)
+        with audit_api_key(key.prefix):  # every change it makes says which key made it
+            result = handler(Call(request=request, key=key, body=body), **kwargs)
     except ApplicationError as exc:
         return _error(exc.message, exc.status_code, exc.extra)
     if kind == READ and (not isinstance(result, HttpResponse) or result.status_code < 300):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.db import models, transaction
@@ -9,6 +12,19 @@ from django.db import models, transaction
 from anvil_forge.accounts.models import Organisation
 from anvil_forge.accounts.permissions import Actor
 from anvil_forge.audit.models import AuditEvent
+
+_API_KEY: ContextVar[str | None] = ContextVar("anvil_audit_api_key", default=None)
+
+
+@contextmanager
+def audit_api_key(prefix: str) -> Iterator[None]:
+    """Within this block (one management API request), every event a user records carries ``data["api_key"]``:
+    the prefix of the key it acted with, so the trail says which key made each change."""
+    token = _API_KEY.set(prefix)
+    try:
+        yield
+    finally:
+        _API_KEY.reset(token)
 
 
 def audit_record(
@@ -30,6 +46,8 @@ def audit_record(
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must be called inside the transaction of the change it records")
     user = actor if isinstance(actor, models.Model) else None
+    if user is not None and (prefix := _API_KEY.get()) is not None and "api_key" not in (data or {}):
+        data = {**(data or {}), "api_key": prefix}
     if actor_label is None:
         actor_label = actor.get_username() if actor is not None else "system"
     if obj is not None:

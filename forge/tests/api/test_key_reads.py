@@ -96,3 +96,17 @@ def test_the_account_page_shows_each_keys_reads_under_it_and_only_the_users_own(
     theirs = reviewer.get("/account/").content.decode()
     assert f"{path}/versions</span>: 1 read," in reads_cell(theirs, others.key.prefix)
     assert a.key.prefix not in theirs and f"{path}/files" not in theirs
+
+
+def test_a_change_made_with_a_key_says_which_key_in_its_audit_event(team, prompt_set, key_for):
+    from anvil_forge.prompts import services as prompt_services
+
+    editor = key_for(team.editor)
+    response = editor.post(_set_path(team, prompt_set) + "/prompts", {"id": "new.one", "template": "Hi"})
+    assert response.status_code == 201, response.content
+    prompt_services.prompt_set_submit(actor=team.editor, prompt_set=prompt_set)  # in the web: no key
+
+    by_key = AuditEvent.objects.filter(actor=team.editor, data__api_key=editor.key.prefix)
+    assert list(by_key.values_list("action", flat=True)) == ["prompt.create"]  # a POST is no read
+    submitted = AuditEvent.objects.get(action="prompt_set.submit")
+    assert "api_key" not in submitted.data
