@@ -26,6 +26,7 @@ from anvil_client._exceptions import (
 from anvil_client._http import close_inherited_sockets
 from anvil_client._pieces import RenderLimits
 from anvil_client._prefork import after_uwsgi_fork, forked_without_python_hooks, threads_cannot_run
+from anvil_client._releases import CONFIRM, KEEP, check_bundle, decide, expected_identity, release_version
 from anvil_client._signals import Signals
 from anvil_client._snapshot import Snapshot
 from anvil_client._state import (
@@ -734,75 +735,42 @@ class Client:
                 self._note_release(release)
 
     def _note_release(self, release: Mapping[str, Any]) -> None:
-        version = release.get("version")
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise BundleError(f"release for set {release.get('set')!r} has no version number")
+        release_version(release)  # a release without a version is refused before it is kept
         self._latest[release["set"]] = dict(release)
 
     def _consider(
         self, forge: Any, release: Mapping[str, Any], inline: Any, *, manual: bool = False
     ) -> dict[str, Any] | None:
-        """Decide what to do with a release of a set; fetch and apply when it should be taken.
-
-        Caller holds the lock. ACCEPTING takes a newer release; FROZEN keeps what it has (``manual`` sync
-        takes it); a pin takes exactly the pinned version; an older version never replaces a newer one
-        unless pinned. Raises AnvilError when a fetch or a bundle fails.
-        """
+        """Decide what to do with a release of a set (:func:`anvil_client._releases.decide`); fetch and apply
+        when it should be taken. Caller holds the lock. Raises AnvilError when a fetch or a bundle fails."""
         set_slug = release.get("set")
         if not isinstance(set_slug, str) or not self._follows(set_slug):
             return None
         self._note_release(release)
-        current = self._snapshot.sets.get(set_slug)
-        if current is not None and self._identity is not None and self._identity != (
-            current.bundle.organisation,
-            current.bundle.project,
-            current.bundle.environment,
-        ):
-            current = None  # a cache left by another project or environment: the FORGE's release replaces it
-        pin = self._host.pins.get(set_slug)
-        if pin is not None:
-            if current is not None and current.bundle.version == pin:
-                return None
-            wanted = pin
-        else:
-            wanted = release["version"]
-            if current is not None:
-                if current.bundle.digest == release.get("digest"):
-                    return self._apply(current.bundle, "forge")  # confirmed: the source becomes the FORGE
-                if self.mode == "frozen" and not manual:
-                    logger.info("anvil: FROZEN: set %s version %s recorded, not applied", set_slug, wanted)
-                    return None
-                if wanted < current.bundle.version:
-                    logger.warning(
-                        "anvil: set %s: the FORGE offers version %s, older than version %s running; kept",
-                        set_slug,
-                        wanted,
-                        current.bundle.version,
-                    )
-                    return None
+        entry = self._snapshot.sets.get(set_slug)
+        current = entry.bundle if entry is not None else None
+        decision = decide(
+            release,
+            current,
+            identity=self._identity,
+            pin=self._host.pins.get(set_slug),
+            frozen=self.mode == "frozen",
+            manual=manual,
+        )
+        if decision is KEEP:
+            return None
+        if decision is CONFIRM:
+            return self._apply(current, "forge")  # the source becomes the FORGE
+        wanted = decision.version
         raw = inline if inline is not None and wanted == release["version"] else forge.bundle(set_slug, wanted)
         from anvil_client.bundle import load_bundle
 
         bundle = load_bundle(raw)
-        if bundle.set != set_slug or bundle.version != wanted:
-            raise BundleError(
-                f"asked for set {set_slug!r} version {wanted}, got set {bundle.set!r} version {bundle.version}"
-            )
-        expected = self._expected_identity()
-        if expected is not None and (bundle.organisation, bundle.project, bundle.environment) != expected:
-            raise BundleError(
-                f"bundle is for {bundle.organisation}/{bundle.project} ({bundle.environment}), "
-                f"not {expected[0]}/{expected[1]} ({expected[2]})"
-            )
+        check_bundle(bundle, set_slug, wanted, self._expected_identity())  # type: ignore[arg-type]
         return self._apply(bundle, "forge")
 
     def _expected_identity(self) -> tuple[str, str, str] | None:
-        """The project and environment bundles must belong to: the FORGE's word (its releases list) once
-        heard, else that of the bundles already served (a stream may answer before the releases list)."""
-        if self._identity is not None:
-            return self._identity
-        served = {(e.bundle.organisation, e.bundle.project, e.bundle.environment) for e in self._snapshot.sets.values()}
-        return served.pop() if len(served) == 1 else None
+        return expected_identity(self._identity, (entry.bundle for entry in self._snapshot.sets.values()))
 
     def _reconcile(self, forge: Any) -> tuple[list[dict[str, Any]], bool]:
         """Re-decide every known release (after a mode or pin change, or a failed fetch). Caller holds the lock.
