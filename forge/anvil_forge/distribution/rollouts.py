@@ -697,9 +697,6 @@ class Canary:
     chosen: frozenset[str]
     entry: dict[str, Any]
     frame: bytes
-    rollout_id: int = 0
-    stage: int = 0
-    previous: int = 0  # the previous version's number (what the other instances run)
 
 
 def load_overlay(environment_id: int) -> tuple[Canary, ...]:
@@ -739,9 +736,6 @@ def load_overlay(environment_id: int) -> tuple[Canary, ...]:
                 chosen=frozenset(rollout.chosen),
                 entry=entry,
                 frame=b"event: release\ndata: %s\n\n" % data,
-                rollout_id=rollout.pk,
-                stage=rollout.stage,
-                previous=rollout.previous_release.version.number,
             )
         )
     return tuple(canaries)
