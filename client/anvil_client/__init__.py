@@ -130,13 +130,13 @@ def prompt(
     next(entry.hits)
     if _last() is not entry:  # a context variable set costs ~70 ns; reading it, a third of that
         _remember(entry)
-    traced = client._traced
-    if traced is not None:  # an OpenTelemetry tracer provider is set (see _trace.Probe)
-        context = traced[0]()
-        # No context attached, or the one the last look found no recording span in (contexts never change):
+    current = client._otel_context
+    if current is not None:  # an OpenTelemetry tracer provider is set (see _trace.Probe)
+        context = current()
+        # The context the last look found no recording span in (contexts never change), or none attached:
         # nothing to do. Else the span is looked at, once per context while none records.
-        if context is not traced[1] and context is not client._quiet:
-            client._span(entry, context, traced)
+        if context is not client._quiet and context is not client._otel_empty:
+            client._span(entry, context)
     try:
         return entry.render(variables)  # type: ignore[no-any-return]
     except AnvilError as exc:

@@ -89,8 +89,12 @@ class Client:
         self._callbacks: list[UpdateCallback] = []
         self._warned: set[tuple[str, type]] = set()
         self._signals = Signals()
-        self._traced: Probe | None = None  # set when an OpenTelemetry tracer provider is (see _trace)
-        self._quiet: Any = None  # the OpenTelemetry context last found without a recording span (see _span)
+        self._traced: Probe | None = None  # set when an OpenTelemetry tracer provider is (see _trace, _tracing)
+        # What the hot path reads of it: the API's context getter (None: no provider), the context it returns
+        # while none is attached, and the context last found without a recording span (see _span).
+        self._otel_context: Callable[[], Mapping[Any, Any]] | None = None
+        self._otel_empty: Any = None
+        self._quiet: Any = None
         # Set -> (the version that replaced the one served before, that one's compiled prompts): the render
         # guard's previous text, kept for the version right before only.
         self._previous: dict[str, tuple[int, Mapping[str, Any]]] = {}
@@ -151,20 +155,23 @@ class Client:
         next(entry.hits)
         if last() is not entry:  # a context variable set costs ~70 ns; reading it, a third of that
             remember(entry)
-        traced = self._traced
-        if traced is not None:  # an OpenTelemetry tracer provider is set (see _trace.Probe)
-            context = traced[0]()
-            # No context attached, or the one the last look found no recording span in (contexts never change):
+        current = self._otel_context
+        if current is not None:  # an OpenTelemetry tracer provider is set (see _trace.Probe)
+            context = current()
+            # The context the last look found no recording span in (contexts never change), or none attached:
             # nothing to do. Else the span is looked at, once per context while none records.
-            if context is not traced[1] and context is not self._quiet:
-                self._span(entry, context, traced)
+            if context is not self._quiet and context is not self._otel_empty:
+                self._span(entry, context)
         try:
             return entry.render(variables)  # type: ignore[no-any-return]
         except AnvilError as exc:
             return self._failed(entry, variables, exc, fallback)
 
-    def _span(self, entry: Any, context: Mapping[Any, Any], traced: Probe) -> None:
+    def _span(self, entry: Any, context: Mapping[Any, Any]) -> None:
         """Set ``entry`` on the span current in ``context`` if it records, else remember ``context`` as quiet."""
+        traced = self._traced
+        if traced is None:  # the provider went away meanwhile
+            return
         try:
             span = context.get(traced[2])
             if span is not None and span.__class__ is not traced[3] and span.is_recording():
@@ -173,6 +180,15 @@ class Client:
                 self._quiet = context
         except Exception:  # noqa: S110 - a span never breaks the host
             pass
+
+    def _tracing(self, probe: Probe | None) -> None:
+        """Whether (and how) spans may be recording: set at start, at each snapshot, and by the sync thread."""
+        self._traced = probe
+        if probe is None:
+            self._otel_context = None
+        else:
+            self._otel_empty = probe[1]
+            self._otel_context = probe[0]  # last: a hot path that sees it sees the rest
 
     def _used(self, prompt_id: str, variables: Mapping[str, Any]) -> None:
         """``prompt_id`` was called with a variable name not recorded for it yet (see ``_usage_report``)."""
@@ -377,7 +393,7 @@ class Client:
                 if self.config.startup_wait or not (self._snapshot.sets and self._local_trusted):
                     wait_for = self._sync.first_sync
             self._prompts = self._snapshot.prompts
-            self._traced = tracing()
+            self._tracing(tracing())
         if (
             wait_for is not None
             and self.config.startup_timeout > 0
@@ -600,7 +616,7 @@ class Client:
 
     def _publish(self, snapshot: Snapshot) -> None:
         self._signals.track(snapshot.sets)
-        self._traced = tracing()
+        self._tracing(tracing())
         self._snapshot = snapshot
         if self._started_pid is not None and self._started_pid == os.getpid():
             self._prompts = snapshot.prompts
@@ -847,7 +863,7 @@ class _SyncLink:
 
     def host_changes(self) -> tuple[bool, bool]:
         client = self._client
-        client._traced = tracing()  # a host may set its tracer provider after the client started
+        client._tracing(tracing())  # a host may set its tracer provider after the client started
         with client._lock:
             changed = client._refresh_host_state()
             return changed, client._take_sync_request()
