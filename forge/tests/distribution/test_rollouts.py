@@ -270,13 +270,15 @@ def test_new_instances_join_the_canary_up_to_the_share(fleet, version2):
     assert grown[:5] == rollout.chosen and len(grown) == 10
 
 
-def _signals_checkin(live, instance_id: str, number: int, *, renders: int, errors: int = 0):
+def _signals_checkin(live, instance_id: str, number: int, *, renders: int, errors: int = 0, guarded: int = 0):
     slug = live.prompt_set.slug
     item: dict = {"renders": renders}
     if errors:
         item["errors"] = {"missing_variables": errors}
+        item["guarded"] = guarded
         item["problems"] = [
-            {"prompt": "welcome.message", "kind": "missing_variables", "detail": "plan", "count": errors}
+            {"prompt": "welcome.message", "kind": "missing_variables", "detail": "plan", "count": errors,
+             "guarded": guarded}
         ]
     body = {
         "instance_id": instance_id,
@@ -353,6 +355,22 @@ def test_failed_outcomes_reported_by_canary_hosts_halt_the_rollout(fleet, versio
     assert rollout.state == RolloutState.HALTED and rollout.reason.startswith("canary failed outcomes 50.0%")
     assert rollout.evaluation["canary"]["outcomes_failed"] == 5 * len(rollout.chosen)
     assert rollout.evaluation["baseline"]["failure_rate"] == 2.0
+
+
+def test_a_canary_the_render_guard_hides_from_the_hosts_still_halts(fleet, version2):
+    from anvil_forge.distribution.services import instance_checkins_record
+
+    rollout = _start(fleet, version2, min_renders=10)
+    now = timezone.now()
+    others = [i for i in INSTANCES if i not in rollout.chosen]
+    instance_checkins_record(
+        checkins=[(fleet.token, _signals_checkin(fleet, i, version2.number, renders=20, errors=4, guarded=4), now)
+                  for i in rollout.chosen]
+        + [(fleet.token, _signals_checkin(fleet, i, 1, renders=20), now) for i in others]
+    )
+    rollouts.rollouts_evaluate()
+    rollout.refresh_from_db()
+    assert rollout.state == RolloutState.HALTED and rollout.reason.startswith("canary error rate 20.0%")
 
 
 def test_a_canary_within_the_threshold_is_not_halted_by_the_shared_counters(fleet, version2):
