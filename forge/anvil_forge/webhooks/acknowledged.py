@@ -4,9 +4,9 @@ The check-in writer records the acknowledgements of single instances (``release.
 ``distribution.services``); after its batch commits it hands the ids of the releases concerned to
 :func:`check_after_commit` (a set add and a wake-up, nothing more), and the webhooks drainer thread
 (``webhooks.drain``) runs :func:`release_check` for each of them, coalesced: a flood of acknowledgements of one
-release after a publish costs one check per wake-up, never a query in the writer. Every five minutes the thread
-also sweeps the day's releases not acknowledged yet, for the instance that was the last one behind and stopped
-without a goodbye: it ages out without an acknowledgement that would prompt a check.
+release after a publish costs at most one check a second (:data:`CHECK_INTERVAL`), never a query in the writer.
+Every five minutes the thread also sweeps the day's releases not acknowledged yet, for the instance that was the
+last one behind and stopped without a goodbye: it ages out without an acknowledgement that would prompt a check.
 
 A release is *acknowledged* when, of the environment's instances first seen before it was published, those that
 follow its set and are still live have each applied it (acknowledged it, or all their live processes run it),
@@ -41,6 +41,8 @@ _pending: set[int] = set()
 _done: set[int] = set()  # releases known to be acknowledged already (this process): no query for them again
 _last_sweep = 0.0  # time.monotonic() of the last sweep of the day's releases
 SWEEP_SECONDS = 300.0
+CHECK_INTERVAL = 1.0  # one release is checked at most this often (a flood of acknowledgements after a publish)
+_checked_at: dict[int, float] = {}  # release id -> time.monotonic() of its last check
 SWEEP_WINDOW = timedelta(days=1)
 SWEEP_RELEASES = 200
 
@@ -73,12 +75,31 @@ def check_pending() -> int:
         _last_sweep = time.monotonic()
         ids.update(_unacknowledged_recent())
     fired = 0
+    now = time.monotonic()
+    if len(_checked_at) > 1000:  # forget the checks of long ago
+        for release_id in [pk for pk, at in _checked_at.items() if now - at > 60]:
+            del _checked_at[release_id]
     for release_id in sorted(ids):
+        if now - _checked_at.get(release_id, -CHECK_INTERVAL) < CHECK_INTERVAL:
+            with _lock:
+                _pending.add(release_id)  # checked a moment ago: once more when the interval is over
+            continue
+        _checked_at[release_id] = now
         try:
             fired += release_check(release_id) is not None
         except Exception:  # logged; the next acknowledgement of the release asks again
             logger.exception("webhooks: checking whether release %s is acknowledged failed", release_id)
     return fired
+
+
+def next_check_in() -> float | None:
+    """Seconds until a release put off by :data:`CHECK_INTERVAL` is due (the drainer waits no longer), or ``None``."""
+    with _lock:
+        waiting = list(_pending)
+    if not waiting:
+        return None
+    due = min(_checked_at.get(pk, -CHECK_INTERVAL) + CHECK_INTERVAL for pk in waiting)
+    return max(0.0, due - time.monotonic())
 
 
 def _unacknowledged_recent(*, now: datetime | None = None) -> list[int]:

@@ -50,7 +50,7 @@ def stop(timeout: float = 5.0) -> None:
 
 
 def _run() -> None:
-    from anvil_forge.webhooks.acknowledged import check_pending
+    from anvil_forge.webhooks.acknowledged import check_pending, next_check_in
     from anvil_forge.webhooks.services import deliveries_send_due
 
     while not _stop.is_set():
@@ -63,5 +63,7 @@ def _run() -> None:
             logger.exception("webhooks: sending the queued deliveries failed")
             with contextlib.suppress(Exception):
                 connections["default"].close()
-        _wakeup.wait(settings.ANVIL_WEBHOOK_POLL_SECONDS)
+        wait = settings.ANVIL_WEBHOOK_POLL_SECONDS
+        put_off = next_check_in()  # a release whose check waits for its interval: no longer than that
+        _wakeup.wait(wait if put_off is None else min(wait, put_off))
     connections.close_all()

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db
 def _forget(monkeypatch):
     acknowledged._done.clear()
     acknowledged._pending.clear()
+    monkeypatch.setattr(acknowledged, "CHECK_INTERVAL", 0.0)  # no throttle unless a test asks for one
     monkeypatch.setattr(acknowledged, "_last_sweep", time.monotonic())  # no sweep unless a test asks for one
     yield
     acknowledged._done.clear()
@@ -151,3 +152,25 @@ def test_the_last_instance_behind_ageing_out_without_a_goodbye_is_found_by_the_s
     assert event.object_id == str(release.pk) and event.data["offline"] == 1 and event.data["instances"] == 1
     acknowledged._last_sweep = 0.0
     assert acknowledged.check_pending() == 0  # swept again: acknowledged already
+
+
+def test_a_release_is_checked_at_most_once_per_interval_and_the_drainer_is_told_when_next(team, token, prompt_set,
+                                                                                           monkeypatch):
+    monkeypatch.setattr(acknowledged, "CHECK_INTERVAL", 30.0)
+    monkeypatch.setattr(acknowledged, "_checked_at", {})
+    slug = prompt_set.slug
+    publish(prompt_set, team, 1)
+    checkin(token, "a", versions={slug: 1})
+    checkin(token, "b", versions={slug: 1})
+    release = publish(prompt_set, team, 2)
+    checkin(token, "a", versions={slug: 2})
+    acknowledged.note([release.pk])
+    assert acknowledged.check_pending() == 0 and acknowledged.next_check_in() is None  # b is behind
+    checkin(token, "b", versions={slug: 2})
+    acknowledged.note([release.pk])
+
+    assert acknowledged.check_pending() == 0  # checked a moment ago: put off
+    assert acknowledged._pending == {release.pk} and 25 < acknowledged.next_check_in() <= 30
+    acknowledged._checked_at[release.pk] -= 30
+    assert acknowledged.next_check_in() == 0.0
+    assert acknowledged.check_pending() == 1 and not acknowledged._pending
