@@ -2,9 +2,9 @@
 
 For each page, as the demo user who would use it: the page answers 200, nothing scrolls sideways
 (``document.documentElement.scrollWidth <= window.innerWidth``, and not by hiding the overflow of the page
-itself), and the page's h1 lies fully inside the viewport, its text not cut. Wide tables scroll inside their
-own box instead (anvil.css). A screenshot of each page is kept (``ANVIL_NARROW_SCREENSHOT_DIR``, else a
-temporary directory) for a person to look at.
+itself), and the page's h1 lies fully inside the viewport, its text not cut; the prompt editor is one column.
+Wide tables scroll inside their own box instead, or wrap (anvil.css). A screenshot of each page is kept
+(``ANVIL_NARROW_SCREENSHOT_DIR``, else a temporary directory) for a person to look at.
 
 ``MAIN_PAGES`` and the ``main_pages_forge`` fixture are shared with test_accessibility.py.
 """
@@ -172,3 +172,6 @@ def test_no_sideways_scroll_at_390_px(page: Page, main_pages_forge, narrow_scree
     assert h1["width"] > 0 and h1["height"] > 0, f"{name}: the h1 is not shown"
     assert h1["left"] >= 0 and h1["right"] <= found["innerWidth"], f"{name}: the h1 {h1['text']!r} is cut: {h1}"
     assert h1["scrollWidth"] <= h1["clientWidth"] + 1, f"{name}: the h1 {h1['text']!r} overflows its box: {h1}"
+    if name == "prompt-editor":  # template and preview one above the other, each the width of the screen
+        columns = page.locator(".editor-grid").evaluate("grid => getComputedStyle(grid).gridTemplateColumns")
+        assert len(columns.split()) == 1, f"the editor keeps {columns} columns at 390 px"
