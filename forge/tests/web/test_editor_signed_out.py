@@ -56,3 +56,23 @@ def test_save_after_the_session_ended_goes_to_sign_in_and_back_to_the_editor(tea
     assert response.status_code == 302
     assert response["Location"].startswith("/login/?next=") and urls["prompt"] in response["Location"]
     assert Prompt.objects.get(pk=prompt.pk).template != "Kept {{ name }}"  # nothing saved; the browser keeps the draft
+
+
+def test_the_page_after_a_save_tells_the_browser_to_drop_its_draft_once(as_user, team, urls, prompt_set):
+    client = as_user(team.editor)
+    body = client.get(urls["prompt"]).content.decode()
+    org, project = team.organisation.slug, prompt_set.project.slug
+    assert f'data-draft-key="{org}/{project}/{prompt_set.slug}/welcome.message"' in body
+    assert "data-saved" not in body
+    prompt = Prompt.objects.get(prompt_set=prompt_set, key="welcome.message")
+    data = {"save": "1", "base_revision": prompt.revision, "template": "Saved {{ name }}", **PARAMS}
+    after = client.post(urls["prompt"], data, follow=True).content.decode()
+    assert "data-saved" in after and f'data-revision="{prompt.revision + 1}"' in after
+    assert "data-saved" not in client.get(urls["prompt"]).content.decode()
+
+
+def test_a_refused_save_is_marked_unsaved_so_the_browser_keeps_its_draft(as_user, team, urls, prompt_set):
+    prompt = Prompt.objects.get(prompt_set=prompt_set, key="welcome.message")
+    data = {"save": "1", "base_revision": prompt.revision, "template": "Broken {{ name", **PARAMS}
+    body = as_user(team.editor).post(urls["prompt"], data).content.decode()
+    assert "data-unsaved" in body and "data-saved" not in body
