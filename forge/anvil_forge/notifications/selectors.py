@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from anvil_forge.accounts.models import Membership, Organisation
 from anvil_forge.accounts.permissions import ROLE_CAPABILITIES, Capability
+from anvil_forge.core.exceptions import NotFound
 from anvil_forge.notifications.models import LastVisit, Notification
 from anvil_forge.prompts.models import Project, PromptSetVersion, VersionState
 
@@ -50,6 +51,14 @@ def notifications_for(*, user: Any) -> QuerySet[Notification]:
         .select_related("organisation", "version__prompt_set__project", "actor")
         .order_by("-created_at", "-pk")
     )
+
+
+def notification_get(*, user: Any, notification_id: int) -> Notification:
+    """One of ``user``'s notifications; :class:`NotFound` for anyone else's (or one whose organisation they left)."""
+    notification = notifications_for(user=user).filter(pk=notification_id).first()
+    if notification is None:
+        raise NotFound("No such notification.")
+    return notification
 
 
 def unread_count(*, user: Any) -> int:

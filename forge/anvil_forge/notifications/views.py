@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from anvil_forge.notifications import selectors, services
+from anvil_forge.notifications.models import NotificationKind
 
 PAGE_SIZE = 50
 
@@ -22,6 +23,16 @@ def notification_list(request: HttpRequest) -> HttpResponse:
         "notifications/list.html",
         {"page": page, "notifications": page.object_list, "nav_section": "notifications"},
     )
+
+
+@login_required
+def notification_open(request: HttpRequest, notification_id: int) -> HttpResponse:
+    """Follow one of the user's notifications to the page it is about, marking it read on the way."""
+    notification = selectors.notification_get(user=request.user, notification_id=notification_id)
+    services.notifications_mark_read(user=request.user, ids=[notification.pk])
+    prompt_set = notification.version.prompt_set
+    place = [notification.organisation.slug, prompt_set.project.slug, prompt_set.slug]
+    return redirect("web:set_review" if notification.kind == NotificationKind.SUBMITTED else "web:set", *place)
 
 
 @login_required

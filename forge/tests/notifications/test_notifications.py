@@ -67,7 +67,8 @@ def test_the_list_page_shows_the_unread_count_in_the_navigation_and_marks_all_re
     client = _client(team.reviewer)
     page = client.get("/notifications/").content.decode()
     assert f"{team.editor.get_username()} submitted version 1" in page
-    assert f"/o/{team.organisation.slug}/p/{prompt_set.project.slug}/s/{prompt_set.slug}/review/" in page
+    note = Notification.objects.get(recipient=team.reviewer)
+    assert f'href="/notifications/{note.pk}/"' in page  # leads to the review page, marking it read
     nav = page.split('data-testid="nav-notifications"', 1)[1].split("</a>", 1)[0]
     assert 'title="unread">1<' in nav
     assert "Mark all read" in page
@@ -180,3 +181,28 @@ def test_a_submit_that_fails_notifies_nobody(team, prompt_set):
     with pytest.raises(Conflict):  # already in review
         services.prompt_set_submit(actor=team.editor, prompt_set=prompt_set)
     assert Notification.objects.count() == before
+
+
+def test_following_a_notification_marks_it_read_and_leads_to_its_page(team, prompt_set):
+    version = factories.make_submitted_version(prompt_set, author=team.editor)
+    mine = Notification.objects.get(recipient=team.reviewer, version=version)
+    base = f"/o/{team.organisation.slug}/p/{prompt_set.project.slug}/s/{prompt_set.slug}/"
+    response = _client(team.reviewer).get(f"/notifications/{mine.pk}/")
+    assert response.status_code == 302 and response["Location"] == base + "review/"
+    mine.refresh_from_db()
+    assert mine.read_at is not None
+    assert Notification.objects.get(recipient=team.owner, version=version).read_at is None
+    services.version_request_changes(actor=team.reviewer, version=version, comment="No")
+    answer = Notification.objects.get(recipient=team.editor, kind=NotificationKind.CHANGES_REQUESTED)
+    assert _client(team.editor).get(f"/notifications/{answer.pk}/")["Location"] == base
+
+
+def test_nobody_follows_another_users_notification(team, other_team, prompt_set):
+    factories.make_submitted_version(prompt_set, author=team.editor)
+    theirs = Notification.objects.get(recipient=team.reviewer)
+    for user in (team.owner, team.viewer, other_team.owner):
+        response = _client(user).get(f"/notifications/{theirs.pk}/")
+        assert response.status_code == 404 and prompt_set.slug not in response.content.decode()
+    assert Client().get(f"/notifications/{theirs.pk}/").status_code == 302
+    theirs.refresh_from_db()
+    assert theirs.read_at is None

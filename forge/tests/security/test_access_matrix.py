@@ -164,7 +164,7 @@ UNSCOPED = {
     "web:api_key_create", "web:api_key_revoke",
     # one's own notifications (only the recipient's, from organisations they are a member of):
     # forge/tests/notifications/test_notifications.py
-    "notifications:list", "notifications:read",
+    "notifications:list", "notifications:read", "notifications:open",
 }
 TOKEN_APIS = {
     "distribution:live-releases", "distribution:live-bundle", "distribution:live-checkin", "peer_api:projects",

@@ -94,3 +94,13 @@ def test_the_set_page_links_the_review_and_a_set_without_one_says_so(as_user, te
     assert "Nothing in this set is waiting for review." in client.get(urls["set"] + "review/").content.decode()
     factories.make_submitted_version(prompt_set, author=team.editor)
     assert f'href="{urls["set"]}review/"' in client.get(urls["set"]).content.decode()
+
+
+def test_the_author_is_not_offered_approval_of_their_own_version_under_four_eyes(as_user, team, prompt_set, urls):
+    factories.make_submitted_version(prompt_set, author=team.admin)
+    client = as_user(team.admin)
+    for path in (urls["set"] + "review/", urls["set"]):
+        body = client.get(path).content.decode()
+        assert "Approve version 1" not in body and "Request changes" in body, path
+    assert 'data-testid="own-version"' in client.get(urls["set"] + "review/").content.decode()
+    assert "Approve version 1" in as_user(team.owner).get(urls["set"] + "review/").content.decode()

@@ -46,6 +46,7 @@ def _set_page(request: HttpRequest, place: Place, *, status: int = 200, **extra:
             "override": False,
             "history": history[:HISTORY_LENGTH],
             "is_live": prompt_set.status == SetStatus.LIVE,
+            "own_version": _own_version(request, place, in_review),
             "new_key": "",
             "comment": "",
             **extra,
@@ -163,10 +164,16 @@ def _review_page(request: HttpRequest, place: Place, *, status: int = 200, **ext
         "tests_failing": failing_samples(in_review.snapshot.get("test_results")) if in_review else [],
         "override": False,
         "comment": "",
+        "own_version": _own_version(request, place, in_review),
         "crumb": "Review",
         **extra,
     }
     return render(request, "web/review.html", context, status=status)
+
+
+def _own_version(request: HttpRequest, place: Place, version: Any) -> bool:
+    """Whether the user submitted ``version`` in a project that asks for four eyes (they may not approve it)."""
+    return bool(version and place.project.require_four_eyes and version.created_by_id == request.user.pk)
 
 
 def _production_of(environments: list[Environment]) -> Environment | None:
