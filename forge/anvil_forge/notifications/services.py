@@ -78,10 +78,16 @@ def notify_submitted(*, actor: Actor, version: Any, note: str = "") -> list[Noti
 
 
 def notify_reviewed(*, actor: Actor, version: Any) -> list[Notification]:
-    """Tell the author of ``version`` that it was approved or sent back (nobody when they reviewed it themselves)."""
+    """Tell the author of ``version`` that it was approved or sent back (nobody when they reviewed it themselves).
+
+    The reviewers' "submitted" notifications of the version are marked read: nothing waits for them any more.
+    """
     prompt_set = version.prompt_set
     project = prompt_set.project
     author_id = version.created_by_id
+    Notification.objects.filter(version=version, kind=NotificationKind.SUBMITTED, read_at__isnull=True).update(
+        read_at=timezone.now()
+    )
     if author_id is None or author_id == getattr(actor, "pk", None):
         return []
     if not Membership.objects.filter(user_id=author_id, organisation=project.organisation).exists():

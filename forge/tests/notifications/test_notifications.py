@@ -206,3 +206,11 @@ def test_nobody_follows_another_users_notification(team, other_team, prompt_set)
     assert Client().get(f"/notifications/{theirs.pk}/").status_code == 302
     theirs.refresh_from_db()
     assert theirs.read_at is None
+
+
+def test_once_a_version_is_reviewed_the_other_reviewers_requests_are_marked_read(team, prompt_set):
+    version = factories.make_submitted_version(prompt_set, author=team.editor)
+    services.version_approve(actor=team.reviewer, version=version)
+    asked = Notification.objects.filter(version=version, kind=NotificationKind.SUBMITTED)
+    assert asked.count() == 3 and not asked.filter(read_at__isnull=True).exists()
+    assert Notification.objects.get(recipient=team.editor, kind=NotificationKind.APPROVED).read_at is None
