@@ -4,7 +4,9 @@ The check-in writer records the acknowledgements of single instances (``release.
 ``distribution.services``); after its batch commits it hands the ids of the releases concerned to
 :func:`check_after_commit` (a set add and a wake-up, nothing more), and the webhooks drainer thread
 (``webhooks.drain``) runs :func:`release_check` for each of them, coalesced: a flood of acknowledgements of one
-release after a publish costs at most one check a second (:data:`CHECK_INTERVAL`), never a query in the writer.
+release after a publish costs at most one check a second (:data:`CHECK_INTERVAL`), or fewer in a large
+environment (a check that took *d* seconds waits ten times *d* before the next: at most a tenth of the thread's
+time), never a query in the writer.
 Every five minutes the thread also sweeps the day's releases not acknowledged yet, for the instance that was the
 last one behind and stopped without a goodbye: it ages out without an acknowledgement that would prompt a check.
 
@@ -42,7 +44,8 @@ _done: set[int] = set()  # releases known to be acknowledged already (this proce
 _last_sweep = 0.0  # time.monotonic() of the last sweep of the day's releases
 SWEEP_SECONDS = 300.0
 CHECK_INTERVAL = 1.0  # one release is checked at most this often (a flood of acknowledgements after a publish)
-_checked_at: dict[int, float] = {}  # release id -> time.monotonic() of its last check
+CHECK_SHARE = 10.0  # ...and at most once per this many times its last check's duration
+_due_at: dict[int, float] = {}  # release id -> time.monotonic() from which it may be checked again
 SWEEP_WINDOW = timedelta(days=1)
 SWEEP_RELEASES = 200
 
@@ -76,30 +79,33 @@ def check_pending() -> int:
         ids.update(_unacknowledged_recent())
     fired = 0
     now = time.monotonic()
-    if len(_checked_at) > 1000:  # forget the checks of long ago
-        for release_id in [pk for pk, at in _checked_at.items() if now - at > 60]:
-            del _checked_at[release_id]
+    if len(_due_at) > 1000:  # forget the checks of long ago
+        for release_id in [pk for pk, at in _due_at.items() if now - at > 60]:
+            del _due_at[release_id]
     for release_id in sorted(ids):
-        if now - _checked_at.get(release_id, -CHECK_INTERVAL) < CHECK_INTERVAL:
+        if now < _due_at.get(release_id, now):
             with _lock:
-                _pending.add(release_id)  # checked a moment ago: once more when the interval is over
+                _pending.add(release_id)  # checked a moment ago: once more when it is due
             continue
-        _checked_at[release_id] = now
+        started = time.monotonic()
         try:
             fired += release_check(release_id) is not None
         except Exception:  # logged; the next acknowledgement of the release asks again
             logger.exception("webhooks: checking whether release %s is acknowledged failed", release_id)
+        ended = time.monotonic()
+        _due_at[release_id] = ended + max(CHECK_INTERVAL, CHECK_SHARE * (ended - started))
     return fired
 
 
 def next_check_in() -> float | None:
-    """Seconds until a release put off by :data:`CHECK_INTERVAL` is due (the drainer waits no longer), or ``None``."""
+    """Seconds until a release put off (see :data:`CHECK_INTERVAL`) is due (the drainer waits no longer), or
+    ``None``."""
     with _lock:
         waiting = list(_pending)
     if not waiting:
         return None
-    due = min(_checked_at.get(pk, -CHECK_INTERVAL) + CHECK_INTERVAL for pk in waiting)
-    return max(0.0, due - time.monotonic())
+    now = time.monotonic()
+    return max(0.0, min(_due_at.get(pk, now) for pk in waiting) - now)
 
 
 def _unacknowledged_recent(*, now: datetime | None = None) -> list[int]:

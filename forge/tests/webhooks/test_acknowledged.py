@@ -24,6 +24,7 @@ def _forget(monkeypatch):
     acknowledged._done.clear()
     acknowledged._pending.clear()
     monkeypatch.setattr(acknowledged, "CHECK_INTERVAL", 0.0)  # no throttle unless a test asks for one
+    monkeypatch.setattr(acknowledged, "CHECK_SHARE", 0.0)
     monkeypatch.setattr(acknowledged, "_last_sweep", time.monotonic())  # no sweep unless a test asks for one
     yield
     acknowledged._done.clear()
@@ -157,7 +158,7 @@ def test_the_last_instance_behind_ageing_out_without_a_goodbye_is_found_by_the_s
 def test_a_release_is_checked_at_most_once_per_interval_and_the_drainer_is_told_when_next(team, token, prompt_set,
                                                                                            monkeypatch):
     monkeypatch.setattr(acknowledged, "CHECK_INTERVAL", 30.0)
-    monkeypatch.setattr(acknowledged, "_checked_at", {})
+    monkeypatch.setattr(acknowledged, "_due_at", {})
     slug = prompt_set.slug
     publish(prompt_set, team, 1)
     checkin(token, "a", versions={slug: 1})
@@ -171,6 +172,24 @@ def test_a_release_is_checked_at_most_once_per_interval_and_the_drainer_is_told_
 
     assert acknowledged.check_pending() == 0  # checked a moment ago: put off
     assert acknowledged._pending == {release.pk} and 25 < acknowledged.next_check_in() <= 30
-    acknowledged._checked_at[release.pk] -= 30
+    acknowledged._due_at[release.pk] -= 30
     assert acknowledged.next_check_in() == 0.0
     assert acknowledged.check_pending() == 1 and not acknowledged._pending
+
+
+def test_a_slow_check_puts_the_next_one_off_ten_times_as_long(team, token, prompt_set, monkeypatch):
+    monkeypatch.setattr(acknowledged, "CHECK_INTERVAL", 1.0)
+    monkeypatch.setattr(acknowledged, "CHECK_SHARE", 10.0)
+    monkeypatch.setattr(acknowledged, "_due_at", {})
+    real = acknowledged.release_check
+
+    def slow(release_id):
+        time.sleep(0.3)
+        return real(release_id)
+
+    monkeypatch.setattr(acknowledged, "release_check", slow)
+    release = publish(prompt_set, team, 1)
+    acknowledged.note([release.pk])
+    acknowledged.check_pending()
+    acknowledged.note([release.pk])
+    assert 2.9 < acknowledged.next_check_in() < 6.0  # ten times the 0.3 s (and a little) it took
