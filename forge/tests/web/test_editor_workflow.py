@@ -191,3 +191,12 @@ def test_submit_of_a_set_changed_since_the_page_was_opened_is_refused_on_the_edi
     body = response.content.decode()
     assert "Not submitted." in body and 'value="kept"' in body
     assert PromptSet.objects.get(pk=prompt_set.pk).status == SetStatus.LIVE
+
+
+def test_saving_a_locked_prompt_unchanged_says_so_and_leaves_the_set_locked(as_user, team, urls, prompt_set):
+    plain = services.prompt_create(actor=team.editor, prompt_set=prompt_set, key="plain.text", template="Plain")
+    factories.make_approved_version(prompt_set, author=team.editor, reviewer=team.reviewer)
+    data = {"save": "1", "base_revision": plain.revision, "template": "Plain", "description": "", "metadata": ""}
+    body = as_user(team.editor).post(urls["base"] + "prompts/plain.text/", data, follow=True).content.decode()
+    assert "Nothing to save: plain.text is unchanged." in body
+    assert PromptSet.objects.get(pk=prompt_set.pk).status == SetStatus.LOCKED

@@ -172,9 +172,9 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
             base_revision = revision_field({"base_revision": request.POST["replace"]}, required=True)  # type: ignore[arg-type]
     except ApplicationError as exc:
         return _editor(request, place, prompt, state, status=400, save_error=exc.message)
-    reopened = place.prompt_set.status == SetStatus.LOCKED
+    was_locked = place.prompt_set.status == SetStatus.LOCKED
     try:
-        services.prompt_update(
+        saved = services.prompt_update(
             actor=request.user,
             prompt=prompt,
             base_revision=base_revision,
@@ -202,7 +202,11 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
             save_error=exc.message,
             error_line=exc.extra.get("line"),
         )
-    messages.success(request, f"Saved {prompt.key}.{_cases_summary(prompt, state)} {_next_step(place, reopened)}")
+    if saved.revision == base_revision:  # nothing differed from what is saved (a LOCKED set stays LOCKED)
+        messages.info(request, f"Nothing to save: {prompt.key} is unchanged.")
+    else:
+        reopened = was_locked
+        messages.success(request, f"Saved {prompt.key}.{_cases_summary(prompt, state)} {_next_step(place, reopened)}")
     request.session[_JUST_SAVED] = prompt.pk
     return redirect("web:prompt", org, project, prompt_set, prompt.key)
 
