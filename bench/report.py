@@ -76,8 +76,11 @@ def hot_path(data: dict[str, Any]) -> list[str]:
         row("raw compiled Jinja2 `Template.render` (baseline)", "jinja2_raw_ns", None, ""),
         row("`prompt(id, variables)`, substitution-only template", "anvil_substitution_ns",
             "ratio_substitution_vs_dict", "≤ 1.5x dict"),
-        row("`prompt(id, name=..., plan=..., ticket=...)` (the README's form), same template",
+        row("`prompt(id, name=..., plan=..., ticket=...)` (keywords), same template",
             "anvil_substitution_keywords_ns", "ratio_kwargs_vs_dict", "≤ 0.7x dict"),
+        row("`anvil_client.prompt(id, name=..., plan=..., ticket=...)` (the README's form: the default client)",
+            "anvil_module_keywords_ns", "ratio_module_kwargs_vs_dict", "≤ 0.7x dict"),
+        row("`anvil_client.prompt(id, variables)`", "anvil_module_dict_ns", "ratio_module_dict_vs_dict", "-"),
         row("`prompt(id, **variables)`, same template", "anvil_substitution_kwargs_ns",
             "ratio_kwargs_unpacked_vs_dict", "-"),
         row("`prompt()`, template with logic", "anvil_logic_ns", "ratio_logic_vs_jinja2", "≤ 1.15x Jinja2"),
@@ -91,6 +94,17 @@ def hot_path(data: dict[str, Any]) -> list[str]:
         row("Langfuse `get_prompt(...).compile(...)`, cached", "langfuse_ns", "ratio_langfuse_vs_anvil",
             "≥ 3x slower than Anvil"),
     ]
+    # A tracer provider set (issue 17); ratio: the same call by a client without one, in the same rounds.
+    states = (("idle", "no span current", "≤ 1.1x the same call without"),
+              ("sampled_out", "a sampled-out span current", "≤ 1.1x the same call without"),
+              ("recording", "a recording span current (attributes set on every call)", "-"))
+    for case, label, ratio in (("anvil_substitution", "`prompt(id, variables)`", "ratio_otel"),
+                               ("anvil_substitution_keywords", "`prompt(id, name=...)`", "ratio_otel_keywords"),
+                               ("anvil_logic", "`prompt()` with logic", "ratio_otel_logic")):
+        for state, what, target in states:
+            if data.get(f"{case}_otel_{state}_ns") is not None:
+                rows.append(row(f"{label}, OpenTelemetry provider set, {what}", f"{case}_otel_{state}_ns",
+                                f"{ratio}_{state}_vs_plain", target))
     return _table(["path", "median ns/call", "p99 ns/call", "ratio", "target"], rows)
 
 
