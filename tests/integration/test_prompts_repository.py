@@ -2,7 +2,8 @@
 --submit` with an editor's API key against a running FORGE; a reviewer approves it as reviewers do, signed in to the
 FORGE's web pages (the review page's form, with its CSRF token, over HTTP), and the editor's key publishes it through
 the management API; a LIVE client running in its own process serves the edited prompt moments later, and `pull
---environment production` gives the edited files back. The editor's key can approve nothing (approving through the
+--environment production` gives the edited files back; the audit trail has the key's reads (once per path and
+hour) and names the key on its changes. The editor's key can approve nothing (approving through the
 API is covered by forge/tests/api/test_manage_api.py), and a template that does not render fails `check` and `push`,
 changing nothing."""
 
@@ -145,6 +146,14 @@ def test_pull_edit_push_submit_approve_in_the_web_publish_and_a_live_client_serv
     assert (repo / "live" / "greeting.welcome.j2").read_text() == welcome.read_text()
     status, audit = api(forge, editor, "GET", "/api/v1/manage/organisations/acme/audit?action=version.approve")
     assert status == 200 and audit["items"][0]["actor"] == "reviewer"
+    # The key's reads are in the audit trail, once per path and hour however often CI pulled; its changes name it.
+    status, reads = api(forge, editor, "GET", "/api/v1/manage/organisations/acme/audit?action=api_key.read")
+    files = "organisations/acme/projects/support-bot/sets/core/files"
+    pulls = [e for e in reads["items"] if e["data"]["resource"] == files]
+    assert status == 200 and len(pulls) == 1 and pulls[0]["actor"] == "editor"
+    assert pulls[0]["data"]["prefix"] == editor[:16]
+    status, pushes = api(forge, editor, "GET", "/api/v1/manage/organisations/acme/audit?action=prompt_set.submit")
+    assert pushes["items"][0]["data"]["api_key"] == editor[:16]
 
 
 def test_a_template_that_does_not_render_fails_check_and_push_and_changes_nothing(forge, tmp_path):
