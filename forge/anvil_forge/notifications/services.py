@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["last_visit_record", "notifications_mark_read", "notify_reviewed", "notify_submitted", "wait_for_mail"]
 
+VISIT_REFRESH = timedelta(minutes=1)  # how stale a remembered place may get before it is written again
 _REVIEW_ROLES = [role for role, caps in ROLE_CAPABILITIES.items() if Capability.REVIEW in caps]
 _mail_threads: list[threading.Thread] = []
 _mail_lock = threading.Lock()
@@ -35,21 +37,31 @@ def last_visit_record(*, user: Any, project: Any, prompt_set: Any = None) -> Non
     """Remember that ``user`` opened ``project`` (and ``prompt_set`` in it): signing in lands there next time.
 
     Opening a project's page keeps the set last opened in that project (the user is on their way back to it).
+    Pages call this on every view, so the row is written only when the place changed or a minute passed, and a
+    write that fails (a busy database) is logged, never raised: remembering must not break the page.
     """
     if getattr(user, "pk", None) is None:
         return
     now = timezone.now()
     organisation_id = project.organisation_id
     rows = LastVisit.objects.filter(user=user, organisation_id=organisation_id)
-    if prompt_set is None and rows.filter(project=project).update(visited_at=now):
+    known = rows.values("project_id", "prompt_set_id", "visited_at").first()
+    same_project = known is not None and known["project_id"] == project.pk
+    prompt_set_id = prompt_set.pk if prompt_set is not None else (known["prompt_set_id"] if same_project else None)
+    if same_project and known["prompt_set_id"] == prompt_set_id and now - known["visited_at"] < VISIT_REFRESH:
         return
-    updated = rows.update(project=project, prompt_set=prompt_set, visited_at=now)
-    if not updated:
-        LastVisit.objects.get_or_create(
-            user=user,
-            organisation_id=organisation_id,
-            defaults={"project": project, "prompt_set": prompt_set, "visited_at": now},
-        )
+    try:
+        with transaction.atomic():
+            if known is not None:
+                rows.update(project=project, prompt_set_id=prompt_set_id, visited_at=now)
+            else:
+                LastVisit.objects.get_or_create(
+                    user=user,
+                    organisation_id=organisation_id,
+                    defaults={"project": project, "prompt_set_id": prompt_set_id, "visited_at": now},
+                )
+    except DatabaseError as exc:
+        logger.warning("could not remember %s's last place (%s): %s", user, project, exc)
 
 
 def notify_submitted(*, actor: Actor, version: Any, note: str = "") -> list[Notification]:

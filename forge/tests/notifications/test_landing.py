@@ -89,3 +89,14 @@ def test_each_organisation_keeps_its_own_last_place_and_the_newest_wins(team, pr
     browser.get(f"/o/{other_team.organisation.slug}/p/{theirs.slug}/")
     assert LastVisit.objects.filter(user=team.editor).count() == 2
     assert _sign_in(team.editor) == f"/o/{other_team.organisation.slug}/p/{theirs.slug}/"
+
+
+def test_reopening_the_same_place_within_a_minute_writes_nothing(team, project, prompt_set):
+    browser = Client()
+    browser.force_login(team.editor)
+    page = f"/o/{team.organisation.slug}/p/{project.slug}/s/{prompt_set.slug}/"
+    browser.get(page)
+    first = LastVisit.objects.get(user=team.editor).visited_at
+    browser.get(page)
+    browser.get(f"/o/{team.organisation.slug}/p/{project.slug}/")
+    assert LastVisit.objects.get(user=team.editor).visited_at == first
