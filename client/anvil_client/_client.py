@@ -467,6 +467,7 @@ class Client:
     def _after_fork_in_child(self) -> None:
         """In a forked child: no sync thread here; the next use restarts one (see ``_at_fork_in_child``)."""
         self._lock = threading.RLock()
+        self._usage_lock = threading.Lock()  # a thread of the parent may have held it (the hot path takes it)
         if self._sync is not None:
             self._sync.abandon()
         self._sync = None

@@ -62,3 +62,37 @@ def test_forked_children_get_updates_through_their_own_sync_thread(
     assert reports == ["Hello C (v1)|Hello C (v2)|1|closed"] * 2
     assert client.prompt("welcome.message", name="P") == "Hello P (v2)"
     sys.stdout.flush()
+
+
+def test_a_child_forked_while_a_thread_records_usage_can_record_its_own(
+    stub: StubForge, make_client: Callable[..., anvil_client.Client]
+) -> None:
+    stub.publish("core", 1)
+    client = make_client(stub)
+    assert client.prompt("welcome.message", name="P") == "Hello P (v1)"
+    client._usage_lock.acquire()  # as a parent thread recording a new variable name at the moment of the fork
+    try:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            code = 1
+            try:
+                done: list[str] = []
+                worker = threading.Thread(
+                    target=lambda: done.append(client.prompt("welcome.message", name="C", new_name=1)), daemon=True
+                )
+                worker.start()
+                worker.join(10)
+                os.write(write_fd, (done[0] if done else "stuck").encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        _, status = os.waitpid(pid, 0)
+        report = os.read(read_fd, 1000).decode()
+        os.close(read_fd)
+    finally:
+        client._usage_lock.release()
+    assert status == 0
+    assert report == "Hello C (v1)"
