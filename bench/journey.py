@@ -19,7 +19,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "journey.json"
-TESTS = ("tests/browser/test_live_pages.py",)
+TESTS = ("tests/browser/test_live_pages.py", "tests/browser/test_action_budget.py")
 
 
 def record_results(figures: dict[str, Any], path: Path = RESULTS) -> None:

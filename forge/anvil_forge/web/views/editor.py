@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from anvil_client.bundle import PARAMETER_TYPES, content_digest, normalise_prompt
 from anvil_forge.core.exceptions import ApplicationError, Conflict
+from anvil_forge.notifications.services import last_visit_record
 from anvil_forge.prompts import selectors, services
 from anvil_forge.prompts.analysis import prompt_analysis, prompt_preview
 from anvil_forge.prompts.models import Prompt, PromptSet, PromptSetVersion, SetStatus
@@ -154,6 +155,8 @@ def prompt_edit(request: HttpRequest, org: str, project: str, prompt_set: str, k
     place = place_get(request, org, project, prompt_set)
     prompt = selectors.prompt_get(actor=request.user, prompt_set=place.prompt_set, key=key)
     if request.method != "POST":
+        # Working on a prompt is working on its set: signing in lands on the set next time.
+        last_visit_record(user=request.user, project=place.project, prompt_set=place.prompt_set)
         return _editor(request, place, prompt, _state_from_prompt(prompt))
     state = _state_from_request(request)
     declare = request.POST.get("declare")
