@@ -7,8 +7,10 @@ slow or broken mail server never slows or fails the request (``accounts.mail.sen
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["last_visit_record", "notifications_mark_read", "notify_reviewed", "notify_submitted", "wait_for_mail"]
 
+MAIL_EXIT_WAIT_SECONDS = 10.0  # at exit, how long unsent notification mail may hold the process
 VISIT_REFRESH = timedelta(minutes=1)  # how stale a remembered place may get before it is written again
 _REVIEW_ROLES = [role for role, caps in ROLE_CAPABILITIES.items() if Capability.REVIEW in caps]
 _mail_threads: list[threading.Thread] = []
@@ -128,11 +131,19 @@ def notifications_mark_read(*, user: Any, ids: list[int] | None = None) -> int:
 
 
 def wait_for_mail(timeout: float = 5.0) -> None:
-    """Wait until every e-mail handed to the mail threads has been tried (for tests and orderly shutdown)."""
+    """Wait, at most ``timeout`` seconds in all, until every e-mail handed to the mail threads has been tried.
+
+    For tests, and at exit (registered below): a command such as ``anvil-forge demo`` that ends right after a
+    review still sends its mail, and a server stopping waits no longer than this.
+    """
+    deadline = time.monotonic() + timeout
     with _mail_lock:
         threads = list(_mail_threads)
     for thread in threads:
-        thread.join(timeout)
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(wait_for_mail, MAIL_EXIT_WAIT_SECONDS)
 
 
 def _notify(
