@@ -72,3 +72,10 @@ def test_another_organisations_reviewers_see_nothing_of_it(as_user, team, other_
             assert prompt_set.slug not in body and "Secret plans" not in body and team.organisation.slug not in body
             assert 'data-testid="nav-reviews"' not in body
         assert client.get(urls["projects"]).status_code == 404
+
+
+def test_a_version_submitted_from_the_console_waits_for_every_reviewer(as_user, team, prompt_set, urls):
+    factories.make_submitted_version(prompt_set)  # the console's SystemActor: no author user
+    for role in ("owner", "reviewer"):
+        inbox = _inbox(as_user(team.member(role)).get(urls["projects"]).content.decode())
+        assert prompt_set.name in inbox and "the console" in inbox, role
