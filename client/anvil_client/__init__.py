@@ -133,9 +133,9 @@ def prompt(
     current = client._otel_context
     if current is not None:  # an OpenTelemetry tracer provider is set (see _trace.Probe)
         context = current()
-        # The context the last look found no recording span in (contexts never change), or none attached:
+        # No context attached, or the one the last look found no recording span in (contexts never change):
         # nothing to do. Else the span is looked at, once per context while none records.
-        if context is not client._quiet and context is not client._otel_empty:
+        if context is not client._otel_empty and context is not client._quiet:
             client._span(entry, context)
     try:
         return entry.render(variables)  # type: ignore[no-any-return]
