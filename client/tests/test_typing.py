@@ -13,7 +13,8 @@ pytest.importorskip("mypy")
 PACKAGE = Path(__file__).resolve().parent.parent / "anvil_client"
 RUNTIME = [
     "__init__.py", "_cache.py", "_client.py", "_config.py", "_exceptions.py", "_http.py", "_render.py",
-    "_limits.py", "_snapshot.py", "_state.py", "_sync.py", "bundle.py", "templates.py",
+    "_limits.py", "_snapshot.py", "_state.py", "_sync.py", "bundle.py", "templates.py", "_releases.py", "_trace.py",
+    "_signals.py",
 ]
 
 
