@@ -255,6 +255,10 @@ def cases(client: Any, module_prompt: Callable[..., str] | None = None,
             lambda: module_prompt(SUBSTITUTION_ID, name=name, plan=plan, ticket=ticket), substitution_text
         )
         plain["anvil_module_dict"] = (lambda: module_prompt(SUBSTITUTION_ID, variables), substitution_text)
+        # The README's second line: a mapping and a fallback text (returned only when the prompt fails).
+        plain["anvil_module_dict_fallback"] = (
+            lambda: module_prompt(SUBSTITUTION_ID, variables, fallback="Hi! How can I help?"), substitution_text
+        )
     made: dict[str, Case] = {key: (call, text, None) for key, (call, text) in plain.items()}
     if otel is not None:
         traced = otel[0].prompt
@@ -339,6 +343,7 @@ def measure(loops: int = LOOPS, repeats: int = REPEATS) -> dict[str, Any]:
         # The README's function, anvil_client.prompt (the default client), in both call forms.
         "ratio_module_kwargs_vs_dict": ("anvil_module_keywords", "dict_format_map"),
         "ratio_module_dict_vs_dict": ("anvil_module_dict", "dict_format_map"),
+        "ratio_module_fallback_vs_dict": ("anvil_module_dict_fallback", "dict_format_map"),
         # A tracer provider set (issue 17): the same call by a client started under it / without it.
         "ratio_otel_idle_vs_plain": ("anvil_substitution_otel_idle", "anvil_substitution"),
         "ratio_otel_sampled_out_vs_plain": ("anvil_substitution_otel_sampled_out", "anvil_substitution"),

@@ -81,6 +81,8 @@ def hot_path(data: dict[str, Any]) -> list[str]:
         row("`anvil_client.prompt(id, name=..., plan=..., ticket=...)` (the README's form: the default client)",
             "anvil_module_keywords_ns", "ratio_module_kwargs_vs_dict", "≤ 0.7x dict"),
         row("`anvil_client.prompt(id, variables)`", "anvil_module_dict_ns", "ratio_module_dict_vs_dict", "-"),
+        row("`anvil_client.prompt(id, variables, fallback=...)`", "anvil_module_dict_fallback_ns",
+            "ratio_module_fallback_vs_dict", "-"),
         row("`prompt(id, **variables)`, same template", "anvil_substitution_kwargs_ns",
             "ratio_kwargs_unpacked_vs_dict", "-"),
         row("`prompt()`, template with logic", "anvil_logic_ns", "ratio_logic_vs_jinja2", "≤ 1.15x Jinja2"),
