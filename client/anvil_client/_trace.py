@@ -8,8 +8,9 @@ imported by it), ``prompt()`` also sets ``anvil.prompt.id``, ``anvil.prompt.set`
 provider is set is looked at when the client starts or publishes a snapshot, and by the sync thread a few
 times a second, not on every call: without a provider the hot path pays one flag test. With one, it reads
 the API's context variable (one C call) and stops there when no context is attached (the variable's default
-object); with a context attached, one dictionary read for the span and a class test for a span that never
-records (sampled out), before the span's own ``is_recording()``.
+object) or when the context is the one last found without a recording span (contexts are never changed in
+place, and a span that does not record never starts to); else ``Client._span`` reads the span from the
+context, with a class test for spans that never record (sampled out) before the span's own ``is_recording()``.
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ def last_prompt() -> dict[str, Any] | None:
     return None if entry is None else attributes(entry)
 
 
-# What the hot path reads when spans may be recording: (a function returning the current OpenTelemetry context,
+# What the client reads when spans may be recording: (a function returning the current OpenTelemetry context,
 # the object it returns while no context is attached, the key of the current span in a context, the class of
-# spans that never record). ``Client.prompt`` does, inline:
-#   context = probe[0](); if context is not probe[1]: span = context.get(probe[2]);
+# spans that never record). ``Client.prompt`` calls probe[0]() and compares; ``Client._span`` then does
+#   span = context.get(probe[2])
 #   if span is not None and span.__class__ is not probe[3] and span.is_recording(): annotate(entry, span)
 Probe = tuple[Callable[[], Mapping[Any, Any]], Any, Any, type]
 _CURRENT = object()
