@@ -79,3 +79,28 @@ def test_a_version_submitted_from_the_console_waits_for_every_reviewer(as_user, 
     for role in ("owner", "reviewer"):
         inbox = _inbox(as_user(team.member(role)).get(urls["projects"]).content.decode())
         assert prompt_set.name in inbox and "the console" in inbox, role
+
+
+def test_with_one_review_waiting_the_navigation_opens_it_and_with_two_the_inbox(as_user, team, project, prompt_set,
+                                                                                 urls):
+    factories.make_submitted_version(prompt_set, author=team.editor)
+    body = as_user(team.reviewer).get(urls["audit"]).content.decode()
+    assert f'<a href="{urls["set"]}review/" data-testid="nav-reviews">' in body
+    second = factories.make_prompt_set_with_prompts(project, actor=team.editor, slug="second")
+    factories.make_submitted_version(second, author=team.editor)
+    body = as_user(team.reviewer).get(urls["audit"]).content.decode()
+    assert f'<a href="{urls["projects"]}#reviews" data-testid="nav-reviews">' in body
+
+
+def test_the_set_page_of_an_approved_version_offers_publishing_it_where_it_is_not_live_yet(as_user, team, prompt_set,
+                                                                                            urls):
+    version = factories.make_approved_version(prompt_set)
+    body = as_user(team.editor).get(urls["set"]).content.decode()
+    assert 'data-testid="publish-next"' in body
+    assert f"{urls['set']}versions/{version.number}/publish/production/" in body
+    assert f"Publish v{version.number} to staging" in body
+    factories.make_release(version, "production")
+    body = as_user(team.editor).get(urls["set"]).content.decode()
+    assert f"Publish v{version.number} to production" not in body and f"Publish v{version.number} to staging" in body
+    # A role that may not publish is not offered it.
+    assert 'data-testid="publish-next"' not in as_user(team.reviewer).get(urls["set"]).content.decode()

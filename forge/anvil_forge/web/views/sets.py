@@ -13,12 +13,14 @@ from django.views.decorators.http import require_POST
 
 from anvil_forge.audit.selectors import audit_events_for
 from anvil_forge.core.exceptions import ApplicationError
+from anvil_forge.distribution.selectors import distribution_state
 from anvil_forge.notifications.services import last_visit_record
 from anvil_forge.prompts import selectors, services
 from anvil_forge.prompts.models import PRODUCTION, Environment, SetStatus, VersionState
 from anvil_forge.prompts.samples import failing_samples
 from anvil_forge.web.access import Place, place_get
 from anvil_forge.web.diffing import snapshot_diff
+from anvil_forge.web.views.versions import publish_targets
 
 HISTORY_LENGTH = 25
 PROMPT_PAGE_SIZE = 100
@@ -36,6 +38,12 @@ def _set_page(request: HttpRequest, place: Place, *, status: int = 200, **extra:
     latest = versions[0] if versions else None
     in_review = latest if latest and latest.state == VersionState.IN_REVIEW else None
     history = audit_events_for(actor=request.user, project=place.project).filter(data__set=prompt_set.slug)
+    publish_to = []
+    if latest is not None and latest.state == VersionState.APPROVED and "publish" in place.caps:
+        # Publishing the approved version is the next step: offer it here rather than a page further on.
+        states = distribution_state(actor=request.user, project=place.project, prompt_set=prompt_set)
+        live_numbers = {state.environment.pk: state.version for state in states if state.version is not None}
+        publish_to = publish_targets(latest, [state.environment for state in states], live_numbers)
     context.update(
         {
             "latest": latest,
@@ -46,6 +54,7 @@ def _set_page(request: HttpRequest, place: Place, *, status: int = 200, **extra:
             "override": False,
             "history": history[:HISTORY_LENGTH],
             "is_live": prompt_set.status == SetStatus.LIVE,
+            "publish_to": publish_to,
             "own_version": _own_version(request, place, in_review),
             "new_key": "",
             "comment": "",

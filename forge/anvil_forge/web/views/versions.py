@@ -42,6 +42,21 @@ RELEASE_STATES = ("applied", "waiting", "refusing", "offline")
 STATE_WORDS = {"applied": "applied", "waiting": "waiting", "refusing": "not taking it", "offline": "offline"}
 
 
+def publish_targets(version, environments: list, live_numbers: dict[int, int]) -> list:
+    """The environments ``version`` may be published to: approved (or in review where an environment takes
+    versions in review) and newer than what is live there. ``live_numbers``: environment pk → live number."""
+    targets = []
+    for environment in environments:
+        current = live_numbers.get(environment.pk)
+        publishable = (
+            version.state == VersionState.APPROVED
+            or (version.state == VersionState.IN_REVIEW and environment.accepts_review_versions)
+        ) and (current is None or current < version.number)
+        if publishable:
+            targets.append(environment)
+    return targets
+
+
 @login_required
 def version_list(request: HttpRequest, org: str, project: str, prompt_set: str) -> HttpResponse:
     place = place_get(request, org, project, prompt_set)
@@ -72,21 +87,12 @@ def _version_page(request: HttpRequest, place: Place, *, status: int = 200, erro
                 rollback_to.setdefault(target_id, []).append(environment)
     rows = []
     for version in versions:
-        targets = []
-        for environment in environments:
-            current = live_numbers.get(environment.pk)
-            publishable = (
-                version.state == VersionState.APPROVED
-                or (version.state == VersionState.IN_REVIEW and environment.accepts_review_versions)
-            ) and (current is None or current < version.number)
-            if publishable:
-                targets.append(environment)
         rows.append(
             {
                 "version": version,
                 "live_in": live.get(version.number, []),
                 "running": running.get(version.number, []),
-                "publish_to": targets,
+                "publish_to": publish_targets(version, environments, live_numbers),
                 "approval": approval_of(version),
                 "rollback_to": rollback_to.get(version.pk, []),
             }
