@@ -23,12 +23,16 @@ TESTS = ("tests/browser/test_live_pages.py", "tests/browser/test_action_budget.p
 
 
 def record_results(figures: dict[str, Any], path: Path = RESULTS) -> None:
-    """Merge ``figures`` into the results file (other keys are kept), written atomically."""
+    """Merge ``figures`` into the results file (other keys are kept), written atomically, with the run's
+    machine, commit and load (``meta``)."""
+    from bench.common import run_metadata
+
     try:
         current = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         current = {}
     current.update(figures)
+    current["meta"] = run_metadata()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     temporary.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")

@@ -336,6 +336,24 @@ def propagation_users(data: dict[str, Any]) -> list[str]:
     )
 
 
+def journey(data: dict[str, Any]) -> list[str]:
+    rows = [
+        ["actions to submit (sign in, change a word, submit)", data.get("actions_to_submit"), "≤ 4"],
+        ["actions to publish (approve from the inbox, publish, confirm)", data.get("actions_to_publish"), "≤ 6"],
+        ["confirm click → every instance acknowledged on the page, p50 s", data.get("ack_seconds_p50"), "≤ 1"],
+        ["same, slowest of the rounds, s", data.get("ack_seconds_max"), "≤ 1"],
+        ["slowest instance applied after the click, s", data.get("ack_apply_seconds_max"), "premise ≤ 0.3"],
+    ]
+    lines = _table(["the Context Engineer's journey (Chromium, real FORGE and clients)", "measured", "goal"], rows)
+    lines += [
+        "",
+        f"{data.get('ack_rounds', '-')} rounds of {data.get('ack_instances', '-')} LIVE client processes. "
+        "Taken by `python -m bench journey` (the browser tests `tests/browser/test_live_pages.py` and "
+        "`tests/browser/test_action_budget.py`, which also assert the budgets).",
+    ]
+    return lines
+
+
 SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("hot_path", "Hot path", hot_path),
     ("propagation", "Propagation (publish → the release event on every stream)", propagation),
@@ -346,6 +364,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("content_scale", "Scale of content", content_scale),
     ("api", "FORGE API throughput", api),
     ("propagation_users", "Propagation from the user's action (web confirm, `anvil-forge publish`)", propagation_users),
+    ("journey", "The Context Engineer's journey (issue 14)", journey),
 )
 
 
