@@ -32,7 +32,9 @@ def _set_page(request: HttpRequest, place: Place, *, status: int = 200, **extra:
     prompts = selectors.prompts_for(actor=request.user, prompt_set=prompt_set, search=search)
     page = Paginator(prompts, PROMPT_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {**place.context(), "prompts": page.object_list, "page": page, "search": search}
-    if request.headers.get("HX-Request") and request.method == "GET":
+    # htmx: the search wants the rows; the pushed refresh of the review section (#set-workflow) takes the page.
+    refresh = request.headers.get("HX-Target") == "set-workflow"
+    if request.headers.get("HX-Request") and request.method == "GET" and not refresh:
         return render(request, "web/partials/prompt_rows.html", context)
     versions = list(selectors.versions_for(actor=request.user, prompt_set=prompt_set)[:1])
     latest = versions[0] if versions else None

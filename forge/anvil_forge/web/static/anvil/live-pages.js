@@ -37,6 +37,42 @@
     };
   };
 
+  // Nothing typed is lost: a live region whose fields hold text the user typed (or has the focus in a field)
+  // is not refreshed; it catches up once the focus leaves it with nothing typed, or on the next change.
+  var holdsTypedText = function (region) {
+    var active = document.activeElement;
+    if (active && region.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName)) { return true; }
+    var fields = region.querySelectorAll("textarea, input:not([type=hidden]):not([type=checkbox]):not([type=radio])");
+    for (var i = 0; i < fields.length; i++) {
+      if (fields[i].value !== fields[i].defaultValue) { return true; }
+    }
+    return false;
+  };
+  var liveRegion = function (element) {
+    var trigger = element && element.getAttribute && element.getAttribute("hx-trigger");
+    return Boolean(trigger) && trigger.indexOf("anvil-live") !== -1;
+  };
+  // Checked before the request and again before its answer replaces the region (typing may have started between).
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    var region = event.detail.elt;
+    if (!liveRegion(region) || !holdsTypedText(region)) { return; }
+    event.preventDefault();
+    region.setAttribute("data-live-held", "");
+  });
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    var region = event.detail.elt;
+    if (!liveRegion(region) || !holdsTypedText(region)) { return; }
+    event.detail.shouldSwap = false;
+    region.setAttribute("data-live-held", "");
+  });
+  document.body.addEventListener("focusout", function (event) {
+    var region = event.target.closest && event.target.closest("[data-live-held]");
+    if (!region) { return; }
+    setTimeout(function () {  // after the focus has moved
+      if (!holdsTypedText(region)) { region.removeAttribute("data-live-held"); refresh("held"); }
+    }, 0);
+  });
+
   if (!window.EventSource) { startPolling(); return; }
   setState("connecting");
   connect();
