@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections
-from django.db.models import Case, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
-from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models import Case, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, TextField, Value, When
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from anvil_forge.accounts.models import Membership, Organisation
@@ -273,7 +274,9 @@ STANDINGS = ("running", "behind", "frozen", "pinned", "offline")
 
 @dataclass
 class Standing:
-    """Where one instance stands on one set (see :func:`set_standings`), and the little the pages show of it."""
+    """Where one instance stands on one set (see :func:`set_standings`), and the little the pages show of it.
+
+    Instances whose processes report the same are given the same object: read it, never change it."""
 
     environment_id: int
     standing: str  # one of STANDINGS
@@ -308,57 +311,112 @@ def sets_standings(
 ) -> dict[str, dict[int, Standing]]:
     """:func:`set_standings` of several sets at once (``numbers``: set slug -> environment id -> version number).
 
-    One query of small values per process, read from a plain cursor: the database reads the JSON, and no row
-    becomes a model or a dictionary, so a page can count thousands of instances (:func:`instance_summaries` and
+    One query of small values per process, read from a plain cursor; each distinct :data:`Profile` (what an
+    instance's processes report) is judged once, and the instances that share one share its :class:`Standing`
+    (read them, never change them), so a page can count thousands of instances (:func:`instance_summaries` and
     :func:`instances_for` are for the few it shows)."""
-    slugs = list(numbers)
-    annotations: dict[str, Any] = {"_live": Case(When(expires_at__gt=now, then=Value(1)), default=Value(0))}
-    for index, slug in enumerate(slugs):
-        annotations[f"_runs{index}"] = Case(When(versions__has_key=slug, then=Value(1)), default=Value(0))
-        annotations[f"_pinned{index}"] = Case(When(pins__has_key=slug, then=Value(1)), default=Value(0))
-        annotations[f"_number{index}"] = KeyTransform(slug, "versions")
-        annotations[f"_pin{index}"] = KeyTransform(slug, "pins")
+    profiles = _process_profiles(instances, now=now)
+    decode = _decoder()
+    result: dict[str, dict[int, Standing]] = {}
+    for slug, by_environment in numbers.items():
+        judged: dict[Profile, Standing | None] = {}
+        standings: dict[int, Standing] = {}
+        for pk, profile in profiles.items():
+            if profile in judged:
+                standing = judged[profile]
+            else:
+                standing = judged[profile] = _profile_standing(profile, slug, by_environment, decode)
+            if standing is not None:
+                standings[pk] = standing
+        result[slug] = standings
+    return result
+
+
+# What an instance's processes report, as far as the pages judge it: one ``(environment id, mode, live (1 or 0),
+# versions, pins)`` per process, the JSON columns as the database's text. Instances of a fleet share a few.
+Profile = tuple[tuple[int, str, int, Any, Any], ...]
+
+
+def _process_profiles(instances: QuerySet[LiveInstance], *, now: datetime) -> dict[int, Profile]:
+    """Instance pk -> its :data:`Profile`, for every instance of ``instances`` with a process.
+
+    One query from a plain cursor, the JSON columns read as text: the pages judge each distinct profile once
+    (:func:`sets_standings`, :func:`instance_marks`) instead of each of thousands of processes, and decode each
+    distinct text once (the database's JSON functions, per row and per key, cost more than that on SQLite)."""
     query = (
         LiveProcess.objects.filter(instance__in=instances.values("pk"))
-        .annotate(**annotations)
+        .annotate(
+            _live=Case(When(expires_at__gt=now, then=Value(1)), default=Value(0)),
+            _versions=Cast("versions", TextField()),
+            _pins=Cast("pins", TextField()),
+        )
         .order_by()
-        .values_list("instance_id", "instance__environment_id", "mode", *annotations)
+        .values_list("instance_id", "instance__environment_id", "mode", "_live", "_versions", "_pins")
     )
     sql, params = query.query.sql_with_params()
     with connections[query.db].cursor() as cursor:
         cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    result: dict[str, dict[int, Standing]] = {}
-    for index, slug in enumerate(slugs):
-        column = 4 + 4 * index
-        # pk -> [environment, live processes, any process follows, lowest version run, Standing being filled]
-        seen: dict[int, list[Any]] = {}
-        for row in rows:
-            runs, pinned = row[column], row[column + 1]
-            pk = row[0]
-            entry = seen.get(pk)
-            if entry is None:
-                entry = seen[pk] = [row[1], 0, False, None, Standing(row[1], "")]
-            if not row[3]:
-                entry[2] = entry[2] or bool(runs or pinned)
-                continue
-            entry[1] += 1
-            if not (runs or pinned):
-                continue
-            entry[2] = True
-            standing: Standing = entry[4]
-            standing.following += 1
-            if pinned:
-                standing.pins.add(_number(row[column + 3]) or 0)
-            if row[2] == InstanceMode.FROZEN:
-                standing.standing = "frozen"
-            number = _number(row[column + 2]) if runs else None
-            lowest = number or 0
-            entry[3] = lowest if entry[3] is None else min(entry[3], lowest)
-            if number is not None:
-                standing.numbers[number] = standing.numbers.get(number, 0) + 1
-        result[slug] = _standings(seen, numbers[slug])
-    return result
+        fetched = cursor.fetchall()
+    profiles: dict[int, Profile] = {}
+    for row in fetched:
+        pk = row[0]
+        prior = profiles.get(pk)
+        profiles[pk] = (row[1:],) if prior is None else (*prior, row[1:])
+    return profiles
+
+
+def _decoder() -> Any:
+    """A function from a JSON object column's value (see :func:`_json`) to its dictionary, decoding each distinct
+    text once. The dictionaries are shared: read them, never change them."""
+    decoded: dict[Any, dict[str, Any]] = {}
+
+    def decode(text: Any) -> dict[str, Any]:
+        if isinstance(text, dict):
+            return text
+        value = decoded.get(text)
+        if value is None:
+            value = decoded[text] = _json(text)
+        return value
+
+    return decode
+
+
+def _profile_standing(profile: Profile, slug: str, numbers: dict[int, int | None], decode: Any) -> Standing | None:
+    """The :class:`Standing` on ``slug`` of an instance with ``profile`` (``None`` when it does not follow the set),
+    as :meth:`InstanceState.standing` judges it against ``numbers`` (environment id -> the live version)."""
+    environment_id = profile[0][0]
+    live = [process for process in profile if process[2]]
+    if not live:
+        follows = any(slug in decode(versions) or slug in decode(pins) for *_, versions, pins in profile)
+        return Standing(environment_id, "offline") if follows else None
+    standing = Standing(environment_id, "")
+    lowest: int | None = None
+    for _environment, mode, _live, versions_text, pins_text in live:
+        versions, pins = decode(versions_text), decode(pins_text)
+        runs, pinned = slug in versions, slug in pins
+        if not (runs or pinned):
+            continue
+        standing.following += 1
+        if pinned:
+            standing.pins.add(_number(pins[slug]) or 0)
+        if mode == InstanceMode.FROZEN:
+            standing.standing = "frozen"
+        number = _number(versions[slug]) if runs else None
+        lowest = (number or 0) if lowest is None else min(lowest, number or 0)
+        if number is not None:
+            standing.numbers[number] = standing.numbers.get(number, 0) + 1
+    if not standing.following:
+        return None
+    current = numbers.get(environment_id)
+    if standing.pins:
+        standing.standing = "pinned"
+    elif standing.standing == "frozen":
+        pass
+    elif current is None or (lowest or 0) < current:
+        standing.standing = "behind"
+    else:
+        standing.standing = "running"
+    return standing
 
 
 def _number(value: Any) -> int | None:
@@ -369,28 +427,6 @@ def _number(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-def _standings(seen: dict[int, list[Any]], numbers: dict[int, int | None]) -> dict[int, Standing]:
-    standings: dict[int, Standing] = {}
-    for pk, (environment_id, live, follows, lowest, standing) in seen.items():
-        if not live:
-            if follows:
-                standings[pk] = Standing(environment_id, "offline")
-            continue
-        if not standing.following:
-            continue
-        current = numbers.get(environment_id)
-        if standing.pins:
-            standing.standing = "pinned"
-        elif standing.standing == "frozen":
-            pass
-        elif current is None or lowest < current:
-            standing.standing = "behind"
-        else:
-            standing.standing = "running"
-        standings[pk] = standing
-    return standings
 
 
 @dataclass
@@ -411,44 +447,44 @@ def instance_marks(instances: QuerySet[LiveInstance], *, now: datetime) -> list[
     """:class:`InstanceMark` s of ``instances`` (from :func:`instances_for`, in its order), judged as
     :class:`InstanceState` judges them (by the live processes, or every process when none is live).
 
-    Two narrow queries read from a plain cursor: no model, no date, only each process's ``versions`` and ``pins``
-    decoded, so the instances page filters and counts thousands of instances (it loads the page's few whole)."""
-    processes = (
-        LiveProcess.objects.filter(instance__in=instances.values("pk"))
-        .annotate(_live=Case(When(expires_at__gt=now, then=Value(1)), default=Value(0)))
-        .order_by()
-        .values_list("instance_id", "_live", "mode", "versions", "pins")
-    )
-    sql, params = processes.query.sql_with_params()
-    with connections[processes.db].cursor() as cursor:
-        cursor.execute(sql, params)
-        by_instance: dict[int, list[tuple[Any, ...]]] = {}
-        for row in cursor.fetchall():
-            by_instance.setdefault(row[0], []).append(row)
+    Two narrow queries: no model, no date, and each distinct :data:`Profile` judged once (the marks of instances
+    that share one share its ``versions``: read it, never change it), so the instances page filters and counts
+    thousands of instances (it loads the page's few whole)."""
+    profiles = _process_profiles(counted(instances), now=now)
+    decode = _decoder()
+    judged: dict[Profile, tuple[bool, bool, bool, dict[str, set[int]]]] = {}
     marks = []
     for pk, environment_id, name, host in instances.values_list("pk", "environment_id", "name", "host"):
-        rows = by_instance.get(pk, [])
-        live = [row for row in rows if row[1]]
-        known = live or rows
-        versions: dict[str, set[int]] = {}
-        pinned = False
-        for _pk, _live, _mode, running, pins in known:
-            for slug, number in _json(running).items():
-                versions.setdefault(slug, set()).add(number)
-            pinned = pinned or bool(_json(pins))
+        profile = profiles.get(pk, ())
+        if profile not in judged:
+            judged[profile] = _profile_mark(profile, decode)
+        offline, frozen, pinned, versions = judged[profile]
         marks.append(
             InstanceMark(
                 pk=pk,
                 environment_id=environment_id,
                 name=name,
                 host=host,
-                offline=not live,
-                frozen=any(row[2] == InstanceMode.FROZEN for row in known),
+                offline=offline,
+                frozen=frozen,
                 pinned=pinned,
                 versions=versions,
             )
         )
     return marks
+
+
+def _profile_mark(profile: Profile, decode: Any) -> tuple[bool, bool, bool, dict[str, set[int]]]:
+    """``(offline, frozen, pinned, versions)`` of an instance with ``profile``, as :class:`InstanceMark` has them."""
+    live = [process for process in profile if process[2]]
+    known = live or profile
+    versions: dict[str, set[int]] = {}
+    for *_, running, _pins in known:
+        for slug, number in decode(running).items():
+            versions.setdefault(slug, set()).add(number)
+    frozen = any(process[1] == InstanceMode.FROZEN for process in known)
+    pinned = any(decode(process[4]) for process in known)
+    return not live, frozen, pinned, versions
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -649,12 +685,20 @@ def distribution_state(
     for prompt_set in sets:
         counts: dict[tuple[int, str], int] = {}
         versions: dict[int, dict[int, int]] = {}
+        # Instances with the same profile share their Standing: count each distinct one once, times its instances.
+        shared: dict[int, list[Any]] = {}
         for standing in standings[prompt_set.slug].values():
+            entry = shared.get(id(standing))
+            if entry is None:
+                shared[id(standing)] = [standing, 1]
+            else:
+                entry[1] += 1
+        for standing, times in shared.values():
             key = (standing.environment_id, standing.standing)
-            counts[key] = counts.get(key, 0) + 1
+            counts[key] = counts.get(key, 0) + times
             per_version = versions.setdefault(standing.environment_id, {})
             for number in standing.numbers:
-                per_version[number] = per_version.get(number, 0) + 1
+                per_version[number] = per_version.get(number, 0) + times
         for environment in environments:
             row = SetDistribution(
                 prompt_set=prompt_set,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -84,11 +85,19 @@ def instances(request: HttpRequest, org: str) -> HttpResponse:
     if filters["host"]:
         needle = filters["host"].lower()
         states = [s for s in states if needle in s.host.lower() or needle in s.name.lower()]
-    version_counts: dict[tuple[str, int], int] = {}
+    # Marks whose instances report the same share their ``versions``: count each distinct one once, times its marks.
+    shared: dict[int, list[Any]] = {}
     for s in states:
-        for slug, numbers in s.versions.items():
+        entry = shared.get(id(s.versions))
+        if entry is None:
+            shared[id(s.versions)] = [s.versions, 1]
+        else:
+            entry[1] += 1
+    version_counts: dict[tuple[str, int], int] = {}
+    for versions, times in shared.values():
+        for slug, numbers in versions.items():
             for number in numbers:
-                version_counts[(slug, number)] = version_counts.get((slug, number), 0) + 1
+                version_counts[(slug, number)] = version_counts.get((slug, number), 0) + times
     page = Paginator(states, INSTANCE_PAGE_SIZE).get_page(request.GET.get("page"))
     pks = [s.pk for s in page.object_list]
     shown = instance_states(
