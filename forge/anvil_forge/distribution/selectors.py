@@ -343,15 +343,16 @@ def _process_profiles(instances: QuerySet[LiveInstance], *, now: datetime) -> di
     One query from a plain cursor, the JSON columns read as text: the pages judge each distinct profile once
     (:func:`sets_standings`, :func:`instance_marks`) instead of each of thousands of processes, and decode each
     distinct text once (the database's JSON functions, per row and per key, cost more than that on SQLite)."""
+    # From the instances, joined to their processes (not the processes of ``pk IN (the instances)``: on SQLite
+    # that costs a list of every instance's pk, and 18 ms instead of 29 for 12,000 processes).
     query = (
-        LiveProcess.objects.filter(instance__in=instances.values("pk"))
-        .annotate(
-            _live=Case(When(expires_at__gt=now, then=Value(1)), default=Value(0)),
-            _versions=Cast("versions", TextField()),
-            _pins=Cast("pins", TextField()),
+        instances.annotate(
+            _live=Case(When(processes__expires_at__gt=now, then=Value(1)), default=Value(0)),
+            _versions=Cast("processes__versions", TextField()),
+            _pins=Cast("processes__pins", TextField()),
         )
         .order_by()
-        .values_list("instance_id", "instance__environment_id", "mode", "_live", "_versions", "_pins")
+        .values_list("pk", "environment_id", "processes__mode", "_live", "_versions", "_pins")
     )
     sql, params = query.query.sql_with_params()
     with connections[query.db].cursor() as cursor:
@@ -359,6 +360,8 @@ def _process_profiles(instances: QuerySet[LiveInstance], *, now: datetime) -> di
         fetched = cursor.fetchall()
     profiles: dict[int, Profile] = {}
     for row in fetched:
+        if row[2] is None:
+            continue  # an instance without a process (the outer join's row)
         pk = row[0]
         prior = profiles.get(pk)
         profiles[pk] = (row[1:],) if prior is None else (*prior, row[1:])
