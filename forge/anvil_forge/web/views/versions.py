@@ -318,13 +318,17 @@ def _ack_context(request: HttpRequest, place: Place, release: Release) -> dict:
             groups["refusing"].append(row)
         else:
             groups["waiting"].append(row)
-    # Acknowledged by an instance no longer listed: still applied.
-    unlisted = acknowledgement_details(release=release, ids=list(acks.values()))
-    groups["applied"] += [{**unlisted[pk], "ack": pk} for pk in acks.values() if pk in unlisted]
+    # Acknowledged by an instance no longer listed: still applied. Their names and hosts are read for a search,
+    # otherwise for the rows shown only (with the acknowledgements' details below): a release may have thousands.
+    query = request.GET.get("q", "").strip()
+    if query:
+        unlisted = acknowledgement_details(release=release, ids=list(acks.values()))
+        groups["applied"] += [{**unlisted[pk], "ack": pk} for pk in acks.values() if pk in unlisted]
+    else:
+        groups["applied"] += [{"ack": pk, "unlisted": True} for pk in acks.values()]
     counts = {state: len(rows) for state, rows in groups.items()}
     chosen = request.GET.get("state", "")
     chosen = chosen if chosen in groups else ""
-    query = request.GET.get("q", "").strip()
     rows = [
         {**row, "state": state} for state in RELEASE_STATES if not chosen or state == chosen for row in groups[state]
     ]
@@ -344,8 +348,12 @@ def _ack_context(request: HttpRequest, place: Place, release: Release) -> dict:
     acked_rows = [row for row in page.object_list if row.get("ack")]
     details = acknowledgement_details(release=release, ids=[row["ack"] for row in acked_rows]) if acked_rows else {}
     for row in acked_rows:
-        if row["ack"] in details:
-            row.update(version=details[row["ack"]]["version"], at=details[row["ack"]]["at"])
+        detail = details.get(row["ack"])
+        if detail is None:
+            continue
+        if row.pop("unlisted", False):  # its name and host were left for now (see above)
+            row.update(id=detail["id"], name=detail["name"], host=detail["host"])
+        row.update(version=detail["version"], at=detail["at"])
     return {
         **place.context(),
         "release": release,
