@@ -15,7 +15,8 @@ pytestmark = pytest.mark.django_db
 
 LABELS = {"LIVE": "LIVE · editing", "REVIEW": "REVIEW · waiting for approval", "LOCKED": "LOCKED · approved"}
 BADGE = re.compile(
-    r'<span class="badge badge-(?:live|review|locked)" data-status="(\w+)" title="([^"]+)">([^<]+)</span>'
+    r'<span(?: id="[\w-]+")? class="badge badge-(?:live|review|locked)" data-status="(\w+)" '
+    r'title="([^"]+)">([^<]+)</span>'
 )
 
 
