@@ -135,6 +135,9 @@ class SyncTarget(Protocol):
     def checkin_accepted(self, body: Mapping[str, Any]) -> None:
         """The FORGE took this check-in: what it reported as applied, and its signals, are not reported again."""
 
+    def warm(self) -> None:
+        """Load now, on the sync thread, what the first pushed release would otherwise load on its way."""
+
 
 # The sync threads running in this process, told to say goodbye to their FORGE when it exits.
 _RUNNING: weakref.WeakSet[SyncThread] = weakref.WeakSet()
@@ -169,6 +172,7 @@ class SyncThread:
         self._legacy_checkin = False
         self._send_signals = True  # False once a FORGE refused the field (older than this client)
         self._asked_interval: float | None = None  # the FORGE's last answer's checkin_interval
+        self._warmed = False
         self._thread = threading.Thread(target=self._run, name="anvil.sync", daemon=True)
 
     # -------------------------------------------------------------------------------------------- control
@@ -296,6 +300,12 @@ class SyncThread:
         else:
             logger.info("anvil: stream to %s open", self.config.forge_url)
         self._failures = 0
+        if not self._warmed:  # once the stream is open, a release can come at any moment: be ready for it
+            self._warmed = True
+            try:
+                self.target.warm()
+            except Exception:  # never into the host; the release would load it itself
+                logger.exception("anvil: warming the template engine failed")
         hint: float | None = None
         read_timeout = self.config.read_timeout or 3 * self.config.heartbeat_interval
         try:

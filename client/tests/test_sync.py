@@ -747,3 +747,40 @@ def test_a_child_forked_during_a_request_does_not_keep_the_parents_socket(stub: 
     assert reader.read(12).startswith(b"HTTP/1.")
     reader.close()
     in_flight.close()
+
+
+WARM_PROBE = """
+import sys, time, anvil_client
+client = anvil_client.Client(forge_url=sys.argv[1], token=sys.argv[2], cache_dir=sys.argv[3], heartbeat_interval=1)
+client.start()
+deadline = time.monotonic() + 10
+while not client.status()["connected"] and time.monotonic() < deadline:
+    time.sleep(0.01)
+deadline = time.monotonic() + 1.0
+while "jinja2" not in sys.modules and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(client.status()["connected"], "jinja2" in sys.modules)
+client.close()
+"""
+
+
+@pytest.mark.parametrize(
+    ("template", "loaded"),
+    [("{% if name %}Hello {{ name }}{% endif %}", True), ("Hello {{ name }}", False)],
+)
+def test_once_the_stream_is_open_the_template_engine_is_loaded_if_a_prompt_needs_it(
+    stub: StubForge, tmp_path: Path, template: str, loaded: bool
+) -> None:
+    """A pushed release compiles its changed templates before the swap: the first one after start-up must not
+    pay Jinja2's import there (60 to 110 ms between the event and the new text). The sync thread loads it as
+    soon as the stream is open, before any render asked for it, and only when a served prompt needs it."""
+    import subprocess
+    import sys
+
+    stub.publish("core", 1, text=template)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANVIL_", "DJANGO_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", WARM_PROBE, stub.url, TOKEN, str(tmp_path / "cache")],
+        env=env, capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.split()
+    assert out == ["True", str(loaded)]
