@@ -88,3 +88,28 @@ def test_anonymous_reads_nothing():
     from django.contrib.auth.models import AnonymousUser
 
     assert list(audit_events_for(actor=AnonymousUser())) == []
+
+
+def test_what_audit_record_imports_is_loaded_with_django_not_inside_the_first_transaction(tmp_path):
+    """``audit_record`` runs inside the transaction of every change. The modules it imports in its body (they
+    import the audit service, so it cannot import them at its top) are loaded when Django is set up: in a new
+    ``anvil-forge publish`` process their ~90 ms of imports came between the release row and its COMMIT."""
+    import ast
+    import inspect
+    import os
+    import subprocess
+    import sys
+
+    from anvil_forge.audit import services
+
+    tree = ast.parse(inspect.getsource(services.audit_record).lstrip())
+    modules = sorted({node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module})
+    assert modules, "audit_record imports nothing in its body any more: this test has nothing to check"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ANVIL_"))}
+    env.update({"DEBUG": "true", "ANVIL_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "anvil_forge.settings"})
+    code = "import sys, django; django.setup(); print(' '.join(m for m in sys.argv[1:] if m not in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code, *modules], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"loaded only inside a transaction: {result.stdout.strip()}"
