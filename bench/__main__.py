@@ -61,7 +61,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "LIVE API req/s (bundle 304/200, releases) vs a trivial Starlette app, page latency; SQLite and PostgreSQL",
     ),
     Benchmark("propagation", "bench.propagation", 120, "publish-to-client latency over 100 and 1,000 streams"),
-    Benchmark("propagation_5000", "bench.propagation_5000", 150, "the same at 5,000 streams"),
+    Benchmark("propagation_5000", "bench.propagation_large", 150, "the same at 5,000 streams", ("5000",)),
+    Benchmark("propagation_10000", "bench.propagation_large", 240, "the same at 10,000 streams", ("10000",)),
     Benchmark(
         "propagation_clients",
         "bench.propagation_clients",

@@ -124,7 +124,7 @@ def propagation(data: dict[str, Any]) -> list[str]:
                 figures.get("max_ms"),
                 figures.get("samples"),
                 figures.get("missing"),
-                "p99 < 100 ms" if int(count) == 1000 else "",
+                {1000: "p99 < 100 ms", 10000: "p99 <= 250 ms"}.get(int(count), ""),
             ]
         )
     lines = _table(["streams", "open", "p50 ms", "p99 ms", "max ms", "deliveries", "missing", "target"], rows)
