@@ -155,7 +155,35 @@ def token_ids_inactive(token_ids: list[int]) -> set[int]:
     return set(token_ids) - active
 
 
-def instance_checkin(*, token: AccessToken, checkin: CheckIn, now: datetime | None = None) -> LiveInstance | None:
+class CheckinBatch:
+    """What the check-ins recorded together share, read once per environment instead of once per check-in: the
+    environment's current releases (for acknowledgements) and the pruning of long-offline instances.
+
+    Made by :func:`instance_checkins_record` after its batch was taken, so everything a check-in in it reports
+    (a version is reported only after its release committed) is in the releases read here.
+    """
+
+    def __init__(self) -> None:
+        self._current: dict[int, list[Release]] = {}
+        self._pruned: set[int] = set()
+
+    def current_releases(self, environment: Environment) -> list[Release]:
+        from anvil_forge.distribution.selectors import current_releases
+
+        releases = self._current.get(environment.pk)
+        if releases is None:
+            releases = self._current[environment.pk] = current_releases(environment=environment)
+        return releases
+
+    def prune_offline_instances(self, environment: Environment, now: datetime) -> None:
+        if environment.pk not in self._pruned:
+            self._pruned.add(environment.pk)
+            _prune_offline_instances(environment=environment, now=now)
+
+
+def instance_checkin(
+    *, token: AccessToken, checkin: CheckIn, now: datetime | None = None, batch: CheckinBatch | None = None
+) -> LiveInstance | None:
     """Record what one process of a LIVE instance reports; return its instance (``None`` after a goodbye of an
     instance never seen).
 
@@ -170,17 +198,19 @@ def instance_checkin(*, token: AccessToken, checkin: CheckIn, now: datetime | No
     versions the process reports in ``applied`` are acknowledged too, for the release that put each of them
     live, even when a newer release has superseded it since (see :func:`_record_applied`).
 
-    ``now`` is when the check-in arrived (the batch writer records it a moment later); default: now.
+    ``now`` is when the check-in arrived (the batch writer records it a moment later); default: now. ``batch``:
+    the reads shared with the other check-ins recorded with this one (:class:`CheckinBatch`); default: its own.
     """
     now = now or timezone.now()
+    batch = batch or CheckinBatch()
     if checkin.goodbye:
-        instance = _process_goodbye(token=token, checkin=checkin, now=now)
+        instance = _process_goodbye(token=token, checkin=checkin, now=now, batch=batch)
     else:
         process = _known_process(environment_id=token.environment_id, checkin=checkin)
         if process is not None and _process_touch(process=process, token=token, checkin=checkin, now=now):
             instance = process.instance
         else:
-            instance = _process_register_retrying(token=token, checkin=checkin, now=now)
+            instance = _process_register_retrying(token=token, checkin=checkin, now=now, batch=batch)
     if instance is not None and checkin.applied:
         _record_applied(instance=instance, token=token, applied=checkin.applied, now=now)
     if instance is not None and checkin.signals:
@@ -238,10 +268,11 @@ def instance_checkins_record(*, checkins: list[tuple[AccessToken, CheckIn, datet
             )
         if signals:
             _record_signals(signals)
+        batch = CheckinBatch()
         for token, checkin, now in full:
             try:
                 with transaction.atomic():
-                    instance_checkin(token=token, checkin=checkin, now=now)
+                    instance_checkin(token=token, checkin=checkin, now=now, batch=batch)
             except Exception:
                 logger.exception(
                     "check-in of instance %s process %s could not be recorded", checkin.instance_id, checkin.process_id
@@ -268,12 +299,14 @@ def _known_processes(keys: list[tuple[int, CheckIn]]) -> dict[tuple[int, str, in
     return found
 
 
-def _process_register_retrying(*, token: AccessToken, checkin: CheckIn, now: datetime) -> LiveInstance:
+def _process_register_retrying(
+    *, token: AccessToken, checkin: CheckIn, now: datetime, batch: CheckinBatch
+) -> LiveInstance:
     try:
-        return _process_register(token=token, checkin=checkin, now=now)  # its own transaction (or savepoint)
+        return _process_register(token=token, checkin=checkin, now=now, batch=batch)  # its own transaction
     except IntegrityError:
         # Two first check-ins of one instance or process raced; the other created the row, so this is an update.
-        return _process_register(token=token, checkin=checkin, now=now)
+        return _process_register(token=token, checkin=checkin, now=now, batch=batch)
 
 
 def _known_process(*, environment_id: int, checkin: CheckIn) -> LiveProcess | None:
@@ -314,7 +347,7 @@ def _touchable(process: LiveProcess, token: AccessToken, checkin: CheckIn, now: 
     )
 
 
-def _process_register(*, token: AccessToken, checkin: CheckIn, now: datetime) -> LiveInstance:
+def _process_register(*, token: AccessToken, checkin: CheckIn, now: datetime, batch: CheckinBatch) -> LiveInstance:
     environment = token.environment
     with transaction.atomic():
         instance = (
@@ -323,8 +356,9 @@ def _process_register(*, token: AccessToken, checkin: CheckIn, now: datetime) ->
             .first()
         )
         own = {"project": token.project, "token": token, "name": checkin.name, "host": checkin.host}
+        created = instance is None
         if instance is None:
-            _prune_offline_instances(environment=environment, now=now)
+            batch.prune_offline_instances(environment, now)
             instance = LiveInstance.objects.create(
                 environment=environment, instance_id=checkin.instance_id, last_seen_at=now, **own
             )
@@ -333,7 +367,10 @@ def _process_register(*, token: AccessToken, checkin: CheckIn, now: datetime) ->
                 setattr(instance, key, value)
             instance.last_seen_at = now
             instance.save(update_fields=[*own, "last_seen_at"])
-        process = LiveProcess.objects.filter(instance=instance, process_id=checkin.process_id).first()
+        # A new instance has no processes yet: nothing to read, nothing aged out to delete.
+        process = None
+        if not created:
+            process = LiveProcess.objects.filter(instance=instance, process_id=checkin.process_id).first()
         previous: dict[str, int] = dict(process.versions) if process and process.expires_at > now else {}
         fields = {
             "client_version": checkin.client_version,
@@ -345,19 +382,21 @@ def _process_register(*, token: AccessToken, checkin: CheckIn, now: datetime) ->
             "expires_at": now + timedelta(seconds=checkin.gone_after_seconds),
         }
         if process is None:
-            # A process joins: the rows of the instance's processes that have aged out or said goodbye go.
-            LiveProcess.objects.filter(instance=instance, expires_at__lte=now).delete()
+            if not created:  # a process joins: the rows of the instance's processes that aged out or said goodbye go
+                LiveProcess.objects.filter(instance=instance, expires_at__lte=now).delete()
             LiveProcess.objects.create(instance=instance, process_id=checkin.process_id, first_seen_at=now, **fields)
         else:
             LiveProcess.objects.filter(pk=process.pk).update(**fields)
         project_changed(token.project_id, "instance.checkin")  # open pages show the instance's new state
         newly_running = {slug for slug, number in checkin.versions.items() if previous.get(slug) != number}
         if newly_running:
-            _record_acknowledgements(instance=instance, token=token, slugs=newly_running, now=now)
+            _record_acknowledgements(instance=instance, token=token, slugs=newly_running, now=now, batch=batch)
     return instance
 
 
-def _process_goodbye(*, token: AccessToken, checkin: CheckIn, now: datetime) -> LiveInstance | None:
+def _process_goodbye(
+    *, token: AccessToken, checkin: CheckIn, now: datetime, batch: CheckinBatch
+) -> LiveInstance | None:
     """The process exits cleanly: it is gone now (its row kept, hidden, with its last state for an offline
     instance), and the instance's other processes may all run a release it alone did not."""
     with transaction.atomic():
@@ -374,9 +413,8 @@ def _process_goodbye(*, token: AccessToken, checkin: CheckIn, now: datetime) -> 
         LiveProcess.objects.filter(pk=process.pk).update(last_seen_at=now, expires_at=now)
         project_changed(token.project_id, "instance.goodbye")
         if process.versions or process.pins:
-            _record_acknowledgements(
-                instance=instance, token=token, slugs=set(process.versions) | set(process.pins), now=now
-            )
+            slugs = set(process.versions) | set(process.pins)
+            _record_acknowledgements(instance=instance, token=token, slugs=slugs, now=now, batch=batch)
     return instance
 
 
@@ -386,14 +424,14 @@ def _prune_offline_instances(*, environment: Environment, now: datetime) -> None
     LiveInstance.objects.filter(environment=environment).exclude(pk__in=retained).delete()
 
 
-def _record_acknowledgements(*, instance: LiveInstance, token: AccessToken, slugs: set[str], now: datetime) -> None:
+def _record_acknowledgements(
+    *, instance: LiveInstance, token: AccessToken, slugs: set[str], now: datetime, batch: CheckinBatch
+) -> None:
     """Audit ``release.acknowledge`` for each set in ``slugs`` whose current release every live process of the
     instance that follows the set now runs, unless the instance acknowledged that release before."""
-    from anvil_forge.distribution.selectors import current_releases
-
     current = {
         release.prompt_set.slug: release
-        for release in current_releases(environment=instance.environment)
+        for release in batch.current_releases(token.environment)  # the instance's: it is the token's environment
         if release.prompt_set.slug in slugs
     }
     if not current:

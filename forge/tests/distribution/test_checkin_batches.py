@@ -99,3 +99,25 @@ def test_two_checkins_of_one_process_before_a_batch_keep_the_newest_and_every_ap
     newer = report(live, 1, versions={"core": 3}, applied={"core": (3,)})
     merged = _merged(older, newer)
     assert merged.versions == {"core": 3} and merged.applied == {"core": (2, 3)}
+
+
+def test_first_checkins_of_many_new_instances_share_the_environments_reads(live):
+    """A fleet restarting (every process new) makes batches of first check-ins: each takes the full path, but the
+    environment's current releases are read once per batch (not once per check-in: 12 ms each on the shared
+    machine) and long-offline instances are pruned once; each new process stays within 12 queries."""
+    slug = live.prompt_set.slug
+    now = timezone.now()
+    count = 20
+    batch = [
+        (live.token, report(live, 1000 + n, versions={slug: 1}, instance_id=f"fleet-{n}"), now) for n in range(count)
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        instance_checkins_record(checkins=batch)
+    sql = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    current_release_reads = [q for q in sql if q.startswith('SELECT "distribution_release"."id"')]
+    prunes = [q for q in sql if q.startswith("DELETE") and "distribution_liveinstance" in q]
+    assert len(current_release_reads) == 1, current_release_reads
+    assert len(prunes) <= 1, prunes
+    assert len(sql) <= 12 * count, f"{len(sql)} queries for {count} first check-ins"
+    assert len(acks(live.release)) == count  # each new instance runs the current release: acknowledged, once each
+    assert LiveProcess.objects.filter(instance__instance_id__startswith="fleet-").count() == count
