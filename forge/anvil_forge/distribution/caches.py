@@ -19,10 +19,14 @@ a request reads the database discards what it read.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 MAX_TOKENS = 10_000
 MAX_ENVIRONMENTS = 2_000
@@ -111,6 +115,37 @@ class LiveCaches:
             if len(self.bundles) >= MAX_BUNDLES:
                 self.bundles = {}
             self.bundles[key] = Entry(value, read_at)
+
+
+class SingleFlight:
+    """On the event loop: concurrent cache misses for one key share the first one's database read.
+
+    When a cached entry expires under load (a thousand check-ins a second with one token), every request in
+    flight missed at once and each read the database in the few database threads; now one reads and the others
+    wait for its answer (or its exception). The read runs as its own task, so a waiting request that is cancelled
+    (its client went away) cancels neither the read nor the others. Keys must change when an answer read before
+    them must not be shared (the caches' ``generation`` after an invalidation).
+    """
+
+    def __init__(self) -> None:
+        self._flights: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def run(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(read())
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        return await asyncio.shield(flight)
+
+    def _landed(self, key: Hashable, flight: asyncio.Future[Any]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: a failure every waiter already got is not logged again as unretrieved
+
+    def __len__(self) -> int:
+        return len(self._flights)
 
 
 def _max_age() -> float:

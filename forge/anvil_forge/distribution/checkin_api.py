@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from anvil_forge.core.middleware import DATABASE_DOWN, DATABASE_RETRY_SECONDS
 from anvil_forge.distribution.broadcast import run_in_db_thread
+from anvil_forge.distribution.caches import SingleFlight
 from anvil_forge.distribution.checkin import MAX_CHECKIN_BYTES, CheckInError, parse_checkin
 from anvil_forge.distribution.checkin_writer import checkin_writer
 from anvil_forge.distribution.models import AccessToken, TokenKind
@@ -38,6 +39,7 @@ BUSY_RETRY_SECONDS = 5
 Scope = dict[str, Any]
 
 _tokens: dict[str, tuple[float, AccessToken]] = {}
+_token_reads = SingleFlight()
 
 
 def _authenticate(raw: str | None) -> AccessToken | None:
@@ -56,7 +58,7 @@ async def _token(raw: str | None) -> AccessToken | None:
         token = cached[1]
         if token.expires_at is None or token.expires_at > timezone.now():
             return token
-    token = await run_in_db_thread(_authenticate, raw)
+    token = await _token_reads.run(digest, lambda: run_in_db_thread(_authenticate, raw))
     if token is None:
         _tokens.pop(digest, None)
         return None

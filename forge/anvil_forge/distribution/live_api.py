@@ -38,7 +38,7 @@ from anvil_forge.distribution.bundles import (
     servable,
     servable_state,
 )
-from anvil_forge.distribution.caches import CachedToken, live_caches
+from anvil_forge.distribution.caches import CachedToken, SingleFlight, live_caches
 from anvil_forge.distribution.models import AccessToken, TokenKind
 from anvil_forge.distribution.rollouts import overlay as rollout_overlay
 from anvil_forge.distribution.rollouts import releases_for_instance
@@ -165,6 +165,7 @@ UNAUTHORISED = [(b"www-authenticate", b'Bearer realm="anvil"')]
 # Django answers these itself (an HTTPS redirect, HSTS on https requests): the fast routes step aside.
 DJANGO_ONLY = bool(settings.SECURE_SSL_REDIRECT or settings.SECURE_HSTS_SECONDS)
 _good_hosts: set[bytes] = set()
+_token_reads = SingleFlight()  # a token cache miss reads the database once however many requests missed
 
 
 def _host_allowed(host: bytes | None) -> bool:
@@ -299,7 +300,10 @@ class LiveEndpoint:
             return cached
         # A miss (or ``last_used_at`` is a minute old: the database check writes it again).
         await _started()
-        token = await run_in_db_thread(_authenticate, raw, digest, live_caches.generation)
+        generation = live_caches.generation
+        token = await _token_reads.run(
+            (digest, generation), lambda: run_in_db_thread(_authenticate, raw, digest, generation)
+        )
         if token is None:
             return None
         return CachedToken(
