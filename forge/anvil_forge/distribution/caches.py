@@ -132,7 +132,7 @@ class SingleFlight:
 
     async def run(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
         flight = self._flights.get(key)
-        if flight is None:
+        if flight is None or flight.get_loop() is not asyncio.get_running_loop():  # (a loop that ended mid-read)
             flight = asyncio.ensure_future(read())
             self._flights[key] = flight
             flight.add_done_callback(lambda done: self._landed(key, done))

@@ -98,3 +98,27 @@ def test_different_keys_read_separately():
 
     reads, answers = run(scenario())
     assert sorted(reads) == ["after", "before"] and answers == ["before", "after"]
+
+
+def test_a_read_left_by_a_loop_that_ended_is_not_awaited_by_the_next_loop():
+    flights = SingleFlight()
+
+    async def abandoned():
+        never = asyncio.Event()
+
+        async def read():
+            await never.wait()
+
+        waiter = asyncio.ensure_future(flights.run("k", read))
+        await asyncio.sleep(0)  # the read is in flight when this loop ends (cancelling the waiter)
+        assert not waiter.done()
+
+    run(abandoned())
+
+    async def fresh():
+        async def read():
+            return "new"
+
+        return await flights.run("k", read)
+
+    assert run(fresh()) == "new"
