@@ -243,6 +243,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def query_one(database_url: str, sql: str) -> Any:
+    """The first column of the first row of ``sql`` in a FORGE's database (SQLite file or PostgreSQL), read on
+    a connection of its own, as an outside observer would."""
+    if database_url.startswith("sqlite:///"):
+        import sqlite3
+
+        connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=10)
+        try:
+            return connection.execute(sql).fetchone()[0]
+        finally:
+            connection.close()
+    import psycopg
+
+    with psycopg.connect(database_url) as connection:
+        return connection.execute(sql).fetchone()[0]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

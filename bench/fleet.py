@@ -22,7 +22,16 @@ import time
 import urllib.request
 from typing import Any
 
-from bench.common import cpu_seconds, log, percentile, raise_fd_limit, rss_mb, running_forge, write_result
+from bench.common import (
+    cpu_seconds,
+    log,
+    percentile,
+    query_one,
+    raise_fd_limit,
+    rss_mb,
+    running_forge,
+    write_result,
+)
 
 TOKEN_PATTERN = re.compile(r"anvil_live_[A-Za-z0-9_\-]+")
 CHECKIN_PATH = "/api/v1/live/checkin"
@@ -182,19 +191,7 @@ def wait_recorded(database_url: str, count: int, started: float, *, limit: float
     within ``limit`` seconds)."""
     query = "SELECT COUNT(*) FROM distribution_liveprocess WHERE process_id >= 1000"
     while time.monotonic() - started < limit:
-        if database_url.startswith("sqlite:///"):
-            import sqlite3
-
-            connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=10)
-            try:
-                recorded = connection.execute(query).fetchone()[0]
-            finally:
-                connection.close()
-        else:
-            import psycopg
-
-            with psycopg.connect(database_url) as connection:
-                recorded = connection.execute(query).fetchone()[0]
+        recorded = query_one(database_url, query)
         if recorded >= count:
             return round(time.monotonic() - started, 2)
         time.sleep(0.05)

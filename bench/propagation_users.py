@@ -39,7 +39,7 @@ import urllib.request
 from typing import Any
 
 from bench.api import postgres_available, signed_in_cookie
-from bench.common import ROOT, log, percentile, running_forge, summarize, write_result
+from bench.common import ROOT, log, percentile, query_one, running_forge, summarize, write_result
 from bench.idle_streams import create_token
 from bench.propagation_clients import Child
 
@@ -134,22 +134,11 @@ def newest_release_published_at(database_url: str) -> float:
     its commit): splits the user's wait into the action's own time and the delivery after it."""
     import datetime as dt
 
-    sql = "SELECT published_at FROM distribution_release ORDER BY id DESC LIMIT 1"
-    if database_url.startswith("sqlite:///"):
-        import sqlite3
-
-        connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=10)
-        try:
-            text = connection.execute(sql).fetchone()[0]
-        finally:
-            connection.close()
-        moment = dt.datetime.fromisoformat(text)
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-        return moment.timestamp()
-    import psycopg
-
-    with psycopg.connect(database_url) as connection:
-        return connection.execute(sql).fetchone()[0].timestamp()
+    value = query_one(database_url, "SELECT published_at FROM distribution_release ORDER BY id DESC LIMIT 1")
+    if isinstance(value, str):  # SQLite keeps the text
+        value = dt.datetime.fromisoformat(value)
+    moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------------
