@@ -22,7 +22,7 @@ from anvil_forge.distribution.selectors import (
     set_standings,
 )
 from anvil_forge.prompts import selectors, services
-from anvil_forge.prompts.models import VersionState
+from anvil_forge.prompts.models import Environment, PromptSetVersion, VersionState
 from anvil_forge.prompts.rollback import (
     approval_of,
     rollback_environment,
@@ -42,7 +42,9 @@ RELEASE_STATES = ("applied", "waiting", "refusing", "offline")
 STATE_WORDS = {"applied": "applied", "waiting": "waiting", "refusing": "not taking it", "offline": "offline"}
 
 
-def publish_targets(version, environments: list, live_numbers: dict[int, int]) -> list:
+def publish_targets(
+    version: PromptSetVersion, environments: list[Environment], live_numbers: dict[int, int]
+) -> list[Environment]:
     """The environments ``version`` may be published to: approved (or in review where an environment takes
     versions in review) and newer than what is live there. ``live_numbers``: environment pk → live number."""
     targets = []
