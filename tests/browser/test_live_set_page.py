@@ -61,3 +61,23 @@ def test_a_review_comment_being_typed_is_not_replaced_by_a_pushed_refresh(page: 
     expect(comment).to_have_value("Half a thought about the gree")
     expect(comment).to_be_focused()
     assert page.evaluate("window.__notReloaded") is True
+
+
+def test_a_refresh_that_changes_nothing_leaves_the_section_and_its_buttons_in_place(page: Page, forge):
+    """A pushed refresh that brings the section back unchanged does not replace it: replacing it replaced the
+    "Submit for review" button under a click in progress (the refresh on connecting comes as the page is first
+    used), and the click was lost. A refresh that changes it still replaces it."""
+    sign_in(page, forge, "editor")
+    _open_live(page, forge)
+    page.evaluate("document.getElementById('set-workflow').__original = true")
+    with page.expect_response(lambda response: response.url.endswith(SET) and response.request.method == "GET"):
+        page.evaluate("document.body.dispatchEvent(new CustomEvent('anvil-live', {detail: {reason: 'test'}}))")
+    page.wait_for_timeout(300)  # the answer's swap (or not) is done
+    unchanged = page.evaluate("document.getElementById('set-workflow').__original === true")
+    assert unchanged, "a refresh that changed nothing replaced the section"
+
+    forge.cli("manage", "shell", "-c", SUBMIT)  # a submit from the console: the section's content changes
+    page.evaluate("document.body.dispatchEvent(new CustomEvent('anvil-live', {detail: {reason: 'test'}}))")
+    expect(page.locator("#set-workflow")).to_contain_text("is waiting for review", timeout=5000)
+    assert page.evaluate("document.getElementById('set-workflow').__original === undefined")
+    assert page.evaluate("window.__notReloaded") is True

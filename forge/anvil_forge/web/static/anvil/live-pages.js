@@ -59,11 +59,24 @@
     event.preventDefault();
     region.setAttribute("data-live-held", "");
   });
+  // A refresh that brings the region back unchanged is not swapped in: replacing it would replace the button
+  // under a click in progress (the refresh on connecting comes just as the page is first used). CSRF tokens are
+  // masked anew in every answer, so they are left out of the comparison.
+  var CSRF = /(name="csrfmiddlewaretoken" value=")[^"]*"/g;
+  var sameAsNow = function (region, html) {
+    if (!region.id || typeof DOMParser === "undefined") { return false; }
+    var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(region.id);
+    return Boolean(fresh) && fresh.innerHTML.replace(CSRF, "$1\"") === region.innerHTML.replace(CSRF, "$1\"");
+  };
   document.body.addEventListener("htmx:beforeSwap", function (event) {
     var region = event.detail.elt;
-    if (!liveRegion(region) || !holdsTypedText(region)) { return; }
-    event.detail.shouldSwap = false;
-    region.setAttribute("data-live-held", "");
+    if (!liveRegion(region)) { return; }
+    if (holdsTypedText(region)) {
+      event.detail.shouldSwap = false;
+      region.setAttribute("data-live-held", "");
+    } else if (sameAsNow(region, event.detail.serverResponse || "")) {
+      event.detail.shouldSwap = false;
+    }
   });
   document.body.addEventListener("focusout", function (event) {
     var region = event.target.closest && event.target.closest("[data-live-held]");
