@@ -25,6 +25,7 @@ SET = "/o/acme/p/support-bot/s/core/"
 APPS = 3
 GOAL_SECONDS = 1.0
 PREMISE_SECONDS = 0.3  # the goal is stated for instances that apply within 0.3 s of the click
+MIN_ROUNDS, MAX_ROUNDS = 5, 9
 
 # Runs in every document: notes (epoch ms) when the acknowledgement badge first says all instances applied.
 WATCH_ACKS = """
@@ -89,14 +90,21 @@ def test_release_page_shows_every_acknowledgement_within_a_second_of_the_confirm
     expect(page.locator("[data-live-events]")).to_have_attribute("data-live-state", "pushed")
 
     # Back and forth by rollback: each makes a new version and publishes it; the page is the new release's.
-    # The release page offers the version live before it: v1's content, then v2's, then v3 (v1's), v4 (v2's).
-    for number, target in ((3, 1), (4, 2), (5, 3), (6, 4)):
+    # The release page offers the version live before it: v1's content, then v2's, then v3 (v1's), v4 (v2's)...
+    # Five rounds; more (up to MAX_ROUNDS) while fewer than three had the instances apply within the premise, so a
+    # moment of load on a shared machine does not leave too few rounds to judge the page by.
+    number = 3
+    while len(figures) < MIN_ROUNDS or (
+        len([1 for _, apply in figures if apply <= PREMISE_SECONDS]) < 3 and len(figures) < MAX_ROUNDS
+    ):
+        target = number - 2
         page.get_by_role("button", name=f"Roll back production to version {target}").click()
         figures.append(
             _confirm_and_measure(
                 page, f"Roll back production to v{target}", f"Version {number} is live in production", live_apps
             )
         )
+        number += 1
 
     acks = sorted(ack for ack, _ in figures)
     applies = sorted(apply for _, apply in figures)
@@ -119,5 +127,8 @@ def test_release_page_shows_every_acknowledgement_within_a_second_of_the_confirm
     fair = [ack for ack, apply in figures if apply <= PREMISE_SECONDS]
     assert len(fair) >= 2, f"the instances applied within {PREMISE_SECONDS} s in {len(fair)} round(s) only: {figures}"
     assert max(fair) <= GOAL_SECONDS, f"the page showed all acknowledgements {max(fair):.2f} s after the click"
-    assert all(ack - apply <= GOAL_SECONDS - PREMISE_SECONDS for ack, apply in figures), figures
+    # The page's own share, after the slowest instance applied, in the rounds where the machine kept up.
+    assert all(ack - apply <= GOAL_SECONDS - PREMISE_SECONDS for ack, apply in figures if apply <= PREMISE_SECONDS), (
+        figures
+    )
     assert PROMPT  # the apps print the prompt the journey test uses
