@@ -57,7 +57,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-test requirements/bench.txt $(CONST
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -r requirements/bench.txt
 	touch $@
 
-## Run every benchmark (about four minutes on a quiet 2-core machine); figures in bench/results/, report in
+## Run every benchmark (about eleven minutes on a quiet 2-core machine); figures in bench/results/, report in
 ## docs/benchmarks.md.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench

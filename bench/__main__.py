@@ -3,7 +3,7 @@
 Each benchmark is a module ``bench.<name>`` that writes ``bench/results/<name>.json``. They run one
 after another (the machine has 2 cores: two benchmarks at once would measure each other), each
 under a wall-clock limit; a benchmark that overruns is killed with its whole process group and
-reported, and the others still run. The limits add up to about ten minutes. At the end the tables
+reported, and the others still run. The limits add up to about forty minutes. At the end the tables
 in ``docs/benchmarks.md`` are regenerated from the results (``bench.report``).
 
     python -m bench                  # everything
@@ -47,8 +47,8 @@ class Benchmark:
     args: tuple[str, ...] = ()
 
 
-# In order; the limits sum to about fifteen minutes for a heavily loaded machine; a quiet 2-core run takes
-# about four and a half, a loaded one about ten.
+# In order; the limits sum to about forty minutes for a heavily loaded machine; a quiet 2-core run takes about
+# eleven (10 min 41 s on 2026-12-07).
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("hot_path", "bench.hot_path", 60, "prompt() against dict+format_map and raw Jinja2"),
     Benchmark("hot_path_langfuse", "bench.hot_path_langfuse", 45, "Langfuse cached get_prompt().compile() column"),
