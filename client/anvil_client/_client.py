@@ -910,7 +910,8 @@ class _SyncLink:
         """
         from anvil_client._render import simple_pieces
 
-        if any(simple_pieces(prompt.source) is None for prompt in self._client._snapshot.prompts.values()):
+        sets = self._client._snapshot.sets.values()  # (``snapshot.prompts`` holds most prompts under two names)
+        if any(simple_pieces(p.source) is None for entry in sets for p in entry.prompts.values()):
             from anvil_client import templates
 
             templates.check_template("{% for item in items %}{{ item | trim }}{% endfor %}")

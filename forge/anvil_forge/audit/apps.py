@@ -12,5 +12,5 @@ class AuditConfig(AppConfig):
         # new ``anvil-forge publish`` process they were paid between the release row and its COMMIT, holding
         # the write lock and delaying the stream event by as much.
         from anvil_forge.core import metrics  # noqa: F401
-        from anvil_forge.distribution import bundles, page_events  # noqa: F401
+        from anvil_forge.distribution import page_events  # noqa: F401
         from anvil_forge.webhooks import services  # noqa: F401

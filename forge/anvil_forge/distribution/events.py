@@ -18,6 +18,7 @@ import logging
 from django.conf import settings
 from django.db import transaction
 
+from anvil_forge.distribution.bundles import release_frame_data
 from anvil_forge.distribution.models import AccessToken, Release
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,6 @@ def release_published(release: Release) -> None:
     """
     prebuilt: tuple[int, bytes] | None = None
     try:
-        from anvil_forge.distribution.bundles import release_frame_data
-
         loaded = release_frame_data(release.pk, inline_limit=settings.ANVIL_STREAM_INLINE_BUNDLE_BYTES)
         if loaded is not None:
             prebuilt = (loaded[0], loaded[2])
